@@ -1,0 +1,35 @@
+//! The `plexus` binary: parses arguments and calls the library crates. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod validate;
+
+#[derive(Parser)]
+#[command(name = "plexus", version, about = "Plexus service mesh")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check config files one object at a time (Istio's schema and semantic rules).
+    Validate {
+        /// Files or directories (recursive: *.yaml, *.yml, *.json); `-` reads stdin.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Treat kinds Plexus does not know as errors, not warnings.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { paths, strict } => validate::run(&paths, strict),
+    }
+}
