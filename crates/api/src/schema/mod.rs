@@ -306,3 +306,6 @@ fn metadata_schema() -> Schema {
         ..Schema::default()
     }
 }
+
+#[cfg(test)]
+mod tests;
