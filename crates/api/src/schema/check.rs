@@ -162,54 +162,44 @@ impl Checker {
             && is_int
             && (as_f64 < i32::MIN as f64 || as_f64 > i32::MAX as f64)
         {
+            let detail = format!("Checked value must be of type integer with format int32 in {op}");
+            self.push_root(path, detail);
+        }
+        let (lo, lo_excl) = (s.minimum, s.exclusive_minimum);
+        let (hi, hi_excl) = (s.maximum, s.exclusive_maximum);
+        let broken = [
+            lo.filter(|m| if lo_excl { as_f64 <= *m } else { as_f64 < *m })
+                .map(|m| {
+                    (
+                        m,
+                        if lo_excl {
+                            "greater than"
+                        } else {
+                            "greater than or equal to"
+                        },
+                    )
+                }),
+            hi.filter(|m| if hi_excl { as_f64 >= *m } else { as_f64 > *m })
+                .map(|m| {
+                    (
+                        m,
+                        if hi_excl {
+                            "less than"
+                        } else {
+                            "less than or equal to"
+                        },
+                    )
+                }),
+        ];
+        for (bound, rel) in broken.into_iter().flatten() {
             self.push(
                 path,
-                format!("Invalid value: \"\": Checked value must be of type integer with format int32 in {op}"),
+                format!(
+                    "{op}: Invalid value: {}: {op} in body should be {rel} {}",
+                    go_value(v),
+                    number_bound(bound, is_int)
+                ),
             );
-        }
-        if let Some(min) = s.minimum {
-            let low = if s.exclusive_minimum {
-                as_f64 <= min
-            } else {
-                as_f64 < min
-            };
-            if low {
-                let rel = if s.exclusive_minimum {
-                    "greater than"
-                } else {
-                    "greater than or equal to"
-                };
-                self.push(
-                    path,
-                    format!(
-                        "{op}: Invalid value: {}: {op} in body should be {rel} {}",
-                        go_value(v),
-                        number_bound(min, is_int)
-                    ),
-                );
-            }
-        }
-        if let Some(max) = s.maximum {
-            let high = if s.exclusive_maximum {
-                as_f64 >= max
-            } else {
-                as_f64 > max
-            };
-            if high {
-                let rel = if s.exclusive_maximum {
-                    "less than"
-                } else {
-                    "less than or equal to"
-                };
-                self.push(
-                    path,
-                    format!(
-                        "{op}: Invalid value: {}: {op} in body should be {rel} {}",
-                        go_value(v),
-                        number_bound(max, is_int)
-                    ),
-                );
-            }
         }
     }
 
@@ -357,53 +347,44 @@ impl Checker {
         }
     }
 
-    fn check_combinators(&mut self, node: &Node, s: &Schema, path: &FieldPath) {
-        let op = path.openapi();
-        let valid = |sub: &Schema| -> bool {
-            let mut c = Checker {
-                issues: Vec::new(),
-                quiet_unknown: true,
-            };
-            c.check(node, sub, path);
-            c.issues.is_empty()
+    /// Whether `node` satisfies `sub` (a combinator branch), and the errors it gives.
+    fn branch(node: &Node, sub: &Schema, path: &FieldPath) -> Vec<Issue> {
+        let mut c = Checker {
+            issues: Vec::new(),
+            quiet_unknown: true,
         };
+        c.check(node, sub, path);
+        c.issues
+    }
+
+    fn check_combinators(&mut self, node: &Node, s: &Schema, path: &FieldPath) {
+        let valid = |sub: &Schema| Self::branch(node, sub, path).is_empty();
+        let p = quote(&path.openapi());
         if !s.one_of.is_empty() {
             let n = s.one_of.iter().filter(|sub| valid(sub)).count();
             if n != 1 {
-                let found = if n == 0 {
-                    "Found none valid".to_string()
-                } else {
-                    format!("Found {n} valid alternatives")
+                let found = match n {
+                    0 => "Found none valid".to_string(),
+                    n => format!("Found {n} valid alternatives"),
                 };
-                self.push(
-                    path,
-                    format!("Invalid value: \"\": {} must validate one and only one schema (oneOf). {found}", quote(&op)),
-                );
+                let msg = format!("{p} must validate one and only one schema (oneOf). {found}");
+                self.push_root(path, msg);
             }
         }
-        if !s.any_of.is_empty() && !s.any_of.iter().any(&valid) {
-            self.push(
+        if !s.any_of.is_empty() && !s.any_of.iter().any(valid) {
+            self.push_root(
                 path,
-                format!(
-                    "Invalid value: \"\": {} must validate at least one schema (anyOf)",
-                    quote(&op)
-                ),
+                format!("{p} must validate at least one schema (anyOf)"),
             );
         }
         if !s.all_of.is_empty() {
-            // Unlike the other combinators, the API server reports each failing branch's own
-            // errors as well.
+            // Unlike the other combinators, the API server also reports each failing
+            // branch's own errors.
             let mut failed = 0;
             for sub in &s.all_of {
-                let mut c = Checker {
-                    issues: Vec::new(),
-                    quiet_unknown: true,
-                };
-                c.check(node, sub, path);
-                if !c.issues.is_empty() {
-                    failed += 1;
-                    self.issues.extend(c.issues);
-                }
+                let issues = Self::branch(node, sub, path);
+                failed += usize::from(!issues.is_empty());
+                self.issues.extend(issues);
             }
             if failed > 0 {
                 let none = if failed == s.all_of.len() {
@@ -411,26 +392,23 @@ impl Checker {
                 } else {
                     ""
                 };
-                self.push(
+                self.push_root(
                     path,
-                    format!(
-                        "Invalid value: \"\": {} must validate all the schemas (allOf){none}",
-                        quote(&op)
-                    ),
+                    format!("{p} must validate all the schemas (allOf){none}"),
                 );
             }
         }
         if let Some(not) = &s.not
             && valid(not)
         {
-            self.push(
-                path,
-                format!(
-                    "Invalid value: \"\": {} must not validate the schema (not)",
-                    quote(&op)
-                ),
-            );
+            self.push_root(path, format!("{p} must not validate the schema (not)"));
         }
+    }
+
+    /// An error the API server attaches to no field (`<nil>: Invalid value: "": ...`); Plexus
+    /// drops the `<nil>: ` and locates it at the field it names.
+    fn push_root(&mut self, path: &FieldPath, detail: String) {
+        self.push(path, format!("Invalid value: \"\": {detail}"));
     }
 }
 

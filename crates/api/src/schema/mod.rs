@@ -114,6 +114,28 @@ impl Registry {
         root: &Node,
     ) -> Option<Vec<Issue>> {
         let schema = self.schema(group, kind, version)?;
+        let mut issues = self.structural(schema, root);
+        if issues.iter().any(|i| i.blocking) {
+            if has_rules(schema) {
+                issues.push(Issue {
+                    locator: String::new(),
+                    message: RULES_SKIPPED.to_string(),
+                    blocking: false,
+                });
+            }
+        } else {
+            let top = FieldPath::root();
+            for (key, value) in root.as_map().unwrap_or_default() {
+                if let Some(prop) = schema.properties.get(&key.name) {
+                    self.cel_walk(value, prop, &top.field(&key.name), &mut issues);
+                }
+            }
+        }
+        Some(issues)
+    }
+
+    /// The OpenAPI checks of the whole object; `metadata` against loose ObjectMeta.
+    fn structural(&self, schema: &Schema, root: &Node) -> Vec<Issue> {
         let mut checker = Checker::default();
         let top = FieldPath::root();
         for (key, value) in root.as_map().unwrap_or_default() {
@@ -142,23 +164,7 @@ impl Registry {
                 });
             }
         }
-        let mut issues = checker.issues;
-        if issues.iter().any(|i| i.blocking) {
-            if has_rules(schema) {
-                issues.push(Issue {
-                    locator: String::new(),
-                    message: RULES_SKIPPED.to_string(),
-                    blocking: false,
-                });
-            }
-        } else {
-            for (key, value) in root.as_map().unwrap_or_default() {
-                if let Some(prop) = schema.properties.get(&key.name) {
-                    self.cel_walk(value, prop, &top.field(&key.name), &mut issues);
-                }
-            }
-        }
-        Some(issues)
+        checker.issues
     }
 
     /// Evaluate every rule on the way down, as the API server's CEL validator walks
