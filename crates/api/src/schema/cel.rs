@@ -211,14 +211,19 @@ fn go_error_text(e: &ExecutionError) -> String {
     }
 }
 
-/// The CEL value of a node, typed by its schema as the API server types it (an integer
-/// written where the schema says `number` is a double).
+/// The CEL value of a node, typed by its schema as the API server types it: an integer written
+/// where the schema says `number` is a double, a whole float where it says `integer` is an int
+/// (JSON carries no difference), and fields the schema would prune are left out.
 pub fn to_cel(node: &Node, schema: Option<&Schema>) -> CelValue {
+    let integral = schema.is_some_and(|s| s.ty == "integer" || s.int_or_string);
     match &node.value {
         Value::Null => CelValue::Null,
         Value::Bool(b) => CelValue::Bool(*b),
         Value::Int(i) if schema.is_some_and(|s| s.ty == "number") => CelValue::Float(*i as f64),
         Value::Int(i) => CelValue::Int(*i),
+        Value::Float(f) if integral && f.fract() == 0.0 && f.abs() < 9.2e18 => {
+            CelValue::Int(*f as i64)
+        }
         Value::Float(f) => CelValue::Float(*f),
         Value::Str(s) => CelValue::String(Arc::new(s.clone())),
         Value::Seq(items) => {
@@ -230,9 +235,12 @@ pub fn to_cel(node: &Node, schema: Option<&Schema>) -> CelValue {
         Value::Map(entries) => {
             let mut map = HashMap::with_capacity(entries.len());
             for (k, v) in entries {
-                let sub =
-                    schema.and_then(|s| s.properties.get(&k.name).or(s.additional.as_deref()));
-                map.insert(Key::from(k.name.clone()), to_cel(v, sub));
+                let sub = schema.map(|s| s.properties.get(&k.name).or(s.additional.as_deref()));
+                match sub {
+                    Some(None) if schema.is_some_and(|s| !s.preserve_unknown) => continue,
+                    Some(sub) => map.insert(Key::from(k.name.clone()), to_cel(v, sub)),
+                    None => map.insert(Key::from(k.name.clone()), to_cel(v, None)),
+                };
             }
             CelValue::Map(Map::from(map))
         }

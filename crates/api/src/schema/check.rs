@@ -64,7 +64,11 @@ impl Checker {
     /// `type`, `nullable`, `x-kubernetes-int-or-string` and string formats. False when the
     /// value has the wrong type, so no keyword for the expected type applies.
     fn check_type(&mut self, node: &Node, s: &Schema, path: &FieldPath) -> bool {
-        let actual = node.value.type_name();
+        // The API server reads YAML through JSON, where `5.0` is the integer 5.
+        let actual = match node.value {
+            Value::Float(f) if f.fract() == 0.0 => "integer",
+            ref v => v.type_name(),
+        };
         let expected = if s.int_or_string {
             "integer,string"
         } else {

@@ -494,3 +494,26 @@ fn every_istio_kind_and_version_has_a_schema() {
     }
     assert_eq!(reg.kinds().count(), 33);
 }
+
+#[test]
+fn cel_sees_values_as_the_api_server_does() {
+    let mut cel = CelRules::default();
+    let schema = Schema::from_node(
+        &yaml("{type: object, properties: {port: {type: integer}, weight: {type: number}}}"),
+        "t",
+        &mut cel,
+    )
+    .expect("schema reads");
+    let value = to_cel(&yaml("{port: 80.0, weight: 5, pruned: x}"), Some(&schema));
+    let rule = cel
+        .rule(
+            &yaml("rule: 'self.port == 80 && self.weight == 5.0 && !has(self.pruned)'"),
+            "t",
+        )
+        .expect("rule reads");
+    assert_eq!(rule.evaluate(&cel.env(), &value), Verdict::Pass);
+    assert_eq!(
+        check("type: string", "5.0")[0],
+        "spec: Invalid value: \"integer\": spec in body must be of type string: \"integer\""
+    );
+}
