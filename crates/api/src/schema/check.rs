@@ -44,25 +44,28 @@ impl Checker {
     }
 
     /// Validate `node` against `s`.
+    /// Like kube-openapi, the enum applies to any value (null included) and the combinators
+    /// to any non-null value, while the keywords of a type only apply to a value of that type.
     pub fn check(&mut self, node: &Node, s: &Schema, path: &FieldPath) {
-        if !self.check_type(node, s, path) {
-            return;
+        if self.check_type(node, s, path) {
+            match &node.value {
+                Value::Str(v) => self.check_string(v, s, path),
+                Value::Int(_) | Value::Float(_) => self.check_number(&node.value, s, path),
+                Value::Seq(items) => self.check_array(items, s, path),
+                Value::Map(_) => self.check_object(node, s, path),
+                Value::Null | Value::Bool(_) => {}
+            }
         }
-        match &node.value {
-            Value::Str(v) => self.check_string(v, s, path),
-            Value::Int(_) | Value::Float(_) => self.check_number(&node.value, s, path),
-            Value::Seq(items) => self.check_array(items, s, path),
-            Value::Map(_) => self.check_object(node, s, path),
-            Value::Null | Value::Bool(_) => {}
-        }
-        if !s.enum_values.is_empty() && !node.is_null() {
+        if !s.enum_values.is_empty() {
             self.check_enum(&node.value, s, path);
         }
-        self.check_combinators(node, s, path);
+        if !node.is_null() {
+            self.check_combinators(node, s, path);
+        }
     }
 
-    /// `type`, `nullable`, `x-kubernetes-int-or-string` and string formats. False when the
-    /// value has the wrong type, so no keyword for the expected type applies.
+    /// `type`, `nullable` and `x-kubernetes-int-or-string`. False when the value is null or
+    /// has the wrong type, so no keyword for the expected type applies.
     fn check_type(&mut self, node: &Node, s: &Schema, path: &FieldPath) -> bool {
         // The API server reads YAML through JSON, where `5.0` is the integer 5.
         let actual = match node.value {
@@ -79,35 +82,15 @@ impl Checker {
             (Value::Null, _) => s.nullable,
             (Value::Int(_) | Value::Str(_), "integer,string") => true,
             (Value::Int(_), "integer" | "number") => true,
-            (Value::Float(f), "integer") => f.fract() == 0.0,
+            (Value::Float(f), "integer" | "integer,string") => f.fract() == 0.0,
             (Value::Float(_), "number") => true,
             (v, t) => v.type_name() == t,
         };
-        if node.is_null() {
-            // A null that is allowed has nothing further to check.
-            if !ok {
-                self.type_error(path, expected, actual);
-            }
-            return false;
-        }
         if !ok {
             self.type_error(path, expected, actual);
-            return false;
         }
-        if let (Value::Str(v), Some(format)) = (&node.value, s.format.as_deref())
-            && !string_format_ok(format, v)
-        {
-            let op = path.openapi();
-            self.push_type(
-                path,
-                format!(
-                    "{op}: Invalid value: {q}: {op} in body must be of type {format}: {q}",
-                    q = quote(v)
-                ),
-            );
-            return false;
-        }
-        true
+        // An allowed null has nothing further to check.
+        ok && !node.is_null()
     }
 
     fn type_error(&mut self, path: &FieldPath, expected: &str, actual: &str) {
@@ -122,6 +105,17 @@ impl Checker {
 
     fn check_string(&mut self, v: &str, s: &Schema, path: &FieldPath) {
         let op = path.openapi();
+        if let Some(format) = s.format.as_deref()
+            && !string_format_ok(format, v)
+        {
+            self.push_type(
+                path,
+                format!(
+                    "{op}: Invalid value: {q}: {op} in body must be of type {format}: {q}",
+                    q = quote(v)
+                ),
+            );
+        }
         let len = v.chars().count() as u64;
         if let Some(max) = s.max_length
             && len > max

@@ -517,3 +517,25 @@ fn cel_sees_values_as_the_api_server_does() {
         "spec: Invalid value: \"integer\": spec in body must be of type string: \"integer\""
     );
 }
+
+#[test]
+fn enum_and_combinators_apply_whatever_the_type() {
+    // As kube-openapi: the enum is checked for a null or wrongly typed value too.
+    let e = check("{type: string, enum: [A]}", "5");
+    assert_eq!(
+        e,
+        [
+            "spec: Invalid value: \"integer\": spec in body must be of type string: \"integer\"",
+            "spec: Unsupported value: 5: supported values: \"A\"",
+        ]
+    );
+    assert_eq!(
+        check("{type: string, enum: [A]}", "~")[1],
+        "spec: Unsupported value: \"null\": supported values: \"A\""
+    );
+    // A wrongly formatted string still gets its string keywords checked.
+    assert_eq!(
+        check("{type: string, format: byte, minLength: 8}", "abc").len(),
+        2
+    );
+}
