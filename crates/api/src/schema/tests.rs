@@ -539,3 +539,41 @@ fn enum_and_combinators_apply_whatever_the_type() {
         2
     );
 }
+
+#[test]
+fn rule_reason_field_path_and_message_expression() {
+    let mut cel = CelRules::default();
+    let env = cel.env();
+    let value = to_cel(&yaml("{a: 1}"), None);
+    let path = FieldPath::root().field("spec");
+    let mut issue = |rule: &str| {
+        let r = cel.rule(&yaml(rule), "t").expect("rule reads");
+        super::rule_issue(&r, &env, &value, "object", &path).map(|i| (i.locator, i.message))
+    };
+    assert_eq!(issue("rule: self.a == 1"), None);
+    assert_eq!(
+        issue("rule: self.a == 2"),
+        Some((
+            "spec".into(),
+            "spec: Invalid value: \"object\": failed rule: self.a == 2".into()
+        ))
+    );
+    assert_eq!(
+        issue("{rule: self.a == 2, message: m, reason: FieldValueForbidden, fieldPath: .a}"),
+        Some(("spec.a".into(), "spec.a: Forbidden: m".into()))
+    );
+    assert_eq!(
+        issue("{rule: self.a == 2, message: m, messageExpression: \"'a is ' + string(self.a)\"}"),
+        Some((
+            "spec".into(),
+            "spec: Invalid value: \"object\": a is 1".into()
+        ))
+    );
+    assert_eq!(
+        issue("{rule: self.b == 2, message: m}"),
+        Some((
+            "spec".into(),
+            "spec: Invalid value: \"object\": no such key: b evaluating rule: m".into()
+        ))
+    );
+}
