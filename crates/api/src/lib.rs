@@ -8,6 +8,7 @@ pub mod de;
 pub mod load;
 pub mod object;
 pub mod registry;
+pub mod schema;
 pub mod validate;
 pub mod yaml;
 
