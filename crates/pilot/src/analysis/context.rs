@@ -13,7 +13,6 @@ use crate::mesh::{MeshConfig, MeshNetworks};
 pub mod group {
     pub const CORE: &str = "";
     pub const APPS: &str = "apps";
-    pub const ADMISSION: &str = "admissionregistration.k8s.io";
     pub const NETWORKING: &str = "networking.istio.io";
     pub const SECURITY: &str = "security.istio.io";
     pub const TELEMETRY: &str = "telemetry.istio.io";

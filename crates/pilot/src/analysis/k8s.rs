@@ -148,14 +148,3 @@ pub fn pods<'c, 'a>(ctx: &'c Context<'a>) -> &'c [Entry<'a>] {
 pub fn services<'c, 'a>(ctx: &'c Context<'a>) -> &'c [Entry<'a>] {
     ctx.of(group::CORE, "Service")
 }
-
-/// Whether any pod in `ns` (any namespace when `None`) carries all `selector` labels.
-pub fn any_pod_matches(
-    ctx: &Context<'_>,
-    ns: Option<&str>,
-    selector: &BTreeMap<String, String>,
-) -> bool {
-    pods(ctx)
-        .iter()
-        .any(|p| ns.is_none_or(|ns| p.ns == ns) && super::selector::matches(selector, p.labels()))
-}

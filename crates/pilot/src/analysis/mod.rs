@@ -15,19 +15,19 @@ mod istio;
 mod k8s;
 mod registry;
 
-// FAMILY mod authn;
-// FAMILY mod authz;
-// FAMILY mod conditions;
-// FAMILY mod deprecation;
-// FAMILY mod destinationrule;
-// FAMILY mod envoyfilter;
+mod authn;
+mod authz;
+mod conditions;
+mod deprecation;
+mod destinationrule;
+mod envoyfilter;
 mod gateway;
-// FAMILY mod k8sgateway;
-// FAMILY mod multicluster;
+mod k8sgateway;
+mod multicluster;
 // FAMILY mod schema;
-mod service;
-// FAMILY mod serviceentry;
 mod selection;
+mod service;
+mod serviceentry;
 mod sidecar;
 mod telemetry;
 mod virtualservice;
@@ -52,18 +52,18 @@ pub trait Analyzer: Sync {
 /// Every analyzer Plexus implements, in a stable order.
 pub fn all_analyzers() -> Vec<&'static dyn Analyzer> {
     let mut out: Vec<&'static dyn Analyzer> = Vec::new();
-    // FAMILY out.extend_from_slice(authn::ANALYZERS);
-    // FAMILY out.extend_from_slice(authz::ANALYZERS);
-    // FAMILY out.extend_from_slice(conditions::ANALYZERS);
-    // FAMILY out.extend_from_slice(deprecation::ANALYZERS);
-    // FAMILY out.extend_from_slice(destinationrule::ANALYZERS);
-    // FAMILY out.extend_from_slice(envoyfilter::ANALYZERS);
+    out.extend_from_slice(authn::ANALYZERS);
+    out.extend_from_slice(authz::ANALYZERS);
+    out.extend_from_slice(conditions::ANALYZERS);
+    out.extend_from_slice(deprecation::ANALYZERS);
+    out.extend_from_slice(destinationrule::ANALYZERS);
+    out.extend_from_slice(envoyfilter::ANALYZERS);
     out.extend_from_slice(gateway::ANALYZERS);
-    // FAMILY out.extend_from_slice(k8sgateway::ANALYZERS);
-    // FAMILY out.extend_from_slice(multicluster::ANALYZERS);
+    out.extend_from_slice(k8sgateway::ANALYZERS);
+    out.extend_from_slice(multicluster::ANALYZERS);
     // FAMILY out.extend_from_slice(schema::ANALYZERS);
     out.extend_from_slice(service::ANALYZERS);
-    // FAMILY out.extend_from_slice(serviceentry::ANALYZERS);
+    out.extend_from_slice(serviceentry::ANALYZERS);
     out.extend_from_slice(sidecar::ANALYZERS);
     out.extend_from_slice(telemetry::ANALYZERS);
     out.extend_from_slice(virtualservice::ANALYZERS);
@@ -106,6 +106,13 @@ pub fn run(objects: &[Object], opts: &Options, analyzers: &[&dyn Analyzer]) -> V
     for a in analyzers {
         a.analyze(&ctx, &mut out);
     }
+    sort_dedup(&mut out);
+    out
+}
+
+/// Sort by file, line and code, and drop repeats of the same finding (same code, resource and
+/// text), as `istioctl analyze` does.
+fn sort_dedup(out: &mut Vec<Message>) {
     out.sort_by(|a, b| {
         (&a.path, a.line, a.code, &a.resource, &a.message).cmp(&(
             &b.path,
@@ -115,7 +122,8 @@ pub fn run(objects: &[Object], opts: &Options, analyzers: &[&dyn Analyzer]) -> V
             &b.message,
         ))
     });
-    out
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|m| seen.insert((m.code, m.resource.clone(), m.message.clone())));
 }
 
 /// The source name of the stand-in ingress gateway objects.
@@ -128,7 +136,12 @@ pub fn default_ingress_gateway(mesh: &MeshConfig) -> Vec<Object> {
     let svc = &mesh.ingress_service;
     let ns = &mesh.root_namespace;
     let mut ports = String::new();
-    for (name, port) in [("http2", 80), ("https", 443), ("tcp", 31400), ("tls", 15443)] {
+    for (name, port) in [
+        ("http2", 80),
+        ("https", 443),
+        ("tcp", 31400),
+        ("tls", 15443),
+    ] {
         ports.push_str(&format!(
             "  - {{name: {name}, port: {port}, protocol: TCP, targetPort: {port}}}\n"
         ));

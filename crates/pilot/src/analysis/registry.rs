@@ -25,7 +25,7 @@ pub fn known_hosts(ctx: &Context<'_>) -> Vec<KnownHost> {
         let Some(se) = e.spec::<ServiceEntry>() else {
             continue;
         };
-        let ports: Vec<u32> = se.ports.iter().map(|p| p.number).collect();
+        let ports: Vec<u32> = se.ports.iter().filter_map(|p| p.number).collect();
         let scopes = util::export_scopes(&se.export_to, &e.ns);
         for h in &se.hosts {
             for scope in &scopes {

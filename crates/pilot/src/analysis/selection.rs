@@ -43,20 +43,30 @@ pub fn check_selectors(
             ));
         }
         for p in pods {
-            by_pod.entry((p.ns.clone(), p.name().to_string())).or_default().push(i);
+            by_pod
+                .entry((p.ns.clone(), p.name().to_string()))
+                .or_default()
+                .push(i);
         }
     }
     for ((ns, pod), selecting) in by_pod {
         if selecting.len() < 2 {
             continue;
         }
-        let names: Vec<String> = selecting.iter().map(|&i| items[i].entry.name().to_string()).collect();
+        let names: Vec<String> = selecting
+            .iter()
+            .map(|&i| items[i].entry.name().to_string())
+            .collect();
         for &i in &selecting {
             out.push(Message::new(
                 conflict,
                 items[i].entry,
                 items[i].field,
-                &[Arg::List(names.clone()), ns.clone().into(), pod.clone().into()],
+                &[
+                    Arg::List(names.clone()),
+                    ns.clone().into(),
+                    pod.clone().into(),
+                ],
             ));
         }
     }

@@ -15,12 +15,27 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[&PortNameAnalyzer];
 
 /// Protocols Istio recognises in port names and `appProtocol` (case-insensitive).
 const PROTOCOLS: &[&str] = &[
-    "grpc", "grpc-web", "http", "http_proxy", "http2", "https", "tcp", "tls", "udp", "mongo",
-    "redis", "mysql",
+    "grpc",
+    "grpc-web",
+    "http",
+    "http_proxy",
+    "http2",
+    "https",
+    "tcp",
+    "tls",
+    "udp",
+    "mongo",
+    "redis",
+    "mysql",
 ];
 
 /// Namespaces that belong to Kubernetes itself; their Services are not the mesh's.
-const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease", "local-path-storage"];
+const SYSTEM_NAMESPACES: &[&str] = &[
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "local-path-storage",
+];
 
 /// The protocol a port name declares, if it follows the convention.
 pub fn protocol_of_port_name(name: &str) -> Option<&'static str> {
@@ -54,7 +69,9 @@ impl Analyzer for PortNameAnalyzer {
             if skipped(entry) {
                 continue;
             }
-            let Some(svc) = entry.spec::<ServiceSpec>() else { continue };
+            let Some(svc) = entry.spec::<ServiceSpec>() else {
+                continue;
+            };
             let external = svc.type_ == "ExternalName";
             for (i, port) in svc.ports.iter().enumerate() {
                 let field = format!("spec.ports[{i}]");

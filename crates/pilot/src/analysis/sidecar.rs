@@ -20,16 +20,19 @@ pub struct SelectorAnalyzer;
 /// A namespace in ambient mode that does not also ask for sidecar injection.
 pub(crate) fn namespace_is_ambient(ctx: &Context<'_>, ns: &str) -> bool {
     ctx.find(group::CORE, "Namespace", "", ns).is_some_and(|n| {
-            let l = n.labels();
-            l.get("istio.io/dataplane-mode").map(String::as_str) == Some("ambient")
-                && l.get("istio-injection").map(String::as_str) != Some("enabled")
-                && !l.contains_key("istio.io/rev")
-        })
+        let l = n.labels();
+        l.get("istio.io/dataplane-mode").map(String::as_str) == Some("ambient")
+            && l.get("istio-injection").map(String::as_str) != Some("enabled")
+            && !l.contains_key("istio.io/rev")
+    })
 }
 
 /// A pod whose traffic is redirected to ztunnel (ambient mode).
 pub(crate) fn pod_is_ambient(pod: &Entry<'_>) -> bool {
-    pod.annotations().get("ambient.istio.io/redirection").map(String::as_str) == Some("enabled")
+    pod.annotations()
+        .get("ambient.istio.io/redirection")
+        .map(String::as_str)
+        == Some("enabled")
 }
 
 impl Analyzer for SelectorAnalyzer {
@@ -55,20 +58,32 @@ impl Analyzer for SelectorAnalyzer {
         for it in &items {
             let reason = match &it.labels {
                 None if namespace_is_ambient(ctx, &it.entry.ns) => {
-                    format!("namespace {} is in ambient mode, which has no sidecars", it.entry.ns)
+                    format!(
+                        "namespace {} is in ambient mode, which has no sidecars",
+                        it.entry.ns
+                    )
                 }
                 Some(labels) => {
                     let ambient_pod = k8s::pods(ctx).iter().find(|p| {
-                        p.ns == it.entry.ns && selector::matches(labels, p.labels()) && pod_is_ambient(p)
+                        p.ns == it.entry.ns
+                            && selector::matches(labels, p.labels())
+                            && pod_is_ambient(p)
                     });
                     match ambient_pod {
-                        Some(p) => format!("pod {} is in ambient mode, which has no sidecar", p.name()),
+                        Some(p) => {
+                            format!("pod {} is in ambient mode, which has no sidecar", p.name())
+                        }
                         None => continue,
                     }
                 }
                 None => continue,
             };
-            out.push(Message::new(&INEFFECTIVE_POLICY, it.entry, "", &[reason.into()]));
+            out.push(Message::new(
+                &INEFFECTIVE_POLICY,
+                it.entry,
+                "",
+                &[reason.into()],
+            ));
         }
     }
 }

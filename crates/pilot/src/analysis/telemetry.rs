@@ -7,7 +7,7 @@ use super::catalogue::{
     MULTIPLE_TELEMETRIES_WITHOUT_WORKLOAD_SELECTORS,
 };
 use super::context::{Context, Entry, group};
-use super::istio::{Telemetry, TelemetryProviders};
+use super::istio::{Telemetry, s};
 use super::message::Message;
 use super::selection::{self, Selecting};
 
@@ -61,7 +61,11 @@ impl Analyzer for DefaultSelectorAnalyzer {
     fn analyze(&self, ctx: &Context<'_>, out: &mut Vec<Message>) {
         let all = telemetries(ctx);
         let items = selecting(&all);
-        selection::check_defaults(&items, &MULTIPLE_TELEMETRIES_WITHOUT_WORKLOAD_SELECTORS, out);
+        selection::check_defaults(
+            &items,
+            &MULTIPLE_TELEMETRIES_WITHOUT_WORKLOAD_SELECTORS,
+            out,
+        );
     }
 }
 
@@ -77,15 +81,28 @@ impl Analyzer for ProviderAnalyzer {
     fn analyze(&self, ctx: &Context<'_>, out: &mut Vec<Message>) {
         let d = &ctx.mesh.default_providers;
         for (entry, t) in telemetries(ctx) {
-            let kinds: [(&str, &[TelemetryProviders], &[String]); 3] = [
-                ("tracing", &t.tracing, &d.tracing),
-                ("metrics", &t.metrics, &d.metrics),
-                ("accessLogging", &t.access_logging, &d.access_logging),
+            // (field, index of the first entry without providers that is not disabled, defaults)
+            let kinds = [
+                (
+                    "tracing",
+                    t.tracing.iter().position(|p| p.providers.is_empty()),
+                    &d.tracing,
+                ),
+                (
+                    "metrics",
+                    t.metrics.iter().position(|p| p.providers.is_empty()),
+                    &d.metrics,
+                ),
+                (
+                    "accessLogging",
+                    t.access_logging
+                        .iter()
+                        .position(|p| p.providers.is_empty() && p.disabled != Some(true)),
+                    &d.access_logging,
+                ),
             ];
-            let ineffective = kinds.iter().find_map(|(field, entries, defaults)| {
-                let i = entries
-                    .iter()
-                    .position(|p| p.providers.is_empty() && p.disabled != Some(true))?;
+            let ineffective = kinds.iter().find_map(|(field, i, defaults)| {
+                let i = (*i)?;
                 defaults.is_empty().then(|| format!("spec.{field}[{i}]"))
             });
             if let Some(field) = ineffective {
@@ -119,7 +136,11 @@ impl Analyzer for LightstepAnalyzer {
             .collect();
         for (entry, t) in telemetries(ctx) {
             for (i, tracing) in t.tracing.iter().enumerate() {
-                if tracing.providers.iter().any(|p| lightstep.contains(&p.name.as_str())) {
+                if tracing
+                    .providers
+                    .iter()
+                    .any(|p| lightstep.contains(&s(&p.name)))
+                {
                     out.push(Message::new(
                         &DEPRECATED,
                         entry,

@@ -6,7 +6,7 @@
 use super::super::Analyzer;
 use super::super::catalogue::GATEWAY_DUPLICATE_CERTIFICATE;
 use super::super::context::{Context, Entry};
-use super::super::istio::Gateway;
+use super::super::istio::{Gateway, s};
 use super::super::message::{Arg, Message};
 use super::gateways;
 
@@ -15,14 +15,14 @@ pub struct CertificateAnalyzer;
 /// Identities of the certificates a Gateway serves: `credentialName`s, or the file pair.
 fn certificates(gw: &Gateway) -> Vec<String> {
     let mut out = Vec::new();
-    for s in &gw.servers {
-        let Some(tls) = &s.tls else { continue };
-        if !tls.credential_name.is_empty() {
-            out.push(format!("secret:{}", tls.credential_name));
+    for server in &gw.servers {
+        let Some(tls) = &server.tls else { continue };
+        if let Some(name) = tls.credential_name.as_deref().filter(|n| !n.is_empty()) {
+            out.push(format!("secret:{name}"));
         }
         out.extend(tls.credential_names.iter().map(|n| format!("secret:{n}")));
-        if !tls.server_certificate.is_empty() {
-            out.push(format!("file:{}|{}", tls.server_certificate, tls.private_key));
+        if let Some(cert) = tls.server_certificate.as_deref().filter(|c| !c.is_empty()) {
+            out.push(format!("file:{cert}|{}", s(&tls.private_key)));
         }
     }
     out
@@ -44,7 +44,10 @@ impl Analyzer for CertificateAnalyzer {
             let mut names = Vec::new();
             for (j, (other, ogw, ocerts)) in all.iter().enumerate() {
                 let shares = certs.iter().any(|c| ocerts.contains(c));
-                let covers = gw.selector.iter().all(|(k, v)| ogw.selector.get(k) == Some(v));
+                let covers = gw
+                    .selector
+                    .iter()
+                    .all(|(k, v)| ogw.selector.get(k) == Some(v));
                 if i != j && shares && covers {
                     names.push(other.full_name());
                 }

@@ -5,7 +5,7 @@
 use super::super::Analyzer;
 use super::super::catalogue::CONFLICTING_GATEWAYS;
 use super::super::context::{Context, Entry};
-use super::super::istio::Gateway;
+use super::super::istio::{Gateway, server_port};
 use super::super::message::{Arg, Message};
 use super::super::{k8s, selector, util};
 use super::gateways;
@@ -26,17 +26,18 @@ fn same_workload(ctx: &Context<'_>, a: &Gateway, b: &Gateway) -> bool {
 /// The first (port, hosts of `b`) where `a` and `b` claim overlapping hosts on one port.
 fn shared_listener(a: &Gateway, b: &Gateway) -> Option<(u32, Vec<String>)> {
     for sa in &a.servers {
-        let Some(pa) = &sa.port else { continue };
+        let Some(pa) = server_port(sa) else { continue };
         for sb in &b.servers {
-            let Some(pb) = &sb.port else { continue };
-            if pa.number != pb.number {
+            if server_port(sb) != Some(pa) {
                 continue;
             }
             let overlap = sa.hosts.iter().any(|ha| {
-                sb.hosts.iter().any(|hb| util::host_matches(strip_ns(ha), strip_ns(hb)))
+                sb.hosts
+                    .iter()
+                    .any(|hb| util::host_matches(strip_ns(ha), strip_ns(hb)))
             });
             if overlap {
-                return Some((pa.number, sb.hosts.clone()));
+                return Some((pa, sb.hosts.clone()));
             }
         }
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use super::super::Analyzer;
 use super::super::catalogue::{GATEWAY_PORT_NOT_DEFINED_ON_SERVICE, REFERENCED_RESOURCE_NOT_FOUND};
 use super::super::context::Context;
+use super::super::istio::server_port;
 use super::super::k8s::{self, ServiceSpec};
 use super::super::message::{Arg, Message};
 use super::super::selector;
@@ -36,12 +37,18 @@ impl Analyzer for IngressGatewayPortAnalyzer {
             let mut ports = BTreeSet::new();
             for pod in &pods {
                 for svc_entry in k8s::services(ctx).iter().filter(|s| s.ns == pod.ns) {
-                    let Some(svc) = svc_entry.spec::<ServiceSpec>() else { continue };
+                    let Some(svc) = svc_entry.spec::<ServiceSpec>() else {
+                        continue;
+                    };
                     if svc.selector.is_empty() || !selector::matches(&svc.selector, pod.labels()) {
                         continue;
                     }
                     // Kubernetes defaults a Service port's protocol to TCP.
-                    for p in svc.ports.iter().filter(|p| p.protocol.is_empty() || p.protocol == "TCP") {
+                    for p in svc
+                        .ports
+                        .iter()
+                        .filter(|p| p.protocol.is_empty() || p.protocol == "TCP")
+                    {
                         ports.insert(p.port);
                         if let Some(t) = p.target_number() {
                             ports.insert(t);
@@ -50,13 +57,15 @@ impl Analyzer for IngressGatewayPortAnalyzer {
                 }
             }
             for (i, server) in gw.servers.iter().enumerate() {
-                let Some(port) = &server.port else { continue };
-                if !ports.contains(&i64::from(port.number)) {
+                let Some(port) = server_port(server) else {
+                    continue;
+                };
+                if !ports.contains(&i64::from(port)) {
                     out.push(Message::new(
                         &GATEWAY_PORT_NOT_DEFINED_ON_SERVICE,
                         entry,
                         &format!("spec.servers[{i}].port"),
-                        &[Arg::Int(i64::from(port.number)), sel.clone().into()],
+                        &[Arg::Int(i64::from(port)), sel.clone().into()],
                     ));
                 }
             }

@@ -26,7 +26,9 @@ impl Analyzer for SecretAnalyzer {
             let ns = workload_namespace(ctx, entry, &gw);
             for (i, server) in gw.servers.iter().enumerate() {
                 let Some(tls) = &server.tls else { continue };
-                let names = std::iter::once(&tls.credential_name)
+                let names = tls
+                    .credential_name
+                    .iter()
                     .chain(tls.credential_names.iter())
                     .filter(|n| !n.is_empty());
                 for name in names {
@@ -77,7 +79,9 @@ fn secret_values(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn credential_is_valid(entry: &Entry<'_>) -> bool {
-    let Some(secret) = entry.root::<Secret>() else { return false };
+    let Some(secret) = entry.root::<Secret>() else {
+        return false;
+    };
     let values = secret_values(&secret);
     let (Some(cert), Some(key)) = (values.get("tls.crt"), values.get("tls.key")) else {
         return false;
@@ -87,7 +91,9 @@ fn credential_is_valid(entry: &Entry<'_>) -> bool {
 
 /// The first PEM certificate parses and is within its validity period now.
 fn certificate_is_current(pem: &[u8]) -> bool {
-    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(pem) else { return false };
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(pem) else {
+        return false;
+    };
     match pem.parse_x509() {
         Ok(cert) => cert.validity().is_valid(),
         Err(_) => false,

@@ -11,11 +11,14 @@ use super::super::catalogue::{
     VIRTUAL_SERVICE_DESTINATION_PORT_SELECTOR_REQUIRED,
 };
 use super::super::context::{Context, Entry, group};
-use super::super::istio::{DestinationRule, VirtualService};
+use super::super::istio::{DestinationRule, VirtualService, s};
 use super::super::message::{Arg, Message};
 use super::super::registry::{self, KnownHost};
 use super::super::util;
-use super::{AnnotatedDestination, mirror_destinations, route_destinations, virtual_services};
+use super::{
+    AnnotatedDestination, host, mirror_destinations, port, route_destinations, subset,
+    virtual_services,
+};
 
 pub struct DestinationHostAnalyzer;
 
@@ -44,14 +47,14 @@ fn check_hosts(
         .into_iter()
         .chain(mirror_destinations(vs))
     {
-        let found = registry::lookup_host(hosts, &entry.ns, &vs.export_to, &d.dest.host);
+        let found = registry::lookup_host(hosts, &entry.ns, &vs.export_to, host(&d.dest));
         let Some(found) = found else {
             let reftype = if d.mirror { "mirror host" } else { "host" };
             out.push(Message::new(
                 &REFERENCED_RESOURCE_NOT_FOUND,
                 entry,
                 &d.field,
-                &[reftype.into(), d.dest.host.clone().into()],
+                &[reftype.into(), host(&d.dest).into()],
             ));
             continue;
         };
@@ -62,28 +65,25 @@ fn check_hosts(
 fn check_port(
     entry: &Entry<'_>,
     d: &AnnotatedDestination,
-    host: &KnownHost,
+    known: &KnownHost,
     out: &mut Vec<Message>,
 ) {
-    match &d.dest.port {
-        None if host.ports.len() > 1 => {
-            let ports: Vec<String> = host.ports.iter().map(u32::to_string).collect();
+    match port(&d.dest) {
+        None if known.ports.len() > 1 => {
+            let ports: Vec<String> = known.ports.iter().map(u32::to_string).collect();
             out.push(Message::new(
                 &VIRTUAL_SERVICE_DESTINATION_PORT_SELECTOR_REQUIRED,
                 entry,
                 &d.field,
-                &[d.dest.host.clone().into(), Arg::List(ports)],
+                &[host(&d.dest).into(), Arg::List(ports)],
             ));
         }
         None => {}
-        Some(p) if !host.ports.contains(&p.number) => out.push(Message::new(
+        Some(p) if !known.ports.contains(&p) => out.push(Message::new(
             &REFERENCED_RESOURCE_NOT_FOUND,
             entry,
             &d.field,
-            &[
-                "host:port".into(),
-                format!("{}:{}", d.dest.host, p.number).into(),
-            ],
+            &["host:port".into(), format!("{}:{p}", host(&d.dest)).into()],
         )),
         Some(_) => {}
     }
@@ -103,12 +103,12 @@ fn check_ingress_subsets(
     for (i, rule) in vs.http.iter().enumerate() {
         for (j, rd) in rule.route.iter().enumerate() {
             let dest = rd.destination.clone().unwrap_or_default();
-            if !dest.subset.is_empty() {
+            if !subset(&dest).is_empty() {
                 continue;
             }
             for (other, other_vs) in all {
                 for sub in subset_destinations(other_vs) {
-                    if sub == dest.host {
+                    if sub == host(&dest) {
                         out.push(Message::new(
                             &INGRESS_ROUTE_RULES_NOT_AFFECTED,
                             entry,
@@ -128,10 +128,10 @@ fn subset_destinations(vs: &VirtualService) -> Vec<&str> {
     for rule in &vs.http {
         for rd in &rule.route {
             if let Some(d) = &rd.destination
-                && !d.subset.is_empty()
-                && vs.hosts.iter().any(|h| *h == d.host)
+                && !subset(d).is_empty()
+                && vs.hosts.iter().any(|h| h == host(d))
             {
-                out.push(d.host.as_str());
+                out.push(host(d));
             }
         }
     }
@@ -152,11 +152,15 @@ impl Analyzer for DestinationRuleAnalyzer {
                 .into_iter()
                 .chain(mirror_destinations(&vs))
             {
-                if d.dest.subset.is_empty() {
+                if subset(&d.dest).is_empty() {
                     continue;
                 }
-                let (ns, name) = util::service_of_host(&entry.ns, &d.dest.host);
-                let key = (ns.to_string(), name.to_string(), d.dest.subset.clone());
+                let (ns, name) = util::service_of_host(&entry.ns, host(&d.dest));
+                let key = (
+                    ns.to_string(),
+                    name.to_string(),
+                    subset(&d.dest).to_string(),
+                );
                 if !subsets.contains(&key) {
                     let what = if d.mirror {
                         "mirror+subset in destinationrule"
@@ -169,7 +173,7 @@ impl Analyzer for DestinationRuleAnalyzer {
                         &d.field,
                         &[
                             what.into(),
-                            format!("{}+{}", d.dest.host, d.dest.subset).into(),
+                            format!("{}+{}", host(&d.dest), subset(&d.dest)).into(),
                         ],
                     ));
                 }
@@ -185,10 +189,10 @@ fn defined_subsets(ctx: &Context<'_>) -> BTreeSet<(String, String, String)> {
         let Some(dr) = e.spec::<DestinationRule>() else {
             continue;
         };
-        let fqdn = util::to_fqdn(&e.ns, &dr.host);
+        let fqdn = util::to_fqdn(&e.ns, s(&dr.host));
         let (ns, name) = util::service_of_host(&e.ns, &fqdn);
-        for s in &dr.subsets {
-            out.insert((ns.to_string(), name.to_string(), s.name.clone()));
+        for sub in &dr.subsets {
+            out.insert((ns.to_string(), name.to_string(), s(&sub.name).to_string()));
         }
     }
     out

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::super::Analyzer;
 use super::super::catalogue::JWT_CLAIM_BASED_ROUTING_WITHOUT_REQUEST_AUTHN;
 use super::super::context::{Context, group};
-use super::super::istio::{Gateway, PolicySelection, VirtualService};
+use super::super::istio::{Gateway, RequestAuthentication, VirtualService};
 use super::super::k8s;
 use super::super::message::Message;
 use super::super::selector;
@@ -30,7 +30,7 @@ impl Analyzer for JwtClaimRouteAnalyzer {
             .of(group::SECURITY, "RequestAuthentication")
             .iter()
             .map(|e| {
-                let sel = e.spec::<PolicySelection>().unwrap_or_default();
+                let sel = e.spec::<RequestAuthentication>().unwrap_or_default();
                 (
                     e.ns.clone(),
                     sel.selector.map(|s| s.match_labels).unwrap_or_default(),
@@ -77,13 +77,10 @@ impl Analyzer for JwtClaimRouteAnalyzer {
 /// The first header (or withoutHeaders) key that routes on a JWT claim.
 fn claim_key(vs: &VirtualService) -> Option<String> {
     for rule in &vs.http {
-        for m in &rule.matches {
-            for field in ["headers", "withoutHeaders"] {
-                if let Some(serde_json::Value::Object(headers)) = m.get(field)
-                    && let Some(k) = headers.keys().find(|k| k.starts_with(JWT_CLAIM_PREFIX))
-                {
-                    return Some(k.clone());
-                }
+        for m in &rule.r#match {
+            let keys = m.headers.keys().chain(m.without_headers.keys());
+            if let Some(k) = keys.into_iter().find(|k| k.starts_with(JWT_CLAIM_PREFIX)) {
+                return Some(k.clone());
             }
         }
     }

@@ -9,6 +9,7 @@ mod jwt_claim_route;
 use super::Analyzer;
 use super::context::{Entry, group};
 use super::istio::{Destination, VirtualService};
+pub(crate) use super::istio::{host, port, subset};
 
 pub static ANALYZERS: &[&dyn Analyzer] = &[
     &destinations::DestinationHostAnalyzer,
@@ -30,9 +31,27 @@ pub(crate) struct AnnotatedDestination {
 pub(crate) fn route_destinations(vs: &VirtualService) -> Vec<AnnotatedDestination> {
     let mut out = Vec::new();
     let rules = [
-        ("tcp", vs.tcp.iter().map(|r| &r.route).collect::<Vec<_>>()),
-        ("tls", vs.tls.iter().map(|r| &r.route).collect()),
-        ("http", vs.http.iter().map(|r| &r.route).collect()),
+        (
+            "tcp",
+            vs.tcp
+                .iter()
+                .map(|r| r.route.iter().map(|d| &d.destination).collect())
+                .collect::<Vec<Vec<_>>>(),
+        ),
+        (
+            "tls",
+            vs.tls
+                .iter()
+                .map(|r| r.route.iter().map(|d| &d.destination).collect())
+                .collect(),
+        ),
+        (
+            "http",
+            vs.http
+                .iter()
+                .map(|r| r.route.iter().map(|d| &d.destination).collect())
+                .collect(),
+        ),
     ];
     for (kind, routes) in rules {
         for (i, route) in routes.into_iter().enumerate() {
@@ -40,7 +59,7 @@ pub(crate) fn route_destinations(vs: &VirtualService) -> Vec<AnnotatedDestinatio
                 out.push(AnnotatedDestination {
                     field: format!("spec.{kind}[{i}].route[{j}].destination.host"),
                     mirror: false,
-                    dest: rd.destination.clone().unwrap_or_default(),
+                    dest: (*rd).clone().unwrap_or_default(),
                 });
             }
         }
