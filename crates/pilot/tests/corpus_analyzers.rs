@@ -12,10 +12,7 @@ use serde::Deserialize;
 
 /// Cases known not to match, keyed as `name [first input file]`, with the reason. The test
 /// fails when a listed case starts matching, so this list stays true.
-const KNOWN_MISSES: &[(&str, &str)] = &[(
-    "dupmatches [testdata/virtualservice_dupmatches.yaml]",
-    "schemaValidation.CollectionValidationAnalyzer (unreachable and duplicate VirtualService matches) is not implemented yet",
-)];
+const KNOWN_MISSES: &[(&str, &str)] = &[];
 
 /// The corpus: `PLEXUS_CONFORMANCE_DIR`, else `../shared/conformance/istio` beside the
 /// workspace, else `/work/shared/conformance/istio`.

@@ -24,7 +24,7 @@ mod envoyfilter;
 mod gateway;
 mod k8sgateway;
 mod multicluster;
-// FAMILY mod schema;
+mod schema;
 mod selection;
 mod service;
 mod serviceentry;
@@ -61,7 +61,7 @@ pub fn all_analyzers() -> Vec<&'static dyn Analyzer> {
     out.extend_from_slice(gateway::ANALYZERS);
     out.extend_from_slice(k8sgateway::ANALYZERS);
     out.extend_from_slice(multicluster::ANALYZERS);
-    // FAMILY out.extend_from_slice(schema::ANALYZERS);
+    out.extend_from_slice(schema::ANALYZERS);
     out.extend_from_slice(service::ANALYZERS);
     out.extend_from_slice(serviceentry::ANALYZERS);
     out.extend_from_slice(sidecar::ANALYZERS);
