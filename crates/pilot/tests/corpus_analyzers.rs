@@ -3,30 +3,21 @@
 //! multiset of (code, resource), as Istio's own test does (`ConsistOf`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use plexus_api::load_file;
 use plexus_pilot::analysis::{Options, analyzer_by_name, run};
 use plexus_pilot::{MeshConfig, MeshNetworks};
 use serde::Deserialize;
 
+// The one copy of the corpus-location helper (see BRIEF: resolve the corpus in one place).
+#[allow(dead_code)]
+#[path = "../../api/tests/common/mod.rs"]
+mod common;
+
 /// Cases known not to match, keyed as `name [first input file]`, with the reason. The test
 /// fails when a listed case starts matching, so this list stays true.
 const KNOWN_MISSES: &[(&str, &str)] = &[];
-
-/// The corpus: `PLEXUS_CONFORMANCE_DIR`, else `../shared/conformance/istio` beside the
-/// workspace, else `/work/shared/conformance/istio`.
-fn conformance_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("PLEXUS_CONFORMANCE_DIR") {
-        return PathBuf::from(dir);
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let beside = workspace.join("../shared/conformance/istio");
-    if beside.is_dir() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/conformance/istio")
-}
 
 #[derive(Deserialize)]
 struct Table {
@@ -110,7 +101,7 @@ fn run_case(dir: &Path, c: &Case) -> Result<(), String> {
 
 #[test]
 fn analyzer_corpus_cases_match_istio() {
-    let dir = conformance_dir().join("analyzers");
+    let dir = common::corpus_dir().join("analyzers");
     let text = std::fs::read_to_string(dir.join("expected-messages.json"))
         .unwrap_or_else(|e| panic!("cannot read the analyzer table in {}: {e}", dir.display()));
     let table: Table = serde_json::from_str(&text).expect("expected-messages.json parses");
@@ -143,4 +134,34 @@ fn analyzer_corpus_cases_match_istio() {
         println!("known miss: {k}: {why}");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The catalogue Plexus renders from matches Istio's `messages.yaml` entry for entry.
+#[test]
+fn analyzer_corpus_catalogue_matches_istio() {
+    let path = common::corpus_dir().join("analyzers/messages.yaml");
+    let text = std::fs::read_to_string(&path).expect("read messages.yaml");
+    let (docs, err) = plexus_api::yaml::parse_stream(&text);
+    assert!(err.is_none(), "{err:?}");
+    let root = docs.into_iter().find_map(|d| d.root).expect("a document");
+    let json = root.to_json();
+    let entries = json["messages"].as_array().expect("messages list");
+    let ours = plexus_pilot::analysis::catalogue::ALL;
+    assert_eq!(entries.len(), ours.len());
+    for (theirs, ours) in entries.iter().zip(ours) {
+        assert_eq!(theirs["name"].as_str(), Some(ours.name));
+        assert_eq!(theirs["code"].as_str(), Some(ours.code), "{}", ours.name);
+        assert_eq!(
+            theirs["level"].as_str(),
+            Some(ours.level.as_str()),
+            "{}",
+            ours.name
+        );
+        assert_eq!(
+            theirs["template"].as_str(),
+            Some(ours.template),
+            "{}",
+            ours.name
+        );
+    }
 }

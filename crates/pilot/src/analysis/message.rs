@@ -46,6 +46,9 @@ pub struct Message {
     pub path: String,
     /// The line of the offending field, or of the resource when no field applies.
     pub line: usize,
+    /// Istio's name of the analyzer that reported it (`schema.ValidationAnalyzer` for
+    /// single-object validation).
+    pub analyzer: &'static str,
 }
 
 impl Message {
@@ -65,6 +68,7 @@ impl Message {
             resource: entry.resource_name(),
             path: obj.origin.path.to_string(),
             line: pos.line,
+            analyzer: "",
         }
     }
 
@@ -77,6 +81,7 @@ impl Message {
             resource,
             path: path.to_string(),
             line: 0,
+            analyzer: "",
         }
     }
 }
@@ -217,6 +222,32 @@ mod tests {
             &[Arg::Int(8004), "istio=ingressgateway".into()],
         );
         assert!(text.starts_with("The gateway is listening on a target port (port 8004) "));
+    }
+
+    #[test]
+    fn json_shape() {
+        let m = Message {
+            code: "IST0132",
+            level: Level::Warning,
+            message: "text".into(),
+            resource: "VirtualService ns/vs".into(),
+            path: "a.yaml".into(),
+            line: 3,
+            analyzer: "virtualservice.GatewayAnalyzer",
+        };
+        let v = serde_json::to_value(&m).expect("serializes");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "code": "IST0132",
+                "level": "Warning",
+                "message": "text",
+                "resource": "VirtualService ns/vs",
+                "path": "a.yaml",
+                "line": 3,
+                "analyzer": "virtualservice.GatewayAnalyzer",
+            })
+        );
     }
 
     #[test]

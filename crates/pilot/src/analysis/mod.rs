@@ -8,6 +8,7 @@
 pub mod catalogue;
 mod context;
 mod message;
+mod pipeline;
 pub mod selector;
 pub mod util;
 
@@ -34,7 +35,8 @@ mod virtualservice;
 
 pub use catalogue::MessageType;
 pub use context::{Context, Entry};
-pub use message::{Level, Message, render};
+pub use message::{Arg, Level, Message, render};
+pub use pipeline::validate_and_analyze;
 
 use plexus_api::Object;
 
@@ -104,7 +106,11 @@ pub fn run(objects: &[Object], opts: &Options, analyzers: &[&dyn Analyzer]) -> V
     );
     let mut out = Vec::new();
     for a in analyzers {
+        let start = out.len();
         a.analyze(&ctx, &mut out);
+        for m in &mut out[start..] {
+            m.analyzer = a.name();
+        }
     }
     sort_dedup(&mut out);
     out
