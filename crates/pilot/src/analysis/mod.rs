@@ -190,3 +190,41 @@ pub fn analyze(objects: &[Object], mesh: &MeshConfig) -> Vec<Message> {
     };
     run(objects, &opts, &all_analyzers())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn analyzer_names_are_unique_and_istio_shaped() {
+        let names: Vec<&str> = all_analyzers().iter().map(|a| a.name()).collect();
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert_eq!(names.len(), 27);
+        assert!(names.iter().all(|n| n.contains('.')), "{names:?}");
+        assert!(analyzer_by_name("virtualservice.GatewayAnalyzer").is_some());
+        assert!(analyzer_by_name("injection.Analyzer").is_none());
+    }
+
+    #[test]
+    fn lists_expand_and_default_ingress_is_added() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: Gateway\n  metadata: {name: g, namespace: ns}\n  spec:\n    selector: {istio: ingressgateway}\n    servers:\n    - port: {number: 8080, name: http, protocol: HTTP}\n      hosts: ['*']\n";
+        let loaded = plexus_api::load_str(text, "list.yaml");
+        let mut opts = Options {
+            default_ingress: true,
+            ..Options::default()
+        };
+        let ports = [analyzer_by_name("gateway.IngressGatewayPortAnalyzer").expect("exists")];
+        let msgs = run(&loaded.objects, &opts, &ports);
+        // The stand-in ingress gateway exists, but does not expose 8080.
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert_eq!(
+            (msgs[0].code, msgs[0].resource.as_str()),
+            ("IST0162", "Gateway ns/g")
+        );
+        assert_eq!(msgs[0].line, 10);
+        opts.mesh.ingress_controller_mode = "OFF".into();
+        let msgs = run(&loaded.objects, &opts, &ports);
+        assert_eq!(msgs[0].code, "IST0101", "{msgs:?}");
+    }
+}
