@@ -5,6 +5,7 @@
 //! Pure: no I/O beyond reading the files it is asked to read.
 
 pub mod de;
+pub mod kinds;
 pub mod load;
 pub mod object;
 pub mod registry;
