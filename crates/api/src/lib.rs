@@ -9,6 +9,7 @@ pub mod kinds;
 pub mod load;
 pub mod object;
 pub mod registry;
+pub mod semantic;
 pub mod validate;
 pub mod yaml;
 
