@@ -10,6 +10,7 @@ mod authz;
 mod destination_rule;
 mod extensions;
 mod gateway;
+mod http_route;
 mod legacy;
 mod service_entry;
 mod sidecar;
