@@ -774,13 +774,13 @@ fn extension_and_telemetry_rules() {
             "envoy filter value",
             EF,
             "  configPatches:\n  - applyTo: HTTP_FILTER\n    patch: {operation: ADD}\n",
-            Some((9, "value is required for operation Add")),
+            Some((9, "value is required for operation ADD")),
         ),
         (
             "envoy filter match class",
             EF,
             "  configPatches:\n  - applyTo: CLUSTER\n    match: {listener: {portNumber: 80}}\n    patch: {operation: MERGE, value: {}}\n",
-            Some((9, "does not fit applyTo Cluster")),
+            Some((9, "does not fit applyTo CLUSTER")),
         ),
         (
             "proxy version regex",

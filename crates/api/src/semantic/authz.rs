@@ -195,7 +195,10 @@ pub fn check_authorization_policy(cx: &mut Ctx<'_>, ap: &AuthorizationPolicy) {
         (AuthorizationAction::Custom, Some(_)) => {}
         (_, Some(_)) => cx.err(
             "spec.provider",
-            format!("provider can only be used with action CUSTOM, not {action:?}"),
+            format!(
+                "provider can only be used with action CUSTOM, not {}",
+                util::yaml_name(&action)
+            ),
         ),
         (_, None) => {}
     }

@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 use super::Ctx;
 use super::util::{self, duration_any, duration_min_1ms, opt_duration};
 use crate::kinds::{
-    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, DestinationRule, H2UpgradePolicy,
-    LoadBalancerSettings, LocalityLbSetting, OutlierDetection, TrafficPolicy,
+    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, DestinationRule,
+    H2UpgradePolicy, HttpSettings, LoadBalancerSettings, LocalityLbSetting, OutlierDetection,
+    TcpSettings, TrafficPolicy, TunnelSettings, WarmupConfiguration,
 };
 
 pub fn check(cx: &mut Ctx<'_>, dr: &DestinationRule) {
@@ -55,38 +56,16 @@ pub fn check(cx: &mut Ctx<'_>, dr: &DestinationRule) {
 }
 
 fn check_traffic_policy(cx: &mut Ctx<'_>, path: &str, tp: &TrafficPolicy) {
-    if let Some(lb) = &tp.load_balancer {
-        check_load_balancer(cx, &format!("{path}.loadBalancer"), lb);
-    }
-    if let Some(cp) = &tp.connection_pool {
-        check_connection_pool(cx, &format!("{path}.connectionPool"), cp);
-    }
-    if let Some(od) = &tp.outlier_detection {
-        check_outlier_detection(cx, &format!("{path}.outlierDetection"), od);
-    }
-    if let Some(tls) = &tp.tls {
-        check_client_tls(cx, &format!("{path}.tls"), tls);
-    }
+    check_policy_blocks(
+        cx,
+        path,
+        &tp.load_balancer,
+        &tp.connection_pool,
+        &tp.outlier_detection,
+        &tp.tls,
+    );
     if let Some(t) = &tp.tunnel {
-        let p = format!("{path}.tunnel");
-        if let Some(proto) = &t.protocol
-            && !proto.eq_ignore_ascii_case("CONNECT")
-            && !proto.eq_ignore_ascii_case("POST")
-        {
-            cx.err(
-                &format!("{p}.protocol"),
-                format!("tunnel protocol {proto:?} must be CONNECT or POST"),
-            );
-        }
-        match t.target_host.as_deref() {
-            None | Some("") => cx.err(&format!("{p}.targetHost"), "targetHost is required"),
-            Some(h) if util::is_ip(h) => {}
-            Some(h) => cx.check(&format!("{p}.targetHost"), util::fqdn(h)),
-        }
-        cx.check(
-            &format!("{p}.targetPort"),
-            util::port(t.target_port.unwrap_or(0).into()),
-        );
+        check_tunnel(cx, &format!("{path}.tunnel"), t);
     }
     if let Some(rb) = &tp.retry_budget {
         if let Some(pc) = rb.percent
@@ -126,19 +105,59 @@ fn check_traffic_policy(cx: &mut Ctx<'_>, path: &str, tp: &TrafficPolicy) {
         {
             cx.err(&p, "port-level settings must set at least one of loadBalancer, connectionPool, outlierDetection or tls");
         }
-        if let Some(lb) = &pl.load_balancer {
-            check_load_balancer(cx, &format!("{p}.loadBalancer"), lb);
-        }
-        if let Some(cp) = &pl.connection_pool {
-            check_connection_pool(cx, &format!("{p}.connectionPool"), cp);
-        }
-        if let Some(od) = &pl.outlier_detection {
-            check_outlier_detection(cx, &format!("{p}.outlierDetection"), od);
-        }
-        if let Some(tls) = &pl.tls {
-            check_client_tls(cx, &format!("{p}.tls"), tls);
-        }
+        check_policy_blocks(
+            cx,
+            &p,
+            &pl.load_balancer,
+            &pl.connection_pool,
+            &pl.outlier_detection,
+            &pl.tls,
+        );
     }
+}
+
+/// The blocks a traffic policy and a port-level policy share.
+fn check_policy_blocks(
+    cx: &mut Ctx<'_>,
+    path: &str,
+    lb: &Option<LoadBalancerSettings>,
+    cp: &Option<ConnectionPoolSettings>,
+    od: &Option<OutlierDetection>,
+    tls: &Option<ClientTlsSettings>,
+) {
+    if let Some(lb) = lb {
+        check_load_balancer(cx, &format!("{path}.loadBalancer"), lb);
+    }
+    if let Some(cp) = cp {
+        check_connection_pool(cx, &format!("{path}.connectionPool"), cp);
+    }
+    if let Some(od) = od {
+        check_outlier_detection(cx, &format!("{path}.outlierDetection"), od);
+    }
+    if let Some(tls) = tls {
+        check_client_tls(cx, &format!("{path}.tls"), tls);
+    }
+}
+
+fn check_tunnel(cx: &mut Ctx<'_>, p: &str, t: &TunnelSettings) {
+    if let Some(proto) = &t.protocol
+        && !proto.eq_ignore_ascii_case("CONNECT")
+        && !proto.eq_ignore_ascii_case("POST")
+    {
+        cx.err(
+            &format!("{p}.protocol"),
+            format!("tunnel protocol {proto:?} must be CONNECT or POST"),
+        );
+    }
+    match t.target_host.as_deref() {
+        None | Some("") => cx.err(&format!("{p}.targetHost"), "targetHost is required"),
+        Some(h) if util::is_ip(h) => {}
+        Some(h) => cx.check(&format!("{p}.targetHost"), util::fqdn(h)),
+    }
+    cx.check(
+        &format!("{p}.targetPort"),
+        util::port(t.target_port.unwrap_or(0).into()),
+    );
 }
 
 fn check_load_balancer(cx: &mut Ctx<'_>, path: &str, lb: &LoadBalancerSettings) {
@@ -146,41 +165,7 @@ fn check_load_balancer(cx: &mut Ctx<'_>, path: &str, lb: &LoadBalancerSettings) 
         cx.err(path, "only one of simple or consistentHash may be set");
     }
     if let Some(ch) = &lb.consistent_hash {
-        let p = format!("{path}.consistentHash");
-        let keys = [
-            ch.http_header_name.is_some(),
-            ch.http_cookie.is_some(),
-            ch.use_source_ip.is_some(),
-            ch.http_query_parameter_name.is_some(),
-        ];
-        match keys.iter().filter(|k| **k).count() {
-            0 => cx.err(&p, "consistentHash must set one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName"),
-            1 => {}
-            _ => cx.err(&p, "only one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName may be set"),
-        }
-        if let Some(c) = &ch.http_cookie {
-            if c.name.as_deref().unwrap_or("").is_empty() {
-                cx.err(&format!("{p}.httpCookie.name"), "cookie name is required");
-            }
-            opt_duration(cx, &format!("{p}.httpCookie.ttl"), &c.ttl, duration_any);
-        }
-        if ch.ring_hash.is_some() && ch.maglev.is_some() {
-            cx.err(&p, "only one of ringHash or maglev may be set");
-        }
-        if ch.minimum_ring_size.is_some() && (ch.ring_hash.is_some() || ch.maglev.is_some()) {
-            cx.err(
-                &format!("{p}.minimumRingSize"),
-                "the deprecated minimumRingSize cannot be combined with ringHash or maglev",
-            );
-        }
-        if let Some(size) = ch.maglev.as_ref().and_then(|m| m.table_size)
-            && !is_prime(size)
-        {
-            cx.err(
-                &format!("{p}.maglev.tableSize"),
-                format!("maglev table size {size} must be a prime number"),
-            );
-        }
+        check_consistent_hash(cx, &format!("{path}.consistentHash"), ch);
     }
     if let Some(l) = &lb.locality_lb_setting {
         check_locality(cx, &format!("{path}.localityLbSetting"), l);
@@ -192,27 +177,7 @@ fn check_load_balancer(cx: &mut Ctx<'_>, path: &str, lb: &LoadBalancerSettings) 
         );
     }
     if let Some(w) = &lb.warmup {
-        let p = format!("{path}.warmup");
-        match &w.duration {
-            Some(d) => cx.check(&format!("{p}.duration"), duration_min_1ms(d)),
-            None => cx.err(&format!("{p}.duration"), "duration is required"),
-        }
-        if let Some(m) = w.minimum_percent
-            && !(0.0..=100.0).contains(&m)
-        {
-            cx.err(
-                &format!("{p}.minimumPercent"),
-                format!("minimumPercent {m} must be in the range 0..100"),
-            );
-        }
-        if let Some(a) = w.aggression
-            && a < 1.0
-        {
-            cx.err(
-                &format!("{p}.aggression"),
-                format!("aggression {a} must be at least 1"),
-            );
-        }
+        check_warmup(cx, &format!("{path}.warmup"), w);
     }
     opt_duration(
         cx,
@@ -222,6 +187,66 @@ fn check_load_balancer(cx: &mut Ctx<'_>, path: &str, lb: &LoadBalancerSettings) 
     );
     if lb.warmup.is_some() && lb.warmup_duration_secs.is_some() {
         cx.err(path, "only one of warmup or warmupDurationSecs may be set");
+    }
+}
+
+fn check_consistent_hash(cx: &mut Ctx<'_>, p: &str, ch: &ConsistentHashLb) {
+    let keys = [
+        ch.http_header_name.is_some(),
+        ch.http_cookie.is_some(),
+        ch.use_source_ip.is_some(),
+        ch.http_query_parameter_name.is_some(),
+    ];
+    match keys.iter().filter(|k| **k).count() {
+        0 => cx.err(p, "consistentHash must set one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName"),
+        1 => {}
+        _ => cx.err(p, "only one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName may be set"),
+    }
+    if let Some(c) = &ch.http_cookie {
+        if c.name.as_deref().unwrap_or("").is_empty() {
+            cx.err(&format!("{p}.httpCookie.name"), "cookie name is required");
+        }
+        opt_duration(cx, &format!("{p}.httpCookie.ttl"), &c.ttl, duration_any);
+    }
+    if ch.ring_hash.is_some() && ch.maglev.is_some() {
+        cx.err(p, "only one of ringHash or maglev may be set");
+    }
+    if ch.minimum_ring_size.is_some() && (ch.ring_hash.is_some() || ch.maglev.is_some()) {
+        cx.err(
+            &format!("{p}.minimumRingSize"),
+            "the deprecated minimumRingSize cannot be combined with ringHash or maglev",
+        );
+    }
+    if let Some(size) = ch.maglev.as_ref().and_then(|m| m.table_size)
+        && !is_prime(size)
+    {
+        cx.err(
+            &format!("{p}.maglev.tableSize"),
+            format!("maglev table size {size} must be a prime number"),
+        );
+    }
+}
+
+fn check_warmup(cx: &mut Ctx<'_>, p: &str, w: &WarmupConfiguration) {
+    match &w.duration {
+        Some(d) => cx.check(&format!("{p}.duration"), duration_min_1ms(d)),
+        None => cx.err(&format!("{p}.duration"), "duration is required"),
+    }
+    if let Some(m) = w.minimum_percent
+        && !(0.0..=100.0).contains(&m)
+    {
+        cx.err(
+            &format!("{p}.minimumPercent"),
+            format!("minimumPercent {m} must be in the range 0..100"),
+        );
+    }
+    if let Some(a) = w.aggression
+        && a < 1.0
+    {
+        cx.err(
+            &format!("{p}.aggression"),
+            format!("aggression {a} must be at least 1"),
+        );
     }
 }
 
@@ -300,91 +325,97 @@ pub fn check_connection_pool(cx: &mut Ctx<'_>, path: &str, cp: &ConnectionPoolSe
         cx.err(path, "connectionPool must set http or tcp");
     }
     if let Some(h) = &cp.http {
-        let p = format!("{path}.http");
-        for (field, v) in [
-            ("http1MaxPendingRequests", h.http1_max_pending_requests),
-            ("http2MaxRequests", h.http2_max_requests),
-            ("maxRequestsPerConnection", h.max_requests_per_connection),
-            ("maxRetries", h.max_retries),
-            ("maxConcurrentStreams", h.max_concurrent_streams),
-        ] {
-            if let Some(v) = v
-                && v < 0
-            {
-                cx.err(&format!("{p}.{field}"), format!("{v} must not be negative"));
-            }
-        }
-        opt_duration(
-            cx,
-            &format!("{p}.idleTimeout"),
-            &h.idle_timeout,
-            duration_min_1ms,
-        );
-        if h.use_client_protocol == Some(true)
-            && h.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade)
-        {
-            cx.err(
-                &p,
-                "useClientProtocol cannot be combined with h2UpgradePolicy UPGRADE",
-            );
-        }
-        if let Some(ka) = &h.http2_keep_alive {
-            opt_duration(
-                cx,
-                &format!("{p}.http2KeepAlive.interval"),
-                &ka.interval,
-                duration_min_1ms,
-            );
-            opt_duration(
-                cx,
-                &format!("{p}.http2KeepAlive.timeout"),
-                &ka.timeout,
-                duration_min_1ms,
-            );
-        }
+        check_http_pool(cx, &format!("{path}.http"), h);
     }
     if let Some(t) = &cp.tcp {
-        let p = format!("{path}.tcp");
-        if let Some(v) = t.max_connections
+        check_tcp_pool(cx, &format!("{path}.tcp"), t);
+    }
+}
+
+fn check_http_pool(cx: &mut Ctx<'_>, p: &str, h: &HttpSettings) {
+    for (field, v) in [
+        ("http1MaxPendingRequests", h.http1_max_pending_requests),
+        ("http2MaxRequests", h.http2_max_requests),
+        ("maxRequestsPerConnection", h.max_requests_per_connection),
+        ("maxRetries", h.max_retries),
+        ("maxConcurrentStreams", h.max_concurrent_streams),
+    ] {
+        if let Some(v) = v
             && v < 0
         {
-            cx.err(
-                &format!("{p}.maxConnections"),
-                format!("{v} must not be negative"),
-            );
+            cx.err(&format!("{p}.{field}"), format!("{v} must not be negative"));
         }
+    }
+    opt_duration(
+        cx,
+        &format!("{p}.idleTimeout"),
+        &h.idle_timeout,
+        duration_min_1ms,
+    );
+    if h.use_client_protocol == Some(true) && h.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade)
+    {
+        cx.err(
+            p,
+            "useClientProtocol cannot be combined with h2UpgradePolicy UPGRADE",
+        );
+    }
+    if let Some(ka) = &h.http2_keep_alive {
         opt_duration(
             cx,
-            &format!("{p}.connectTimeout"),
-            &t.connect_timeout,
+            &format!("{p}.http2KeepAlive.interval"),
+            &ka.interval,
             duration_min_1ms,
         );
         opt_duration(
             cx,
-            &format!("{p}.maxConnectionDuration"),
-            &t.max_connection_duration,
+            &format!("{p}.http2KeepAlive.timeout"),
+            &ka.timeout,
+            duration_min_1ms,
+        );
+    }
+}
+
+fn check_tcp_pool(cx: &mut Ctx<'_>, p: &str, t: &TcpSettings) {
+    if let Some(v) = t.max_connections
+        && v < 0
+    {
+        cx.err(
+            &format!("{p}.maxConnections"),
+            format!("{v} must not be negative"),
+        );
+    }
+    opt_duration(
+        cx,
+        &format!("{p}.connectTimeout"),
+        &t.connect_timeout,
+        duration_min_1ms,
+    );
+    opt_duration(
+        cx,
+        &format!("{p}.maxConnectionDuration"),
+        &t.max_connection_duration,
+        duration_min_1ms,
+    );
+    // `tcp.idleTimeout: 0s` disables the idle timeout (no `duration-validation` in the CRD).
+    opt_duration(
+        cx,
+        &format!("{p}.idleTimeout"),
+        &t.idle_timeout,
+        duration_any,
+    );
+    if let Some(ka) = &t.tcp_keepalive {
+        opt_duration(
+            cx,
+            &format!("{p}.tcpKeepalive.time"),
+            &ka.time,
             duration_min_1ms,
         );
         opt_duration(
             cx,
-            &format!("{p}.idleTimeout"),
-            &t.idle_timeout,
-            duration_any,
+            &format!("{p}.tcpKeepalive.interval"),
+            &ka.interval,
+            duration_min_1ms,
         );
-        if let Some(ka) = &t.tcp_keepalive {
-            opt_duration(
-                cx,
-                &format!("{p}.tcpKeepalive.time"),
-                &ka.time,
-                duration_min_1ms,
-            );
-            opt_duration(
-                cx,
-                &format!("{p}.tcpKeepalive.interval"),
-                &ka.interval,
-                duration_min_1ms,
-            );
-        }
     }
 }
 

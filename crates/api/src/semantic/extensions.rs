@@ -37,7 +37,7 @@ pub fn check_envoy_filter(cx: &mut Ctx<'_>, ef: &EnvoyFilter) {
             PatchOperation::Remove => {}
             _ if patch.value.is_none() => cx.err(
                 &format!("{path}.patch.value"),
-                format!("value is required for operation {op:?}"),
+                format!("value is required for operation {}", util::yaml_name(&op)),
             ),
             _ => {}
         }
@@ -70,7 +70,10 @@ fn check_patch_match(
     if wrong {
         cx.err(
             &format!("{path}.match"),
-            format!("the match does not fit applyTo {apply_to:?}"),
+            format!(
+                "the match does not fit applyTo {}",
+                util::yaml_name(&apply_to)
+            ),
         );
     }
     if let Some(v) = m.proxy.as_ref().and_then(|p| p.proxy_version.as_deref()) {

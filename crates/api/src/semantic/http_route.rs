@@ -56,33 +56,7 @@ const HTTP_METHODS: &[&str] = &[
 
 pub(super) fn check_http_route(cx: &mut Ctx<'_>, path: &str, r: &HttpRoute, delegate_vs: bool) {
     check_exclusive_actions(cx, path, r);
-    if r.delegate.is_some() && delegate_vs {
-        cx.err(
-            &format!("{path}.delegate"),
-            "a delegate VirtualService must not delegate again",
-        );
-    }
-    if let Some(d) = &r.delegate {
-        match d.name.as_deref() {
-            None | Some("") => cx.err(
-                &format!("{path}.delegate.name"),
-                "delegate name is required",
-            ),
-            Some(n) if !crate::validate::is_dns1123_subdomain(n) => cx.err(
-                &format!("{path}.delegate.name"),
-                format!("invalid delegate name {n:?}"),
-            ),
-            Some(_) => {}
-        }
-        if let Some(ns) = d.namespace.as_deref()
-            && !crate::validate::is_dns1123_label(ns)
-        {
-            cx.err(
-                &format!("{path}.delegate.namespace"),
-                format!("invalid namespace {ns:?}"),
-            );
-        }
-    }
+    check_delegate(cx, path, r, delegate_vs);
     for (i, m) in r.r#match.iter().enumerate() {
         check_http_match(cx, &format!("{path}.match[{i}]"), m);
     }
@@ -99,24 +73,7 @@ pub(super) fn check_http_route(cx: &mut Ctx<'_>, path: &str, r: &HttpRoute, dele
     if let Some(rw) = &r.rewrite {
         check_rewrite(cx, &format!("{path}.rewrite"), rw);
     }
-    if let Some(dr) = &r.direct_response {
-        let status = dr.status.unwrap_or(0);
-        if !(200..=599).contains(&status) {
-            cx.err(
-                &format!("{path}.directResponse.status"),
-                format!("status {status} must be in the range 200..599"),
-            );
-        }
-        if let Some(body) = &dr.body
-            && body.string.is_some()
-            && body.bytes.is_some()
-        {
-            cx.err(
-                &format!("{path}.directResponse.body"),
-                "only one of string or bytes may be set",
-            );
-        }
-    }
+    check_direct_response(cx, path, r);
     opt_duration(cx, &format!("{path}.timeout"), &r.timeout, duration_min_1ms);
     if let Some(retry) = &r.retries {
         check_retries(cx, &format!("{path}.retries"), retry);
@@ -130,18 +87,73 @@ pub(super) fn check_http_route(cx: &mut Ctx<'_>, path: &str, r: &HttpRoute, dele
     }
     if let Some(h) = &r.headers {
         check_headers(cx, &format!("{path}.headers"), h);
-        let authority_header = h.request.as_ref().is_some_and(|req| {
-            req.set
-                .keys()
-                .chain(req.add.keys())
-                .any(|k| is_authority(k))
-        });
-        if authority_header && r.rewrite.as_ref().is_some_and(|rw| rw.authority.is_some()) {
-            cx.err(
-                &format!("{path}.headers.request"),
-                "authority is set twice: by rewrite.authority and by a request header",
-            );
-        }
+        check_authority_once(cx, path, r, h);
+    }
+}
+
+fn check_delegate(cx: &mut Ctx<'_>, path: &str, r: &HttpRoute, delegate_vs: bool) {
+    let Some(d) = &r.delegate else { return };
+    if delegate_vs {
+        cx.err(
+            &format!("{path}.delegate"),
+            "a delegate VirtualService must not delegate again",
+        );
+    }
+    match d.name.as_deref() {
+        None | Some("") => cx.err(
+            &format!("{path}.delegate.name"),
+            "delegate name is required",
+        ),
+        Some(n) if !crate::validate::is_dns1123_subdomain(n) => cx.err(
+            &format!("{path}.delegate.name"),
+            format!("invalid delegate name {n:?}"),
+        ),
+        Some(_) => {}
+    }
+    if let Some(ns) = d.namespace.as_deref()
+        && !crate::validate::is_dns1123_label(ns)
+    {
+        cx.err(
+            &format!("{path}.delegate.namespace"),
+            format!("invalid namespace {ns:?}"),
+        );
+    }
+}
+
+fn check_direct_response(cx: &mut Ctx<'_>, path: &str, r: &HttpRoute) {
+    let Some(dr) = &r.direct_response else { return };
+    let status = dr.status.unwrap_or(0);
+    if !(200..=599).contains(&status) {
+        cx.err(
+            &format!("{path}.directResponse.status"),
+            format!("status {status} must be in the range 200..599"),
+        );
+    }
+    if let Some(body) = &dr.body
+        && body.string.is_some()
+        && body.bytes.is_some()
+    {
+        cx.err(
+            &format!("{path}.directResponse.body"),
+            "only one of string or bytes may be set",
+        );
+    }
+}
+
+/// Setting `:authority`/`host` in request headers rewrites the authority, as `rewrite.authority`
+/// does; doing both is ambiguous.
+fn check_authority_once(cx: &mut Ctx<'_>, path: &str, r: &HttpRoute, h: &Headers) {
+    let authority_header = h.request.as_ref().is_some_and(|req| {
+        req.set
+            .keys()
+            .chain(req.add.keys())
+            .any(|k| is_authority(k))
+    });
+    if authority_header && r.rewrite.as_ref().is_some_and(|rw| rw.authority.is_some()) {
+        cx.err(
+            &format!("{path}.headers.request"),
+            "authority is set twice: by rewrite.authority and by a request header",
+        );
     }
 }
 

@@ -9,29 +9,7 @@ use crate::kinds::{Resolution, ServiceEntry, WorkloadEntry, WorkloadGroup};
 
 pub fn check(cx: &mut Ctx<'_>, se: &ServiceEntry) {
     let resolution = se.resolution.unwrap_or_default();
-    if se.hosts.is_empty() {
-        cx.err("spec.hosts", "at least one host is required");
-    }
-    let mut seen = BTreeSet::new();
-    for (i, h) in se.hosts.iter().enumerate() {
-        let path = format!("spec.hosts[{i}]");
-        if h == "*" {
-            cx.err(&path, "host \"*\" is not allowed in a ServiceEntry");
-        } else {
-            cx.check(&path, util::wildcard_domain(h));
-        }
-        if h.starts_with('*') && resolution == Resolution::Dns && se.endpoints.is_empty() {
-            cx.err(
-                &path,
-                format!(
-                    "wildcard host {h:?} cannot be resolved with DNS resolution and no endpoints"
-                ),
-            );
-        }
-        if !seen.insert(h.to_ascii_lowercase()) {
-            cx.err(&path, format!("duplicate host {h:?}"));
-        }
-    }
+    check_hosts(cx, se, resolution);
     for (i, a) in se.addresses.iter().enumerate() {
         let path = format!("spec.addresses[{i}]");
         if let Err(e) = util::ip_or_cidr(a) {
@@ -47,40 +25,80 @@ pub fn check(cx: &mut Ctx<'_>, se: &ServiceEntry) {
     let port_names = check_ports(cx, se);
     check_resolution(cx, se, resolution);
     for (i, ep) in se.endpoints.iter().enumerate() {
-        let path = format!("spec.endpoints[{i}]");
-        check_workload_entry(cx, &path, ep);
-        for name in ep.ports.keys() {
-            if !port_names.contains(name.as_str()) {
-                cx.err(
-                    &format!("{path}.ports.{name}"),
-                    format!("endpoint port {name:?} is not a port name of the ServiceEntry"),
-                );
-            }
-        }
-        if let Some(addr) = ep.address.as_deref() {
-            let unix = addr.starts_with("unix://");
-            if !unix
-                && !util::is_ip(addr)
-                && resolution != Resolution::Dns
-                && resolution != Resolution::DnsRoundRobin
-            {
-                cx.err(
-                    &format!("{path}.address"),
-                    format!(
-                        "endpoint address {addr:?} must be an IP address unless resolution is DNS"
-                    ),
-                );
-            }
-            if unix && se.ports.len() != 1 {
-                cx.err(
-                    &format!("{path}.address"),
-                    "a unix:// endpoint requires exactly one ServiceEntry port",
-                );
-            }
-        }
+        check_endpoint(
+            cx,
+            &format!("spec.endpoints[{i}]"),
+            se,
+            ep,
+            &port_names,
+            resolution,
+        );
     }
     if let Some(sel) = &se.workload_selector {
         util::selector(cx, "spec.workloadSelector.labels", &sel.labels);
+    }
+}
+
+fn check_hosts(cx: &mut Ctx<'_>, se: &ServiceEntry, resolution: Resolution) {
+    if se.hosts.is_empty() {
+        cx.err("spec.hosts", "at least one host is required");
+    }
+    let mut seen = BTreeSet::new();
+    for (i, h) in se.hosts.iter().enumerate() {
+        let path = format!("spec.hosts[{i}]");
+        if h == "*" {
+            cx.err(&path, "host \"*\" is not allowed in a ServiceEntry");
+        } else {
+            cx.check(&path, util::wildcard_domain(h));
+        }
+        // With DNS resolution and no endpoints the hosts themselves are resolved.
+        if h.starts_with('*') && resolution == Resolution::Dns && se.endpoints.is_empty() {
+            cx.err(
+                &path,
+                format!(
+                    "wildcard host {h:?} cannot be resolved with DNS resolution and no endpoints"
+                ),
+            );
+        }
+        if !seen.insert(h.to_ascii_lowercase()) {
+            cx.err(&path, format!("duplicate host {h:?}"));
+        }
+    }
+}
+
+fn check_endpoint(
+    cx: &mut Ctx<'_>,
+    path: &str,
+    se: &ServiceEntry,
+    ep: &WorkloadEntry,
+    port_names: &BTreeSet<&str>,
+    resolution: Resolution,
+) {
+    check_workload_entry(cx, path, ep);
+    for name in ep.ports.keys() {
+        if !port_names.contains(name.as_str()) {
+            cx.err(
+                &format!("{path}.ports.{name}"),
+                format!("endpoint port {name:?} is not a port name of the ServiceEntry"),
+            );
+        }
+    }
+    let Some(addr) = ep.address.as_deref() else {
+        return;
+    };
+    let unix = addr.starts_with("unix://");
+    let dns = matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin);
+    if !unix && !dns && !util::is_ip(addr) {
+        cx.err(
+            &format!("{path}.address"),
+            format!("endpoint address {addr:?} must be an IP address unless resolution is DNS"),
+        );
+    }
+    if unix && se.ports.len() != 1 {
+        cx.err(
+            &format!("{path}.address"),
+            "a unix:// endpoint requires exactly one ServiceEntry port",
+        );
     }
 }
 

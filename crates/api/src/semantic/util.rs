@@ -322,3 +322,11 @@ pub fn namespaced_host(value: &str, sidecar: bool) -> Result<(), String> {
     }
     wildcard_domain(host)
 }
+
+/// The YAML spelling of a protobuf enum value (`ISTIO_MUTUAL`), for messages.
+pub fn yaml_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::from("?"),
+    }
+}
