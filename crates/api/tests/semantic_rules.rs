@@ -832,3 +832,86 @@ fn workload_rules() {
         ),
     ]);
 }
+
+const SR: &str = "rbac.istio.io/v1alpha1 ServiceRole";
+const SRB: &str = "rbac.istio.io/v1alpha1 ServiceRoleBinding";
+const RC: &str = "rbac.istio.io/v1alpha1 RbacConfig";
+const POL: &str = "authentication.istio.io/v1alpha1 Policy";
+
+#[test]
+fn legacy_rules() {
+    run(&[
+        (
+            "role",
+            SR,
+            "  rules:\n  - services: ['*']\n    methods: [GET]\n    constraints: [{key: 'destination.labels[version]', values: [v1]}]\n",
+            None,
+        ),
+        (
+            "rule without services",
+            SR,
+            "  rules:\n  - methods: [GET]\n",
+            Some((8, "at least 1 service must be included")),
+        ),
+        (
+            "constraint without values",
+            SR,
+            "  rules:\n  - services: [a]\n    constraints: [{key: k}]\n",
+            Some((9, "at least 1 value must be included")),
+        ),
+        (
+            "binding",
+            SRB,
+            "  subjects: [{user: '*'}]\n  roleRef: {kind: ServiceRole, name: r}\n",
+            None,
+        ),
+        (
+            "binding role kind",
+            SRB,
+            "  subjects: [{user: '*'}]\n  roleRef: {kind: ClusterRole, name: r}\n",
+            Some((8, "currently the only supported value is \"ServiceRole\"")),
+        ),
+        (
+            "empty subject",
+            SRB,
+            "  subjects: [{}]\n  roleRef: {kind: ServiceRole, name: r}\n",
+            Some((7, "empty subjects are not allowed")),
+        ),
+        (
+            "snake case field",
+            RC,
+            "  mode: ON_WITH_INCLUSION\n  inclusion: {namespaces: [a]}\n  enforcement_mode: PERMISSIVE\n",
+            None,
+        ),
+        (
+            "inclusion missing",
+            RC,
+            "  mode: ON_WITH_INCLUSION\n",
+            Some((6, "inclusion cannot be null")),
+        ),
+        (
+            "unknown legacy field",
+            RC,
+            "  mode: ON\n  modes: OFF\n",
+            Some((8, "unknown field \"spec.modes\"")),
+        ),
+        (
+            "policy target port",
+            POL,
+            "  targets:\n  - name: reviews\n    ports: [{number: 0}]\n",
+            Some((9, "port number 0")),
+        ),
+        (
+            "policy origin issuer",
+            POL,
+            "  targets: [{name: r}]\n  origins:\n  - jwt: {jwksUri: 'https://a/b'}\n",
+            Some((9, "issuer must be set")),
+        ),
+        (
+            "policy trigger regex",
+            POL,
+            "  targets: [{name: r}]\n  origins:\n  - jwt:\n      issuer: i\n      triggerRules:\n      - excludedPaths: [{regex: '(['}]\n",
+            Some((12, "invalid regex")),
+        ),
+    ]);
+}

@@ -330,3 +330,73 @@ pub fn yaml_name<T: serde::Serialize>(value: &T) -> String {
         _ => String::from("?"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("1s", 1000),
+            ("1.5s", 1500),
+            ("1m", 60_000),
+            ("1h1m", 3_660_000),
+            ("250ms", 250),
+            ("0", 0),
+            ("0s", 0),
+        ];
+        for (s, ms) in ok {
+            assert_eq!(parse_duration(s).map(|d| d.as_millis()), Ok(ms), "{s}");
+        }
+        for bad in ["", "1", "s", "1x", "-1s", "1.2.3s", "10 s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(duration_min_1ms("1ms").is_ok());
+        assert!(duration_min_1ms("999us").is_err());
+        assert!(duration_any("0s").is_ok());
+    }
+
+    #[test]
+    fn domains() {
+        for ok in [
+            "*",
+            "*.example.com",
+            "*foo.example.com",
+            "reviews",
+            "reviews.default.svc.cluster.local",
+            "a.b.",
+            "1.2.3.4",
+        ] {
+            assert!(wildcard_domain(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "foo.*.com",
+            "*.",
+            "a..b",
+            "-a.com",
+            "a_b.com",
+            &"a".repeat(64),
+        ] {
+            assert!(wildcard_domain(bad).is_err(), "{bad}");
+        }
+        assert!(fqdn("*.example.com").is_err());
+    }
+
+    #[test]
+    fn hosts_ips_labels_headers() {
+        assert!(namespaced_host("ns/a.com", false).is_ok());
+        assert!(namespaced_host("a.com", false).is_ok());
+        assert!(namespaced_host("a.com", true).is_err());
+        assert!(namespaced_host("~/*", true).is_ok());
+        assert!(namespaced_host("~/*", false).is_err());
+        assert!(ip_or_cidr("10.0.0.0/8").is_ok() && ip_or_cidr("::1").is_ok());
+        assert!(ip_or_cidr("10.0.0.0/33").is_err() && ip_or_cidr("host").is_err());
+        assert!(label_key("app.kubernetes.io/name").is_ok() && label_key("a/b/c").is_err());
+        assert!(label_value("").is_ok() && label_value("-x").is_err());
+        assert!(header_name(":authority").is_ok() && header_name("x y").is_err());
+        assert!(port(65535).is_ok() && port(0).is_err() && port(65536).is_err());
+        assert!(protocol("grpc-web").is_ok() && protocol("spdy").is_err());
+    }
+}
