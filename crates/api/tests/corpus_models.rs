@@ -18,6 +18,16 @@ const INVALID_IN_CORPUS: &[(&str, &str, &str)] = &[
         "ServiceEntry with DNS resolution, no endpoints and a wildcard host",
     ),
     (
+        "analyzers/testdata/conflicting-gateways-invalid-port.yaml",
+        "alpha",
+        "Gateway server without a port",
+    ),
+    (
+        "analyzers/testdata/conflicting-gateways-invalid-port.yaml",
+        "beta",
+        "Gateway server without a port",
+    ),
+    (
         "analyzers/testdata/condition-analyzer.yaml",
         "negative-condition-svcEntry",
         "ServiceEntry without hosts",
@@ -277,9 +287,9 @@ fn names_object(id: &str, obj: &plexus_api::Object) -> bool {
     }
 }
 
-/// Files whose every document is meant to be rejected.
+/// Validation sets whose every document is meant to be rejected (`*-invalid.yaml`).
 pub fn is_invalid_set(rel: &str) -> bool {
-    rel.contains("-invalid")
+    rel.ends_with("-invalid.yaml")
 }
 
 /// Decode and run the semantic checks: all diagnostics of one object.

@@ -145,8 +145,11 @@ pub fn check_service(cx: &mut Ctx<'_>, s: &Service) {
         let path = format!("spec.ports[{i}]");
         cx.check(&format!("{path}.port"), util::port(p.port.into()));
         cx.check(&format!("{path}.protocol"), k8s_protocol(&p.protocol));
+        // Service port names are DNS labels; container port names (targetPort) IANA names.
         if let Some(n) = p.name.as_deref() {
-            cx.check(&format!("{path}.name"), port_name(n));
+            if !crate::validate::is_dns1123_label(n) {
+                cx.err(&format!("{path}.name"), format!("invalid port name {n:?}"));
+            }
             if !names.insert(n) {
                 cx.err(
                     &format!("{path}.name"),
