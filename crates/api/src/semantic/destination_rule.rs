@@ -34,7 +34,7 @@ pub fn check(cx: &mut Ctx<'_>, dr: &DestinationRule) {
         match s.name.as_deref() {
             None | Some("") => cx.err(&format!("{path}.name"), "subset name is required"),
             Some(n) => {
-                if !util::is_dns_label(n) {
+                if !crate::validate::is_dns1123_label(n) {
                     cx.err(
                         &format!("{path}.name"),
                         format!("subset name {n:?} is not a valid DNS label"),

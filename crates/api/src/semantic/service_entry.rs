@@ -116,6 +116,10 @@ fn check_ports<'a>(cx: &mut Ctx<'_>, se: &'a ServiceEntry) -> BTreeSet<&'a str> 
         }
         match p.name.as_deref() {
             None | Some("") => cx.err(&format!("{path}.name"), "port name is required"),
+            Some(name) if !crate::validate::is_dns1123_label(name) => cx.err(
+                &format!("{path}.name"),
+                format!("port name {name:?} must be a DNS label"),
+            ),
             Some(name) if !names.insert(name) => cx.err(
                 &format!("{path}.name"),
                 format!("duplicate port name {name:?}"),

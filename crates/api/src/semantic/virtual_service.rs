@@ -238,7 +238,7 @@ pub fn check_destination(cx: &mut Ctx<'_>, path: &str, d: &Destination) {
         Some(h) => cx.check(&format!("{path}.host"), util::wildcard_domain(h)),
     }
     if let Some(s) = d.subset.as_deref()
-        && !util::is_dns_label(s)
+        && !crate::validate::is_dns1123_label(s)
     {
         cx.err(
             &format!("{path}.subset"),
