@@ -523,6 +523,12 @@ fn service_entry_and_workload_entry_rules() {
             Some((10, "endpoint port \"grpc\" is not a port name")),
         ),
         (
+            "port name not a DNS label",
+            SE,
+            "  hosts: [a.com]\n  ports: [{number: 80, name: HTTP}]\n",
+            Some((8, "port name \"HTTP\" must be a DNS label")),
+        ),
+        (
             "duplicate port",
             SE,
             "  hosts: [a.com]\n  ports: [{number: 80, name: a}, {number: 80, name: b}]\n",
