@@ -10,6 +10,7 @@ pub mod load;
 pub mod object;
 pub mod registry;
 pub mod schema;
+pub mod semantic;
 pub mod validate;
 pub mod yaml;
 

@@ -1,4 +1,5 @@
-//! Single-object validation: the envelope (kind, served version, name), then the kind's rules.
+//! Single-object validation: the envelope (kind, served version, name), then the typed decode
+//! and the kind's semantic rules (`crate::semantic`).
 //! The control plane runs exactly this before it accepts an object, so "valid" means "will load".
 
 use crate::load::Loaded;
@@ -60,6 +61,7 @@ pub fn validate_object(obj: &Object, opts: Options) -> Vec<Diagnostic> {
     if info.crd_schema {
         out.extend(check_crd_schema(obj));
     }
+    out.extend(check_typed(obj, &out));
     out
 }
 
@@ -83,6 +85,15 @@ fn check_crd_schema(obj: &Object) -> Vec<Diagnostic> {
             ),
         )],
     }
+}
+
+/// Typed decode and semantic rules, run only when the earlier checks (envelope, CRD schema)
+/// found no error: a structurally broken object would only produce follow-on noise.
+fn check_typed(obj: &Object, earlier: &[Diagnostic]) -> Vec<Diagnostic> {
+    if earlier.iter().any(|d| d.level == Level::Error) {
+        return Vec::new();
+    }
+    crate::semantic::validate(obj)
 }
 
 fn qualified(group: &str, version: &str) -> String {

@@ -4,7 +4,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-#[allow(dead_code)]
 #[path = "../../api/tests/common/mod.rs"]
 mod common;
 

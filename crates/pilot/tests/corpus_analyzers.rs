@@ -11,7 +11,6 @@ use plexus_pilot::{MeshConfig, MeshNetworks};
 use serde::Deserialize;
 
 // The one copy of the corpus-location helper (see BRIEF: resolve the corpus in one place).
-#[allow(dead_code)]
 #[path = "../../api/tests/common/mod.rs"]
 mod common;
 

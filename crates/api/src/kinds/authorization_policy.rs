@@ -2,7 +2,7 @@
 //! Generated once from the OpenAPI schema in Istio's `crd-all.gen.yaml` (field names, types,
 //! enums); maintained by hand since. Semantic rules live in `crate::semantic`.
 
-use super::common::{PolicyTargetReference, SubFilterMatch, WorkloadSelector};
+use super::common::{Named, PolicyTargetReference, WorkloadSelector};
 use super::nullable;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +15,7 @@ pub struct AuthorizationPolicy {
     pub action: Option<AuthorizationAction>,
     /// Specifies detailed configuration of the CUSTOM action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<SubFilterMatch>,
+    pub provider: Option<Named>,
     /// Optional.
     #[serde(
         default,

@@ -162,11 +162,11 @@ pub struct PortSelector {
     pub number: Option<u32>,
 }
 
-/// The next level filter within this filter to match upon.
+/// A `{name}` object: an AuthorizationPolicy extension provider, an EnvoyFilter sub-filter or
+/// waypoint route match.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SubFilterMatch {
-    /// The filter name to match on.
+pub struct Named {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }

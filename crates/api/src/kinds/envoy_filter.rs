@@ -2,7 +2,7 @@
 //! Generated once from the OpenAPI schema in Istio's `crd-all.gen.yaml` (field names, types,
 //! enums); maintained by hand since. Semantic rules live in `crate::semantic`.
 
-use super::common::{PluginPhase, PolicyTargetReference, SubFilterMatch, WorkloadLabelSelector};
+use super::common::{Named, PluginPhase, PolicyTargetReference, WorkloadLabelSelector};
 use super::nullable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -190,7 +190,7 @@ pub struct FilterMatch {
     pub name: Option<String>,
     /// The next level filter within this filter to match upon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sub_filter: Option<SubFilterMatch>,
+    pub sub_filter: Option<Named>,
 }
 
 /// Match on properties associated with a proxy.
@@ -282,7 +282,7 @@ pub struct WaypointMatch {
     pub port_number: Option<u32>,
     /// Match a specific route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route: Option<SubFilterMatch>,
+    pub route: Option<Named>,
 }
 
 /// The patch to apply along with the operation.

@@ -139,8 +139,7 @@ pub enum PullPolicy {
     #[default]
     #[serde(rename = "UNSPECIFIED_POLICY")]
     UnspecifiedPolicy,
-    #[serde(rename = "IfNotPresent")]
-    Ifnotpresent,
+    IfNotPresent,
     Always,
 }
 

@@ -1,6 +1,9 @@
 //! Shared helpers for corpus-driven tests: where the Istio conformance corpus lives and which of
 //! its files parse as plain YAML.
 
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 
 /// The corpus directory: `PLEXUS_CONFORMANCE_DIR` if set, else `../shared/conformance/istio`
