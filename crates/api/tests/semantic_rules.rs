@@ -505,7 +505,10 @@ fn service_entry_and_workload_entry_rules() {
             "cidr with dns",
             SE,
             &format!("  hosts: [a.com]\n  addresses: [10.0.0.0/8]\n{port}  resolution: DNS\n"),
-            Some((6, "CIDR addresses are allowed only for NONE/STATIC resolution types")),
+            Some((
+                6,
+                "CIDR addresses are allowed only for NONE/STATIC resolution types",
+            )),
         ),
         (
             "endpoints with none",
@@ -565,7 +568,10 @@ fn service_entry_and_workload_entry_rules() {
             "workload group probe",
             WG,
             "  template: {serviceAccount: sa}\n  probe:\n    httpGet: {port: 8080}\n    tcpSocket: {port: 8080}\n",
-            Some((8, "\"spec.probe\" must validate one and only one schema (oneOf). Found 2 valid alternatives")),
+            Some((
+                8,
+                "\"spec.probe\" must validate one and only one schema (oneOf). Found 2 valid alternatives",
+            )),
         ),
     ]);
 }
