@@ -8,19 +8,8 @@ use std::sync::Arc;
 use plexus_api::yaml::{Node, Value, parse_stream};
 use plexus_api::{Level, Object, Options, validate_object};
 
-/// The corpus: `PLEXUS_CONFORMANCE_DIR`, else `../shared/conformance/istio` beside the
-/// workspace, else `/work/shared/conformance/istio`.
-fn corpus_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("PLEXUS_CONFORMANCE_DIR") {
-        return PathBuf::from(dir);
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let beside = workspace.join("../shared/conformance/istio");
-    if beside.is_dir() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/conformance/istio")
-}
+mod common;
+use common::corpus_dir;
 
 /// One document of a file: its root and the 1-based line range it spans.
 struct Doc {

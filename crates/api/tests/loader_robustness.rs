@@ -2,18 +2,8 @@
 //! points, and with structural characters swapped in, still yields diagnostics rather than a
 //! crash. (The fuzz target in `fuzz/` explores further; this runs on every test run, bounded.)
 
-use std::path::{Path, PathBuf};
-
-fn corpus_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("PLEXUS_CONFORMANCE_DIR") {
-        return PathBuf::from(dir);
-    }
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/istio");
-    if beside.is_dir() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/conformance/istio")
-}
+mod common;
+use common::corpus_dir;
 
 fn check(text: &str) {
     let loaded = plexus_api::load_str(text, "cut.yaml");
