@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod echo;
+mod proxy;
 mod validate;
 
 #[derive(Parser)]
@@ -25,11 +27,17 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Echo server for tests and demos (HTTP/1.1 + h2c JSON echo, TCP echo).
+    Echo(echo::EchoArgs),
+    /// The data plane: an xDS-configured sidecar or gateway proxy.
+    Proxy(proxy::ProxyArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { paths, strict } => validate::run(&paths, strict),
+        Command::Echo(args) => echo::run(args),
+        Command::Proxy(args) => proxy::run(args),
     }
 }

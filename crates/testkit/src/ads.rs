@@ -54,6 +54,7 @@ pub struct FakeAds {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     changed: watch::Sender<u64>,
+    kick: watch::Sender<u64>,
     _stop: watch::Sender<bool>,
 }
 
@@ -64,10 +65,12 @@ impl FakeAds {
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
         let (changed, _) = watch::channel(0u64);
+        let (kick, _) = watch::channel(0u64);
         let (stop, mut stopped) = watch::channel(false);
         let svc = Service {
             state: state.clone(),
             changed: changed.clone(),
+            kick: kick.clone(),
         };
         tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
@@ -81,6 +84,7 @@ impl FakeAds {
             addr,
             state,
             changed,
+            kick,
             _stop: stop,
         })
     }
@@ -105,6 +109,11 @@ impl FakeAds {
         };
         self.changed.send_modify(|g| *g += 1);
         version.to_string()
+    }
+
+    /// End every open ADS stream (clients see the server go away and must reconnect).
+    pub fn disconnect_all(&self) {
+        self.kick.send_modify(|g| *g += 1);
     }
 
     /// Every ACK and NACK received so far, in order.
@@ -160,6 +169,7 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 struct Service {
     state: Arc<Mutex<State>>,
     changed: watch::Sender<u64>,
+    kick: watch::Sender<u64>,
 }
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -176,12 +186,11 @@ impl AggregatedDiscoveryService for Service {
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         lock(&self.state).streams += 1;
-        tokio::spawn(serve_stream(
-            self.state.clone(),
-            self.changed.subscribe(),
-            inbound,
-            tx,
-        ));
+        let streams = Streams {
+            changed: self.changed.subscribe(),
+            kick: self.kick.subscribe(),
+        };
+        tokio::spawn(serve_stream(self.state.clone(), streams, inbound, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -202,9 +211,18 @@ struct Subscription {
     sent_version: Option<u64>,
 }
 
+/// What a stream task watches besides its client: pushes, and requests to hang up.
+struct Streams {
+    changed: watch::Receiver<u64>,
+    kick: watch::Receiver<u64>,
+}
+
 async fn serve_stream(
     state: Arc<Mutex<State>>,
-    mut changed: watch::Receiver<u64>,
+    Streams {
+        mut changed,
+        mut kick,
+    }: Streams,
     mut inbound: Streaming<DiscoveryRequest>,
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
 ) {
@@ -222,6 +240,7 @@ async fn serve_stream(
                     return;
                 }
             }
+            _ = kick.changed() => return,
             r = changed.changed() => {
                 if r.is_err() { return; }
                 let types: Vec<String> = subs.keys().cloned().collect();
