@@ -20,6 +20,10 @@ pub enum ResponseFlag {
     UpstreamRequestTimeout,
     /// The downstream went away before the response was complete.
     DownstreamConnectionTermination,
+    /// Retries were exhausted; the last attempt's outcome was returned.
+    UpstreamRetryLimitExceeded,
+    /// The request body was too large to buffer for retries.
+    RequestBodyTooLarge,
 }
 
 impl ResponseFlag {
@@ -33,6 +37,9 @@ impl ResponseFlag {
             ResponseFlag::UpstreamConnectionTermination => "UC",
             ResponseFlag::UpstreamRequestTimeout => "UT",
             ResponseFlag::DownstreamConnectionTermination => "DC",
+            ResponseFlag::UpstreamRetryLimitExceeded => "URX",
+            // Envoy has no flag for this; its buffer filter answers 413 the same way.
+            ResponseFlag::RequestBodyTooLarge => "RBT",
         }
     }
 }

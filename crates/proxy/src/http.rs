@@ -5,18 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use rand::Rng;
 
-use crate::config::{
-    Action, ClusterChoice, Forward, HeaderMutation, PathMatch, Redirect, RouteSource,
-};
+use crate::config::{Action, Forward, HeaderMutation, PathMatch, Redirect, RouteSource};
 use crate::flags::{ERROR_HEADER, ResponseFlag};
-use crate::pool::{Body, UpstreamError};
+use crate::pool::Body;
 use crate::select::{RequestView, find_route, select_vhost};
 use crate::store::Store;
+use crate::upstream::Target;
 
 /// Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 7] = [
@@ -97,7 +95,14 @@ pub async fn handle(
                 &rc.request_headers,
             ];
             let new_path = rewrite_path(f, &path, &route.matcher.path);
-            forward(&store, &runtime, f, req_levels, req, &authority, &new_path).await
+            let target = Target {
+                forward: f,
+                retry: f.retry.as_ref().or(vh.retry.as_ref()),
+                request_headers: req_levels,
+                authority: &authority,
+                path: &new_path,
+            };
+            crate::upstream::forward(&store, &runtime, target, req).await
         }
     };
     for m in levels {
@@ -213,120 +218,6 @@ fn split_port(authority: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn choose_cluster(f: &Forward) -> (String, Option<(&HeaderMutation, &HeaderMutation)>) {
-    match &f.clusters {
-        ClusterChoice::Single(c) => (c.clone(), None),
-        ClusterChoice::Weighted(targets) => {
-            let total: u64 = targets.iter().map(|t| u64::from(t.weight)).sum();
-            let mut x = rand::rng().random_range(0..total.max(1));
-            for t in targets {
-                if x < u64::from(t.weight) {
-                    return (
-                        t.cluster.clone(),
-                        Some((&t.request_headers, &t.response_headers)),
-                    );
-                }
-                x -= u64::from(t.weight);
-            }
-            let last = targets.last();
-            (
-                last.map(|t| t.cluster.clone()).unwrap_or_default(),
-                last.map(|t| (&t.request_headers, &t.response_headers)),
-            )
-        }
-    }
-}
-
-async fn forward(
-    store: &Store,
-    runtime: &crate::store::Runtime,
-    f: &Forward,
-    req_levels: [&HeaderMutation; 3],
-    req: Request<Incoming>,
-    authority: &str,
-    new_path: &str,
-) -> Response<Body> {
-    let (cluster_name, weighted_headers) = choose_cluster(f);
-    let Some(cluster) = runtime.clusters.get(&cluster_name).cloned() else {
-        return local_error(
-            store,
-            ResponseFlag::NoCluster,
-            f.cluster_not_found_status,
-            &format!("cluster {cluster_name:?} not found"),
-        );
-    };
-    let Some(endpoint) = cluster.pick() else {
-        return local_error(
-            store,
-            ResponseFlag::NoHealthyUpstream,
-            503,
-            &format!("no healthy upstream for cluster {cluster_name:?}"),
-        );
-    };
-    let (mut parts, body) = req.into_parts();
-    let host = f
-        .host_rewrite
-        .clone()
-        .unwrap_or_else(|| authority.to_string());
-    strip_hop_by_hop(&mut parts.headers);
-    if let Some((req_h, _)) = weighted_headers {
-        req_h.apply(&mut parts.headers);
-    }
-    for m in req_levels {
-        m.apply(&mut parts.headers);
-    }
-    let h2 = cluster.config.protocol == crate::config::UpstreamProtocol::Http2;
-    parts.uri = upstream_uri(h2, &host, new_path);
-    parts.version = if h2 {
-        http::Version::HTTP_2
-    } else {
-        http::Version::HTTP_11
-    };
-    if h2 {
-        parts.headers.remove(http::header::HOST);
-    } else if let Ok(v) = HeaderValue::from_str(&host) {
-        parts.headers.insert(http::header::HOST, v);
-    }
-    let upstream_req = Request::from_parts(parts, body.boxed());
-    cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
-    let pool = cluster.pool(endpoint.addr);
-    let sent = match f.timeout {
-        Some(t) => match tokio::time::timeout(t, pool.send(upstream_req)).await {
-            Ok(r) => r,
-            Err(_) => {
-                cluster.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
-                cluster.stats.response(504);
-                return local_error(
-                    store,
-                    ResponseFlag::UpstreamRequestTimeout,
-                    504,
-                    &format!("upstream request timeout after {t:?} (cluster {cluster_name:?})"),
-                );
-            }
-        },
-        None => pool.send(upstream_req).await,
-    };
-    match sent {
-        Ok(resp) => {
-            cluster.stats.response(resp.status().as_u16());
-            let (mut parts, body) = resp.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            if let Some((_, resp_h)) = weighted_headers {
-                resp_h.apply(&mut parts.headers);
-            }
-            Response::from_parts(parts, body.boxed())
-        }
-        Err(e) => {
-            cluster.stats.response(503);
-            let flag = match e {
-                UpstreamError::Reset { .. } => ResponseFlag::UpstreamConnectionTermination,
-                _ => ResponseFlag::UpstreamConnectFailure,
-            };
-            local_error(store, flag, 503, &format!("cluster {cluster_name:?}: {e}"))
-        }
-    }
-}
-
 fn rewrite_path(f: &Forward, path: &str, matched: &PathMatch) -> String {
     let (p, query) = path
         .split_once('?')
@@ -342,16 +233,7 @@ fn rewrite_path(f: &Forward, path: &str, matched: &PathMatch) -> String {
     }
 }
 
-fn upstream_uri(h2: bool, host: &str, path: &str) -> Uri {
-    let built = if h2 {
-        format!("http://{host}{path}")
-    } else {
-        path.to_string()
-    };
-    built.parse().unwrap_or_else(|_| Uri::from_static("/"))
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<String> = headers
         .get_all(http::header::CONNECTION)
         .iter()

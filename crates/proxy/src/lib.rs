@@ -14,6 +14,7 @@ pub mod select;
 pub mod stats;
 pub mod store;
 pub mod tcp;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -175,6 +175,7 @@ mod tests {
             routes: vec![],
             request_headers: HeaderMutation::default(),
             response_headers: HeaderMutation::default(),
+            retry: None,
         }
     }
 

@@ -21,6 +21,7 @@ pub struct ClusterStats {
     pub cx_total: AtomicU64,
     pub cx_connect_fail: AtomicU64,
     pub rq_timeout: AtomicU64,
+    pub rq_retry: AtomicU64,
 }
 
 impl ClusterStats {
@@ -88,7 +89,12 @@ impl Stats {
                 );
             }
         }
-        let per_cluster: [PerCluster; 3] = [
+        let per_cluster: [PerCluster; 4] = [
+            (
+                "plexus_cluster_upstream_rq_retry_total",
+                "Retries sent to the cluster.",
+                |s| s.rq_retry.load(Ordering::Relaxed),
+            ),
             (
                 "plexus_cluster_upstream_cx_total",
                 "Upstream connections opened.",

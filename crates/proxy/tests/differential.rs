@@ -9,6 +9,8 @@ mod scenarios;
 use std::net::SocketAddr;
 
 use common::*;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::route::v3 as rt;
 use envoy_types::util::pack_any;
 use plexus_testkit::echo::{self, EchoConfig};
 use plexus_testkit::envoy::{Envoy, binary_for_test};
@@ -65,47 +67,98 @@ fn observe(check: &Check, got: &Got) -> Result<(), String> {
     }
 }
 
-/// Run one check, polling until it holds (config reaches proxies asynchronously).
+/// Run one check once: the scenario's config is known to be applied (see `wait_applied`).
 async fn run_check(target: &str, addr: SocketAddr, check: &Check) -> Result<(), String> {
-    let last = std::sync::Mutex::new(String::new());
-    let r = eventually(WAIT, "check", || async {
-        let outcome = match request(
-            addr,
-            false,
-            check.method,
-            check.host,
-            check.path,
-            &check.headers,
-        )
-        .await
-        {
-            Ok(got) => observe(check, &got),
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok(()) => Some(()),
-            Err(e) => {
-                *last.lock().unwrap_or_else(|p| p.into_inner()) = e;
-                None
-            }
-        }
-    })
-    .await;
-    let last = last.into_inner().unwrap_or_else(|p| p.into_inner());
-    r.map_err(|_| {
+    let outcome = match request(
+        addr,
+        check.h2,
+        check.method,
+        check.host,
+        check.path,
+        &check.headers,
+    )
+    .await
+    {
+        Ok(got) => observe(check, &got),
+        Err(e) => Err(e),
+    };
+    outcome.map_err(|e| {
         format!(
-            "{target}: {} {}{}: {last}",
+            "{target}: {} {}{}: {e}",
             check.method, check.host, check.path
         )
     })
 }
 
+/// Every scenario's route configuration carries a probe virtual host answering with the
+/// scenario's name; once a proxy answers it, that proxy runs the scenario's routes.
+const PROBE_HOST: &str = "probe.scenario";
+
+fn with_probe(name: &str, mut vhosts: Vec<rt::VirtualHost>) -> Vec<rt::VirtualHost> {
+    let probe = rt::route::Action::DirectResponse(rt::DirectResponseAction {
+        status: 200,
+        body: Some(core::DataSource {
+            specifier: Some(core::data_source::Specifier::InlineString(name.into())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    vhosts.insert(
+        0,
+        vhost("probe", &[PROBE_HOST], vec![route(prefix("/"), probe)]),
+    );
+    vhosts
+}
+
+async fn wait_applied(target: &str, addr: SocketAddr, name: &str) -> Result<(), String> {
+    eventually(
+        WAIT,
+        &format!("{target} to apply scenario {name:?}"),
+        || async {
+            let got = request(addr, false, "GET", PROBE_HOST, "/", &[])
+                .await
+                .ok()?;
+            (got.body == name.as_bytes()).then_some(())
+        },
+    )
+    .await
+}
+
+async fn tcp_roundtrip(addr: SocketAddr) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let mut echoed = Vec::new();
+        for chunk in [&b"first "[..], b"second"] {
+            s.write_all(chunk).await?;
+            let mut buf = vec![0u8; chunk.len()];
+            s.read_exact(&mut buf).await?;
+            echoed.extend_from_slice(&buf);
+        }
+        Ok::<_, std::io::Error>(echoed)
+    };
+    match tokio::time::timeout(WAIT, io).await {
+        Ok(Ok(echoed)) if echoed == b"first second" => Ok(()),
+        Ok(Ok(echoed)) => Err(format!("echoed {:?}", String::from_utf8_lossy(&echoed))),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
 fn base_clusters(b: &Backends) -> Config {
     let a2 = h2_cluster(static_cluster("a2", &[b.a]));
     Config {
-        listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
+        listeners: vec![
+            ("main".into(), http_listener_rds("main", "r1")),
+            ("tcp".into(), tcp_listener("tcp", "tcpecho")),
+        ],
         routes: vec![],
         clusters: vec![
+            static_cluster("tcpecho", &[b.tcp]),
+            static_cluster("mixed", &[b.flaky, b.a]),
+            static_cluster("cf", &[b.closed, b.a]),
+            static_cluster("flakyonly", &[b.flaky]),
+            static_cluster("slowmixed", &[b.slow, b.a]),
             static_cluster("a", &[b.a]),
             eds_cluster("b"),
             eds_cluster("empty"),
@@ -146,7 +199,34 @@ async fn differential_scenarios() {
     )
     .await
     .expect("echo b");
+    let flaky = echo::start_http(
+        EchoConfig {
+            workload: "flaky".into(),
+            fail_fraction: 1.0,
+            fail_status: 503,
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo flaky");
+    let slow = echo::start_http(
+        EchoConfig {
+            workload: "slow".into(),
+            delay: std::time::Duration::from_secs(2),
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo slow");
+    let tcp_echo = echo::start_tcp("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("tcp echo");
     let backends = Backends {
+        tcp: tcp_echo.addr,
+        flaky: flaky.addr,
+        slow: slow.addr,
         a: a.addr,
         b: b.addr,
         closed: closed_port().await,
@@ -164,6 +244,7 @@ async fn differential_scenarios() {
 
     let plexus = start_proxy(&ads).await;
     let plexus_addr = wait_listener(&plexus, "main").await;
+    let plexus_tcp = wait_listener(&plexus, "tcp").await;
     let envoy = match binary_for_test("differential_scenarios") {
         Some(bin) => {
             let envoy = Envoy::start(
@@ -177,7 +258,11 @@ async fn differential_scenarios() {
                 .wait_listener("main", WAIT)
                 .await
                 .expect("envoy listener");
-            Some((envoy, addr))
+            let tcp = envoy
+                .wait_listener("tcp", WAIT)
+                .await
+                .expect("envoy tcp listener");
+            Some((envoy, addr, tcp))
         }
         None => None,
     };
@@ -190,15 +275,17 @@ async fn differential_scenarios() {
         checks,
     } in all
     {
-        ads.push(
-            ROUTE_TYPE,
-            vec![("r1".into(), pack_any(route_config("r1", routes)))],
-        );
+        let rc = route_config("r1", with_probe(name, routes));
+        ads.push(ROUTE_TYPE, vec![("r1".into(), pack_any(rc))]);
         let mut targets = vec![("plexus", plexus_addr)];
-        if let Some((_, addr)) = &envoy {
+        if let Some((_, addr, _)) = &envoy {
             targets.push(("envoy", *addr));
         }
         for (target, addr) in targets {
+            if let Err(e) = wait_applied(target, addr, name).await {
+                failures.push(format!("[{name}] {e}"));
+                continue;
+            }
             let mut ok = true;
             for check in &checks {
                 if let Err(e) = run_check(target, addr, check).await {
@@ -215,8 +302,20 @@ async fn differential_scenarios() {
             }
         }
     }
+    // TCP proxy: bytes go through both ways, in several writes.
+    let mut tcp_targets = vec![("plexus", plexus_tcp)];
+    if let Some((_, _, tcp)) = &envoy {
+        tcp_targets.push(("envoy", *tcp));
+    }
+    for (target, addr) in tcp_targets {
+        match tcp_roundtrip(addr).await {
+            Ok(()) if target == "plexus" => plexus_passed += 1,
+            Ok(()) => envoy_passed += 1,
+            Err(e) => failures.push(format!("[tcp proxy] {target}: {e}")),
+        }
+    }
     println!("scenario counts: plexus={plexus_passed} envoy={envoy_passed}");
-    if let Some((envoy, _)) = envoy.as_ref().filter(|_| !failures.is_empty()) {
+    if let Some((envoy, _, _)) = envoy.as_ref().filter(|_| !failures.is_empty()) {
         println!("envoy log: {}", envoy.log_path().display());
     }
     assert!(

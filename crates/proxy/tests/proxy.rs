@@ -451,3 +451,58 @@ async fn quitquitquit_then_drain_lets_inflight_requests_finish() {
         "listener closed after drain"
     );
 }
+
+#[tokio::test]
+async fn exhausted_retries_count_urx_and_retries() {
+    let flaky = echo::start_http(
+        EchoConfig {
+            workload: "flaky".into(),
+            fail_fraction: 1.0,
+            fail_status: 502,
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo");
+    let ads = FakeAds::start().await.expect("ads");
+    let policy = rt::RetryPolicy {
+        retry_on: "gateway-error".into(),
+        num_retries: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 3 }),
+        ..Default::default()
+    };
+    let vh = rt::VirtualHost {
+        retry_policy: Some(policy),
+        ..vhost("all", &["*"], vec![route(prefix("/"), to_cluster("f"))])
+    };
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
+            routes: vec![route_config("r1", vec![vh])],
+            clusters: vec![static_cluster("f", &[flaky.addr])],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    // The virtual host's policy applies: one request, four attempts, the last 502 passed on.
+    let got = get_until(addr, "h", "/", |g| g.status == 502).await;
+    assert_eq!(got.json()["workload"], "flaky");
+    assert_eq!(flaky.requests.load(std::sync::atomic::Ordering::Relaxed), 4);
+    let (_, metrics) = http_get(&format!("http://{}/stats/prometheus", proxy.admin))
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("plexus_cluster_upstream_rq_retry_total{cluster=\"f\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("plexus_response_flags_total{flag=\"URX\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("plexus_cluster_upstream_rq_total{cluster=\"f\"} 4"),
+        "{metrics}"
+    );
+}

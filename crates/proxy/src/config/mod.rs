@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod listener;
+pub mod retry;
 pub mod route;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use http::{HeaderName, HeaderValue};
 
 pub use cluster::{Cluster, Discovery, Endpoint, LbPolicy, LoadAssignment, UpstreamProtocol};
 pub use listener::{HttpManager, Listener, ListenerKind, RouteSource, TcpProxy};
+pub use retry::{RetryOn, RetryPolicy};
 pub use route::{
     Action, ClusterChoice, DomainMatch, Forward, HeaderMatcher, PathMatch, QueryMatcher, Redirect,
     Route, RouteConfig, RouteMatch, VirtualHost,

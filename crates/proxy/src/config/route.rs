@@ -6,7 +6,8 @@ use envoy_types::pb::envoy::config::route::v3 as rt;
 use regex::Regex;
 
 use super::{
-    FieldError, FieldResult, HeaderMutation, StringMatch, duration, full_regex, search_regex,
+    FieldError, FieldResult, HeaderMutation, RetryPolicy, StringMatch, duration, full_regex,
+    search_regex,
 };
 use crate::deny_set;
 
@@ -29,6 +30,8 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
     pub request_headers: HeaderMutation,
     pub response_headers: HeaderMutation,
+    /// Used by routes that have no retry policy of their own.
+    pub retry: Option<RetryPolicy>,
 }
 
 /// One entry of `domains`, lower-cased. Envoy's precedence: exact, then longest suffix
@@ -135,6 +138,8 @@ pub struct Forward {
     pub host_rewrite: Option<String>,
     /// `None` disables the timeout (`0s` in xDS).
     pub timeout: Option<Duration>,
+    /// The route's retry policy; `None` falls back to the virtual host's.
+    pub retry: Option<RetryPolicy>,
 }
 
 impl PartialEq for Forward {
@@ -146,6 +151,7 @@ impl PartialEq for Forward {
                 == o.regex_rewrite.as_ref().map(|(r, s)| (r.as_str(), s))
             && self.host_rewrite == o.host_rewrite
             && self.timeout == o.timeout
+            && self.retry == o.retry
     }
 }
 
@@ -270,7 +276,6 @@ impl TryFrom<&rt::VirtualHost> for VirtualHost {
             typed_per_filter_config,
             include_request_attempt_count,
             include_attempt_count_in_response,
-            retry_policy,
             retry_policy_typed_config,
             hedge_policy,
             include_is_timeout_retry_header,
@@ -295,10 +300,15 @@ impl TryFrom<&rt::VirtualHost> for VirtualHost {
             .enumerate()
             .map(|(i, r)| Route::try_from(r).map_err(|e| e.within(&format!("routes[{i}]"))))
             .collect::<FieldResult<Vec<_>>>()?;
+        let retry = match retry_policy {
+            Some(p) => Some(RetryPolicy::try_from(p).map_err(|e| e.within("retry_policy"))?),
+            None => None,
+        };
         Ok(VirtualHost {
             name: name.clone(),
             domains,
             routes,
+            retry,
             request_headers: HeaderMutation::parse(
                 request_headers_to_add,
                 request_headers_to_remove,
@@ -578,7 +588,6 @@ impl TryFrom<&rt::RouteAction> for Forward {
             idle_timeout,
             flush_timeout,
             early_data_policy,
-            retry_policy,
             retry_policy_typed_config,
             request_mirror_policies,
             priority,
@@ -662,6 +671,10 @@ impl TryFrom<&rt::RouteAction> for Forward {
                 ));
             }
         };
+        let retry = match retry_policy {
+            Some(p) => Some(RetryPolicy::try_from(p).map_err(|e| e.within("retry_policy"))?),
+            None => None,
+        };
         Ok(Forward {
             clusters,
             cluster_not_found_status,
@@ -669,6 +682,7 @@ impl TryFrom<&rt::RouteAction> for Forward {
             regex_rewrite,
             host_rewrite,
             timeout,
+            retry,
         })
     }
 }

@@ -17,6 +17,12 @@ pub struct Backends {
     pub b: SocketAddr,
     /// A port with nothing listening (connect failures).
     pub closed: SocketAddr,
+    /// Answers every request with 503 (workload `flaky`).
+    pub flaky: SocketAddr,
+    /// Answers after 2 s (workload `slow`).
+    pub slow: SocketAddr,
+    /// TCP byte echo.
+    pub tcp: SocketAddr,
 }
 
 /// One request and what must be observed.
@@ -25,6 +31,8 @@ pub struct Check {
     pub host: &'static str,
     pub path: &'static str,
     pub method: &'static str,
+    /// Send as h2c with prior knowledge instead of HTTP/1.1.
+    pub h2: bool,
     pub headers: Vec<(&'static str, &'static str)>,
     pub status: u16,
     /// `workload` in the echo's JSON (which backend answered).
@@ -133,6 +141,36 @@ fn forward(f: impl FnOnce(&mut rt::RouteAction)) -> rt::route::Action {
     };
     f(&mut a);
     rt::route::Action::Route(a)
+}
+
+fn retrying(
+    cluster: &str,
+    retry_on: &str,
+    f: impl FnOnce(&mut rt::RetryPolicy),
+) -> rt::route::Action {
+    let mut policy = rt::RetryPolicy {
+        retry_on: retry_on.into(),
+        num_retries: Some(UInt32Value { value: 2 }),
+        retry_back_off: Some(rt::retry_policy::RetryBackOff {
+            base_interval: Some(PbDuration { seconds: 0, nanos: 5_000_000 }),
+            max_interval: None,
+        }),
+        retry_host_predicate: vec![rt::retry_policy::RetryHostPredicate {
+            name: "envoy.retry_host_predicates.previous_hosts".into(),
+            config_type: Some(rt::retry_policy::retry_host_predicate::ConfigType::TypedConfig(
+                envoy_types::util::pack_any(
+                    envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate {},
+                ),
+            )),
+        }],
+        host_selection_retry_max_attempts: 5,
+        ..Default::default()
+    };
+    f(&mut policy);
+    forward(|a| {
+        a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster(cluster.into()));
+        a.retry_policy = Some(policy);
+    })
 }
 
 fn redirect(r: rt::RedirectAction) -> rt::route::Action {
@@ -299,6 +337,14 @@ pub fn all() -> Vec<Scenario> {
                 Check { response_header: Some(("x-echo-replica", None)), ..get("h", "/hdr", 200) },
                 Check { upstream_header: Some(("x-vh", Some("vh"))), response_header: Some(("x-vh-resp", Some("1"))), ..get("h", "/", 200) },
                 Check { workload: Some("b"), upstream_protocol: Some("HTTP/1.1"), ..get("h", "/b", 200) },
+                Check {
+                    h2: true,
+                    workload: Some("b"),
+                    upstream_protocol: Some("HTTP/1.1"),
+                    upstream_host: Some("h"),
+                    upstream_path: Some("/b/over-h2c?x=1"),
+                    ..get("h", "/b/over-h2c?x=1", 200)
+                },
                 Check { workload: Some("a"), upstream_protocol: Some("HTTP/2.0"), upstream_host: Some("h"), ..get("h", "/h2", 200) },
             ],
         },
@@ -367,6 +413,42 @@ pub fn all() -> Vec<Scenario> {
                 get("fail.test", "/closed", 503),
                 Check { headers: vec![("x-echo-delay-ms", "2000")], ..get("fail.test", "/slow", 504) },
                 Check { workload: Some("a"), ..get("fail.test", "/only", 200) },
+            ],
+        },
+        Scenario {
+            name: "retries: 5xx, connect-failure, status codes, per-try timeout, exhaustion",
+            routes: vec![vhost(
+                "retry",
+                &["*"],
+                vec![
+                    route(prefix("/5xx"), retrying("mixed", "5xx", |_| {})),
+                    route(prefix("/gateway"), retrying("mixed", "gateway-error", |_| {})),
+                    route(prefix("/cf"), retrying("cf", "connect-failure", |_| {})),
+                    route(
+                        prefix("/codes"),
+                        retrying("mixed", "retriable-status-codes", |p| p.retriable_status_codes = vec![503]),
+                    ),
+                    route(
+                        prefix("/pertry"),
+                        retrying("slowmixed", "5xx", |p| {
+                            p.per_try_timeout = Some(PbDuration { seconds: 0, nanos: 300_000_000 })
+                        }),
+                    ),
+                    route(prefix("/exhaust"), retrying("flakyonly", "5xx", |_| {})),
+                    route(prefix("/not-retriable"), retrying("flakyonly", "connect-failure", |_| {})),
+                ],
+            )],
+            checks: vec![
+                Check { workload: Some("a"), ..get("h", "/5xx", 200) },
+                Check { workload: Some("a"), ..get("h", "/5xx", 200) },
+                Check { workload: Some("a"), ..get("h", "/gateway", 200) },
+                Check { workload: Some("a"), ..get("h", "/cf", 200) },
+                Check { workload: Some("a"), ..get("h", "/cf", 200) },
+                Check { workload: Some("a"), ..get("h", "/codes", 200) },
+                Check { workload: Some("a"), ..get("h", "/pertry", 200) },
+                Check { workload: Some("a"), ..get("h", "/pertry", 200) },
+                Check { workload: Some("flaky"), ..get("h", "/exhaust", 503) },
+                Check { workload: Some("flaky"), ..get("h", "/not-retriable", 503) },
             ],
         },
         Scenario {
