@@ -7,10 +7,12 @@
 // or is honoured, never ignored.
 #![allow(deprecated)]
 
+pub mod action;
 pub mod cluster;
 pub mod listener;
 pub mod retry;
 pub mod route;
+pub mod route_match;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,13 +23,12 @@ use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 use envoy_types::pb::google::protobuf;
 use http::{HeaderName, HeaderValue};
 
+pub use action::{Action, ClusterChoice, Forward, Redirect, WeightedTarget};
 pub use cluster::{Cluster, Discovery, Endpoint, LbPolicy, LoadAssignment, UpstreamProtocol};
 pub use listener::{HttpManager, Listener, ListenerKind, RouteSource, TcpProxy};
 pub use retry::{RetryOn, RetryPolicy};
-pub use route::{
-    Action, ClusterChoice, DomainMatch, Forward, HeaderMatcher, PathMatch, QueryMatcher, Redirect,
-    Route, RouteConfig, RouteMatch, VirtualHost,
-};
+pub use route::{DomainMatch, Route, RouteConfig, VirtualHost};
+pub use route_match::{HeaderMatcher, PathMatch, QueryMatcher, RouteMatch};
 
 /// A resource Plexus cannot run, naming the resource and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
