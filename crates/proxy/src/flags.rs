@@ -20,6 +20,10 @@ pub enum ResponseFlag {
     UpstreamRequestTimeout,
     /// The downstream went away before the response was complete.
     DownstreamConnectionTermination,
+    /// The fault filter aborted the request.
+    FaultInjected,
+    /// The fault filter delayed the request.
+    DelayInjected,
     /// Retries were exhausted; the last attempt's outcome was returned.
     UpstreamRetryLimitExceeded,
     /// The request body was too large to buffer for retries.
@@ -38,6 +42,8 @@ impl ResponseFlag {
             ResponseFlag::UpstreamRequestTimeout => "UT",
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
+            ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::DelayInjected => "DI",
             // Envoy has no flag for this; its buffer filter answers 413 the same way.
             ResponseFlag::RequestBodyTooLarge => "RBT",
         }

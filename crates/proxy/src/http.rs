@@ -8,11 +8,14 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use rand::Rng;
 
-use crate::config::{Action, Forward, HeaderMutation, PathMatch, Redirect, RouteSource};
+use crate::config::{
+    Abort, Action, Fault, Forward, HeaderMutation, HttpManager, PathMatch, Redirect, RouteSource,
+};
 use crate::flags::{ERROR_HEADER, ResponseFlag};
 use crate::pool::Body;
-use crate::select::{RequestView, find_route, select_vhost};
+use crate::select::{RequestView, find_route, header_matches, select_vhost};
 use crate::store::Store;
 use crate::upstream::Target;
 
@@ -29,12 +32,12 @@ const HOP_BY_HOP: [&str; 7] = [
 
 pub async fn handle(
     store: Arc<Store>,
-    routes: RouteSource,
+    manager: HttpManager,
     req: Request<Incoming>,
 ) -> Response<Body> {
     store.stats.downstream_rq.fetch_add(1, Ordering::Relaxed);
     let runtime = store.runtime.load_full();
-    let rc = match &routes {
+    let rc = match &manager.routes {
         RouteSource::Inline(rc) => rc.clone(),
         RouteSource::Rds(name) => match runtime.routes.get(name) {
             Some(rc) => rc.clone(),
@@ -80,6 +83,15 @@ pub async fn handle(
             &format!("no route in virtual host {:?} matches {path}", vh.name),
         );
     };
+    if let Some(filter) = &manager.fault {
+        // The most specific `typed_per_filter_config` replaces the filter's own config.
+        let fault = fault_for(&filter.name, &route.faults)
+            .or_else(|| fault_for(&filter.name, &vh.faults))
+            .unwrap_or(&filter.config);
+        if let Some(resp) = inject_fault(&store, fault, &view).await {
+            return resp;
+        }
+    }
     let levels: [&HeaderMutation; 3] = [
         &route.response_headers,
         &vh.response_headers,
@@ -109,6 +121,61 @@ pub async fn handle(
         m.apply(resp.headers_mut());
     }
     resp
+}
+
+fn fault_for<'a>(filter: &str, faults: &'a [(String, Fault)]) -> Option<&'a Fault> {
+    faults.iter().find(|(n, _)| n == filter).map(|(_, f)| f)
+}
+
+/// The fault filter: maybe delay, then maybe abort. Returns the abort response.
+async fn inject_fault(
+    store: &Store,
+    fault: &Fault,
+    view: &RequestView<'_>,
+) -> Option<Response<Body>> {
+    if !fault.headers.iter().all(|h| header_matches(h, view)) {
+        return None;
+    }
+    // Roll both dice up front: the thread-local RNG must not live across the delay's await.
+    let (delay_roll, abort_roll): (u32, u32) = {
+        let mut rng = rand::rng();
+        (rng.random(), rng.random())
+    };
+    if let Some((delay, _)) = fault.delay.filter(|(_, f)| f.sample(delay_roll)) {
+        store.stats.flag(ResponseFlag::DelayInjected);
+        tokio::time::sleep(delay).await;
+    }
+    let (abort, fraction) = fault.abort?;
+    if !fraction.sample(abort_roll) {
+        return None;
+    }
+    Some(match abort {
+        Abort::Http(status) => local_error(
+            store,
+            ResponseFlag::FaultInjected,
+            status,
+            "fault filter abort",
+        ),
+        Abort::Grpc(code) => {
+            let mut resp = local_error(
+                store,
+                ResponseFlag::FaultInjected,
+                200,
+                "fault filter abort",
+            );
+            let headers = resp.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from(code));
+            headers.insert(
+                "grpc-message",
+                HeaderValue::from_static("fault filter abort"),
+            );
+            resp
+        }
+    })
 }
 
 fn authority_of(req: &Request<Incoming>) -> String {

@@ -81,12 +81,12 @@ async fn serve_http(stream: TcpStream, config: Arc<ArcSwap<Listener>>, store: Ar
         let store = store.clone();
         // Route source is read per request so an LDS update applies to open connections too.
         let routes = match &config.load().kind {
-            ListenerKind::Http(m) => Some(m.routes.clone()),
+            ListenerKind::Http(m) => Some(m.clone()),
             ListenerKind::Tcp(_) => None,
         };
         async move {
             let resp = match routes {
-                Some(routes) => crate::http::handle(store, routes, req).await,
+                Some(manager) => crate::http::handle(store, manager, req).await,
                 None => crate::http::local_error(
                     &store,
                     ResponseFlag::NoRoute,

@@ -69,6 +69,7 @@ fn observe(check: &Check, got: &Got) -> Result<(), String> {
 
 /// Run one check once: the scenario's config is known to be applied (see `wait_applied`).
 async fn run_check(target: &str, addr: SocketAddr, check: &Check) -> Result<(), String> {
+    let started = std::time::Instant::now();
     let outcome = match request(
         addr,
         check.h2,
@@ -79,7 +80,13 @@ async fn run_check(target: &str, addr: SocketAddr, check: &Check) -> Result<(), 
     )
     .await
     {
-        Ok(got) => observe(check, &got),
+        Ok(got) => observe(check, &got).and_then(|()| match check.min_elapsed {
+            Some(min) if started.elapsed() < min => Err(format!(
+                "answered after {:?} (want at least {min:?})",
+                started.elapsed()
+            )),
+            _ => Ok(()),
+        }),
         Err(e) => Err(e),
     };
     outcome.map_err(|e| {
@@ -149,7 +156,7 @@ fn base_clusters(b: &Backends) -> Config {
     let a2 = h2_cluster(static_cluster("a2", &[b.a]));
     Config {
         listeners: vec![
-            ("main".into(), http_listener_rds("main", "r1")),
+            ("main".into(), http_listener_rds_with_fault("main", "r1")),
             ("tcp".into(), tcp_listener("tcp", "tcpecho")),
         ],
         routes: vec![],

@@ -5,11 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::listener::v3 as l;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
 use prost::Name;
 
+use super::fault::Fault;
 use super::{FieldError, FieldResult, RouteConfig, socket_address, unpack_field};
 use crate::deny_set;
 
@@ -39,6 +41,15 @@ pub enum Codec {
 pub struct HttpManager {
     pub codec: Codec,
     pub routes: RouteSource,
+    /// The fault filter in the chain, if any (its name keys per-route overrides).
+    pub fault: Option<FaultFilter>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultFilter {
+    pub name: String,
+    /// Filter-level config; a route's or virtual host's `typed_per_filter_config` replaces it.
+    pub config: Arc<Fault>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -315,7 +326,7 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         2 => Codec::Http2,
         n => return Err(FieldError::unsupported(format!("codec_type ({n})"))),
     };
-    router_only(http_filters).map_err(|e| e.within("http_filters"))?;
+    let fault = filter_chain_http(http_filters).map_err(|e| e.within("http_filters"))?;
     let routes = match route_specifier {
         Some(hcm::http_connection_manager::RouteSpecifier::Rds(hcm::Rds {
             config_source,
@@ -339,49 +350,85 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
             ));
         }
     };
-    Ok(HttpManager { codec, routes })
+    Ok(HttpManager {
+        codec,
+        routes,
+        fault,
+    })
 }
 
-/// The filter chain must be exactly the router with default options; Plexus has no other HTTP
-/// filters yet, and skipping one silently would change behaviour.
-fn router_only(filters: &[hcm::HttpFilter]) -> FieldResult<()> {
-    let [router] = filters else {
-        let names: Vec<&str> = filters.iter().map(|f| f.name.as_str()).collect();
-        return Err(FieldError::unsupported(format!(
-            "{names:?} (only the router filter, envoy.filters.http.router, is supported)"
-        )));
+/// The HTTP filter chain: optional fault filters, then the router with default options.
+/// Plexus has no other HTTP filters yet, and skipping one silently would change behaviour.
+fn filter_chain_http(filters: &[hcm::HttpFilter]) -> FieldResult<Option<FaultFilter>> {
+    let Some((router, before)) = filters.split_last() else {
+        return Err(FieldError::invalid("", "the router filter is required"));
     };
+    let at = filters.len() - 1;
+    router_filter(router).map_err(|e| e.within(&format!("[{at}]")))?;
+    let mut fault = None;
+    for (i, f) in before.iter().enumerate() {
+        let parsed = fault_filter(f).map_err(|e| e.within(&format!("[{i}]")))?;
+        if fault.is_some() {
+            return Err(FieldError::unsupported(format!(
+                "[{i}] (a second fault filter)"
+            )));
+        }
+        fault = Some(parsed);
+    }
+    Ok(fault)
+}
+
+fn typed_config(f: &hcm::HttpFilter) -> FieldResult<&envoy_types::pb::google::protobuf::Any> {
     let hcm::HttpFilter {
-        name: _,
+        name,
         is_optional: _,
         disabled,
         config_type,
-    } = router;
+    } = f;
     if *disabled {
-        return Err(FieldError::invalid(
-            "[0].disabled",
-            "the router filter cannot be disabled",
-        ));
+        return Err(FieldError::unsupported(format!("disabled ({name})")));
     }
     match config_type {
-        Some(hcm::http_filter::ConfigType::TypedConfig(any)) => {
-            if any.type_url != Router::type_url() {
-                return Err(FieldError::unsupported(format!(
-                    "[0].typed_config ({})",
-                    any.type_url
-                )));
-            }
-            let r: Router = unpack_field(any, "[0].typed_config")?;
-            if r != Router::default() {
-                return Err(FieldError::unsupported("[0].typed_config (router options)"));
-            }
-            Ok(())
-        }
-        _ => Err(FieldError::invalid(
-            "[0].typed_config",
-            "the router filter needs a typed_config",
+        Some(hcm::http_filter::ConfigType::TypedConfig(any)) => Ok(any),
+        Some(hcm::http_filter::ConfigType::ConfigDiscovery(_)) => Err(FieldError::unsupported(
+            format!("config_discovery ({name})"),
+        )),
+        None => Err(FieldError::invalid(
+            "typed_config",
+            format!("filter {name:?} needs a typed_config"),
         )),
     }
+}
+
+fn router_filter(f: &hcm::HttpFilter) -> FieldResult<()> {
+    let any = typed_config(f)?;
+    if any.type_url != Router::type_url() {
+        return Err(FieldError::unsupported(format!(
+            "typed_config ({}; the last filter must be envoy.filters.http.router)",
+            any.type_url
+        )));
+    }
+    let r: Router = unpack_field(any, "typed_config")?;
+    if r != Router::default() {
+        return Err(FieldError::unsupported("typed_config (router options)"));
+    }
+    Ok(())
+}
+
+fn fault_filter(f: &hcm::HttpFilter) -> FieldResult<FaultFilter> {
+    let any = typed_config(f)?;
+    if any.type_url != HttpFault::type_url() {
+        return Err(FieldError::unsupported(format!(
+            "typed_config ({}; only envoy.filters.http.fault may precede the router)",
+            any.type_url
+        )));
+    }
+    let cfg: HttpFault = unpack_field(any, "typed_config")?;
+    let fault = Fault::try_from(&cfg).map_err(|e| e.within("typed_config"))?;
+    Ok(FaultFilter {
+        name: f.name.clone(),
+        config: Arc::new(fault),
+    })
 }
 
 fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {

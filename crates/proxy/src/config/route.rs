@@ -4,8 +4,9 @@
 use envoy_types::pb::envoy::config::route::v3 as rt;
 
 use super::action::{Action, Forward, direct, redirect};
+use super::fault::Fault;
 use super::route_match::RouteMatch;
-use super::{FieldError, FieldResult, HeaderMutation, RetryPolicy};
+use super::{FieldError, FieldResult, HeaderMutation, RetryPolicy, per_filter_faults};
 use crate::deny_set;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,8 @@ pub struct VirtualHost {
     pub response_headers: HeaderMutation,
     /// Used by routes that have no retry policy of their own.
     pub retry: Option<RetryPolicy>,
+    /// Fault filter overrides from `typed_per_filter_config`, by filter name.
+    pub faults: Vec<(String, Fault)>,
 }
 
 /// One entry of `domains`, lower-cased. Envoy's precedence: exact, then longest suffix
@@ -45,6 +48,8 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub action: Action,
+    /// Fault filter overrides from `typed_per_filter_config`, by filter name.
+    pub faults: Vec<(String, Fault)>,
     pub request_headers: HeaderMutation,
     pub response_headers: HeaderMutation,
 }
@@ -156,7 +161,6 @@ impl TryFrom<&rt::VirtualHost> for VirtualHost {
             virtual_clusters,
             rate_limits,
             cors,
-            typed_per_filter_config,
             include_request_attempt_count,
             include_attempt_count_in_response,
             retry_policy_typed_config,
@@ -192,6 +196,7 @@ impl TryFrom<&rt::VirtualHost> for VirtualHost {
             domains,
             routes,
             retry,
+            faults: per_filter_faults(typed_per_filter_config)?,
             request_headers: HeaderMutation::parse(
                 request_headers_to_add,
                 request_headers_to_remove,
@@ -250,7 +255,6 @@ impl TryFrom<&rt::Route> for Route {
             action,
         } = r;
         deny_set!(
-            typed_per_filter_config,
             per_request_buffer_limit_bytes,
             request_body_buffer_limit,
             route_specifiers
@@ -281,6 +285,7 @@ impl TryFrom<&rt::Route> for Route {
             name: name.clone(),
             matcher,
             action,
+            faults: per_filter_faults(typed_per_filter_config)?,
             request_headers: HeaderMutation::parse(
                 request_headers_to_add,
                 request_headers_to_remove,

@@ -123,7 +123,7 @@ impl TryFrom<&rt::RouteMatch> for RouteMatch {
     }
 }
 
-fn header_matcher(h: &rt::HeaderMatcher) -> FieldResult<HeaderMatcher> {
+pub(super) fn header_matcher(h: &rt::HeaderMatcher) -> FieldResult<HeaderMatcher> {
     use rt::header_matcher::HeaderMatchSpecifier as S;
     let rt::HeaderMatcher {
         name,

@@ -92,6 +92,33 @@ pub fn http_listener_rds(name: &str, route_name: &str) -> Any {
     )
 }
 
+/// Like `http_listener_rds`, with an empty fault filter before the router (Istio's shape:
+/// faults come from `typed_per_filter_config` on routes).
+pub fn http_listener_rds_with_fault(name: &str, route_name: &str) -> Any {
+    use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+    let fault = hcm::HttpFilter {
+        name: "envoy.filters.http.fault".into(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(
+            HttpFault::default(),
+        ))),
+        ..Default::default()
+    };
+    listener_with(
+        name,
+        pack_any(hcm::HttpConnectionManager {
+            stat_prefix: name.into(),
+            http_filters: vec![fault, router_filter()],
+            route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(
+                hcm::Rds {
+                    config_source: Some(ads_source()),
+                    route_config_name: route_name.into(),
+                },
+            )),
+            ..Default::default()
+        }),
+    )
+}
+
 /// An HTTP listener with an inline route configuration.
 pub fn http_listener_inline(name: &str, rc: rt::RouteConfiguration) -> Any {
     listener_with(

@@ -9,6 +9,10 @@ use envoy_types::pb::envoy::config::route::v3 as rt;
 use envoy_types::pb::envoy::r#type::matcher::v3 as m;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration as PbDuration, UInt32Value};
 
+use envoy_types::pb::envoy::extensions::filters::common::fault::v3 as common_fault;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{self as fault, HttpFault};
+use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
+
 use crate::common::*;
 
 /// The backends every scenario can use.
@@ -45,6 +49,8 @@ pub struct Check {
     /// Request header at the backend: `Some(value)` present with value, `None` absent.
     pub upstream_header: Option<(&'static str, Option<&'static str>)>,
     pub response_header: Option<(&'static str, Option<&'static str>)>,
+    /// The response may not arrive sooner (injected delays).
+    pub min_elapsed: Option<std::time::Duration>,
 }
 
 pub struct Scenario {
@@ -171,6 +177,39 @@ fn retrying(
         a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster(cluster.into()));
         a.retry_policy = Some(policy);
     })
+}
+
+fn fault_config(
+    f: impl FnOnce(&mut HttpFault),
+) -> std::collections::HashMap<String, envoy_types::pb::google::protobuf::Any> {
+    let mut cfg = HttpFault::default();
+    f(&mut cfg);
+    std::collections::HashMap::from([(
+        "envoy.filters.http.fault".to_string(),
+        envoy_types::util::pack_any(cfg),
+    )])
+}
+
+fn percent(n: u32) -> Option<FractionalPercent> {
+    Some(FractionalPercent {
+        numerator: n,
+        denominator: 0,
+    })
+}
+
+fn abort(error: fault::fault_abort::ErrorType, pct: u32) -> Option<fault::FaultAbort> {
+    Some(fault::FaultAbort {
+        error_type: Some(error),
+        percentage: percent(pct),
+        ..Default::default()
+    })
+}
+
+fn with_fault(path: &str, f: impl FnOnce(&mut HttpFault)) -> rt::Route {
+    rt::Route {
+        typed_per_filter_config: fault_config(f),
+        ..route(prefix(path), forward(|_| {}))
+    }
 }
 
 fn redirect(r: rt::RedirectAction) -> rt::route::Action {
@@ -449,6 +488,54 @@ pub fn all() -> Vec<Scenario> {
                 Check { workload: Some("a"), ..get("h", "/pertry", 200) },
                 Check { workload: Some("flaky"), ..get("h", "/exhaust", 503) },
                 Check { workload: Some("flaky"), ..get("h", "/not-retriable", 503) },
+            ],
+        },
+        Scenario {
+            name: "fault injection: aborts, delays, header-gated, virtual host override",
+            routes: vec![
+                rt::VirtualHost {
+                    typed_per_filter_config: fault_config(|f| {
+                        f.abort = abort(fault::fault_abort::ErrorType::HttpStatus(429), 100)
+                    }),
+                    ..vhost("vh-fault", &["vh-fault.test"], vec![route(prefix("/"), forward(|_| {}))])
+                },
+                vhost(
+                    "faults",
+                    &["*"],
+                    vec![
+                        with_fault("/abort-zero", |f| f.abort = abort(fault::fault_abort::ErrorType::HttpStatus(418), 0)),
+                        with_fault("/abort", |f| f.abort = abort(fault::fault_abort::ErrorType::HttpStatus(418), 100)),
+                        with_fault("/gated", |f| {
+                            f.abort = abort(fault::fault_abort::ErrorType::HttpStatus(503), 100);
+                            f.headers = vec![header("x-fault", H::PresentMatch(true), false)];
+                        }),
+                        with_fault("/grpc", |f| f.abort = abort(fault::fault_abort::ErrorType::GrpcStatus(14), 100)),
+                        with_fault("/delay", |f| {
+                            f.delay = Some(common_fault::FaultDelay {
+                                percentage: percent(100),
+                                fault_delay_secifier: Some(common_fault::fault_delay::FaultDelaySecifier::FixedDelay(PbDuration {
+                                    seconds: 0,
+                                    nanos: 300_000_000,
+                                })),
+                            })
+                        }),
+                        route(prefix("/"), forward(|_| {})),
+                    ],
+                ),
+            ],
+            checks: vec![
+                Check { workload: Some("a"), ..get("h", "/abort-zero", 200) },
+                get("h", "/abort", 418),
+                Check { headers: vec![("x-fault", "1")], ..get("h", "/gated", 503) },
+                Check { workload: Some("a"), ..get("h", "/gated", 200) },
+                Check {
+                    headers: vec![("content-type", "application/grpc")],
+                    response_header: Some(("grpc-status", Some("14"))),
+                    ..get("h", "/grpc", 200)
+                },
+                Check { workload: Some("a"), min_elapsed: Some(std::time::Duration::from_millis(250)), ..get("h", "/delay", 200) },
+                get("vh-fault.test", "/", 429),
+                Check { workload: Some("a"), ..get("h", "/", 200) },
             ],
         },
         Scenario {
