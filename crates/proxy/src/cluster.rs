@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use rand::Rng;
 
+use crate::budget::Budget;
 use crate::config::{Cluster, Endpoint, LbPolicy};
 use crate::pool::EndpointPool;
 use crate::stats::ClusterStats;
@@ -22,11 +23,14 @@ pub struct ClusterRuntime {
     wrr: Mutex<Vec<i64>>,
     pools: Mutex<HashMap<SocketAddr, Arc<EndpointPool>>>,
     pub stats: Arc<ClusterStats>,
+    /// Circuit-breaker counters, shared by every endpoint pool of the cluster.
+    pub budget: Arc<Budget>,
 }
 
 impl ClusterRuntime {
     pub fn new(config: Cluster, endpoints: Vec<Endpoint>, stats: Arc<ClusterStats>) -> Self {
         ClusterRuntime {
+            budget: Budget::new(config.limits),
             config,
             endpoints: ArcSwap::from_pointee(endpoints),
             rr: AtomicUsize::new(0),
@@ -95,6 +99,7 @@ impl ClusterRuntime {
                     self.config.protocol,
                     self.config.connect_timeout,
                     self.stats.clone(),
+                    self.budget.clone(),
                 ))
             })
             .clone()
@@ -133,6 +138,7 @@ mod tests {
             lb,
             connect_timeout: std::time::Duration::from_secs(1),
             protocol: UpstreamProtocol::Http1,
+            limits: Default::default(),
         };
         ClusterRuntime::new(cfg, eps, Arc::default())
     }

@@ -20,6 +20,8 @@ pub enum ResponseFlag {
     UpstreamRequestTimeout,
     /// The downstream went away before the response was complete.
     DownstreamConnectionTermination,
+    /// A circuit breaker refused the request (`max_requests`, `max_pending_requests`).
+    UpstreamOverflow,
     /// The fault filter aborted the request.
     FaultInjected,
     /// The fault filter delayed the request.
@@ -43,6 +45,7 @@ impl ResponseFlag {
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
             ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::UpstreamOverflow => "UO",
             ResponseFlag::DelayInjected => "DI",
             // Envoy has no flag for this; its buffer filter answers 413 the same way.
             ResponseFlag::RequestBodyTooLarge => "RBT",

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod budget;
 pub mod cluster;
 pub mod config;
 pub mod flags;

@@ -22,6 +22,10 @@ pub struct ClusterStats {
     pub cx_connect_fail: AtomicU64,
     pub rq_timeout: AtomicU64,
     pub rq_retry: AtomicU64,
+    /// Requests refused by `max_pending_requests` or `max_requests`.
+    pub rq_pending_overflow: AtomicU64,
+    /// Retries not sent because of `max_retries`.
+    pub rq_retry_overflow: AtomicU64,
 }
 
 impl ClusterStats {
@@ -89,7 +93,17 @@ impl Stats {
                 );
             }
         }
-        let per_cluster: [PerCluster; 4] = [
+        let per_cluster: [PerCluster; 6] = [
+            (
+                "plexus_cluster_upstream_rq_overflow_total",
+                "Requests refused by the circuit breaker (max_requests, max_pending_requests).",
+                |s| s.rq_pending_overflow.load(Ordering::Relaxed),
+            ),
+            (
+                "plexus_cluster_upstream_rq_retry_overflow_total",
+                "Retries not sent because of max_retries.",
+                |s| s.rq_retry_overflow.load(Ordering::Relaxed),
+            ),
             (
                 "plexus_cluster_upstream_rq_retry_total",
                 "Retries sent to the cluster.",

@@ -7,10 +7,12 @@ mod common;
 mod scenarios;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::*;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::route::v3 as rt;
+use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::util::pack_any;
 use plexus_testkit::echo::{self, EchoConfig};
 use plexus_testkit::envoy::{Envoy, binary_for_test};
@@ -68,7 +70,36 @@ fn observe(check: &Check, got: &Got) -> Result<(), String> {
 }
 
 /// Run one check once: the scenario's config is known to be applied (see `wait_applied`).
-async fn run_check(target: &str, addr: SocketAddr, check: &Check) -> Result<(), String> {
+async fn run_check(
+    target: &str,
+    addr: SocketAddr,
+    check: &Check,
+    a_requests: &AtomicU64,
+) -> Result<(), String> {
+    // A slow request held open at backend `a` while the check runs (circuit breakers).
+    let in_flight = match check.in_flight {
+        Some(path) => {
+            let before = a_requests.load(Ordering::Relaxed);
+            let host = check.host;
+            let slow = tokio::spawn(async move {
+                request(
+                    addr,
+                    false,
+                    "GET",
+                    host,
+                    path,
+                    &[("x-echo-delay-ms", "1000")],
+                )
+                .await
+            });
+            eventually(WAIT, "the in-flight request to reach backend a", || async {
+                (a_requests.load(Ordering::Relaxed) > before).then_some(())
+            })
+            .await?;
+            Some(slow)
+        }
+        None => None,
+    };
     let started = std::time::Instant::now();
     let outcome = match request(
         addr,
@@ -89,7 +120,16 @@ async fn run_check(target: &str, addr: SocketAddr, check: &Check) -> Result<(), 
         }),
         Err(e) => Err(e),
     };
-    outcome.map_err(|e| {
+    let in_flight_status = match in_flight {
+        Some(slow) => match slow.await {
+            Ok(Ok(got)) if got.status == 200 => Ok(()),
+            Ok(Ok(got)) => Err(format!("the in-flight request got {}", got.status)),
+            Ok(Err(e)) => Err(format!("the in-flight request failed: {e}")),
+            Err(e) => Err(e.to_string()),
+        },
+        None => Ok(()),
+    };
+    outcome.and(in_flight_status).map_err(|e| {
         format!(
             "{target}: {} {}{}: {e}",
             check.method, check.host, check.path
@@ -152,6 +192,21 @@ async fn tcp_roundtrip(addr: SocketAddr) -> Result<(), String> {
     }
 }
 
+fn with_limits(
+    mut cl: envoy_types::pb::envoy::config::cluster::v3::Cluster,
+    f: impl FnOnce(&mut envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds),
+) -> envoy_types::pb::envoy::config::cluster::v3::Cluster {
+    let mut t = Default::default();
+    f(&mut t);
+    cl.circuit_breakers = Some(
+        envoy_types::pb::envoy::config::cluster::v3::CircuitBreakers {
+            thresholds: vec![t],
+            ..Default::default()
+        },
+    );
+    cl
+}
+
 fn base_clusters(b: &Backends) -> Config {
     let a2 = h2_cluster(static_cluster("a2", &[b.a]));
     Config {
@@ -162,6 +217,16 @@ fn base_clusters(b: &Backends) -> Config {
         routes: vec![],
         clusters: vec![
             static_cluster("tcpecho", &[b.tcp]),
+            with_limits(static_cluster("cb_requests", &[b.a]), |t| {
+                t.max_requests = Some(UInt32Value { value: 1 })
+            }),
+            with_limits(static_cluster("cb_pending", &[b.a]), |t| {
+                t.max_pending_requests = Some(UInt32Value { value: 0 });
+            }),
+            with_limits(static_cluster("cb_queue", &[b.a]), |t| {
+                t.max_connections = Some(UInt32Value { value: 1 });
+                t.max_pending_requests = Some(UInt32Value { value: 1 });
+            }),
             static_cluster("mixed", &[b.flaky, b.a]),
             static_cluster("cf", &[b.closed, b.a]),
             static_cluster("flakyonly", &[b.flaky]),
@@ -295,7 +360,7 @@ async fn differential_scenarios() {
             }
             let mut ok = true;
             for check in &checks {
-                if let Err(e) = run_check(target, addr, check).await {
+                if let Err(e) = run_check(target, addr, check, &a.requests).await {
                     failures.push(format!("[{name}] {e}"));
                     ok = false;
                 }

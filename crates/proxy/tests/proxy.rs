@@ -506,3 +506,50 @@ async fn exhausted_retries_count_urx_and_retries() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn circuit_breaker_overflow_is_flagged_uo() {
+    use envoy_types::pb::envoy::config::cluster::v3 as c;
+    let a = echo_named("a").await;
+    let ads = FakeAds::start().await.expect("ads");
+    let mut cluster = static_cluster("a", &[a.addr]);
+    cluster.circuit_breakers = Some(c::CircuitBreakers {
+        thresholds: vec![c::circuit_breakers::Thresholds {
+            max_pending_requests: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 0 }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
+            routes: vec![route_config(
+                "r1",
+                vec![vhost(
+                    "all",
+                    &["*"],
+                    vec![route(prefix("/"), to_cluster("a"))],
+                )],
+            )],
+            clusters: vec![cluster],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    let got = get_until(addr, "h", "/", |g| g.status == 503).await;
+    let cause = got.header(ERROR_HEADER).unwrap_or_default();
+    assert!(
+        cause.starts_with("UO: ") && cause.contains("max_pending_requests"),
+        "{cause}"
+    );
+    assert_eq!(a.requests.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let (_, metrics) = http_get(&format!("http://{}/stats/prometheus", proxy.admin))
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("plexus_cluster_upstream_rq_overflow_total{cluster=\"a\"} 1"),
+        "{metrics}"
+    );
+}

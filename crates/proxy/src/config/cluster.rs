@@ -7,7 +7,7 @@ use envoy_types::pb::envoy::config::cluster::v3 as c;
 use envoy_types::pb::envoy::config::endpoint::v3 as e;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uh;
 
-use super::{FieldError, FieldResult, duration, socket_address, unpack_field};
+use super::{FieldError, FieldResult, Limits, duration, socket_address, unpack_field};
 use crate::deny_set;
 
 /// Envoy's default `connect_timeout`.
@@ -21,6 +21,7 @@ pub struct Cluster {
     pub lb: LbPolicy,
     pub connect_timeout: Duration,
     pub protocol: UpstreamProtocol,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,7 +121,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             per_connection_buffer_high_watermark_timeout,
             health_checks,
             max_requests_per_connection,
-            circuit_breakers,
             upstream_http_protocol_options,
             common_http_protocol_options,
             http_protocol_options,
@@ -197,12 +197,17 @@ impl TryFrom<&c::Cluster> for Cluster {
             Some(d) => duration(d).map_err(|e| e.within("connect_timeout"))?,
             None => DEFAULT_CONNECT_TIMEOUT,
         };
+        let limits = match circuit_breakers {
+            Some(cb) => Limits::try_from(cb).map_err(|e| e.within("circuit_breakers"))?,
+            None => Limits::default(),
+        };
         Ok(Cluster {
             name: name.clone(),
             discovery,
             lb,
             connect_timeout,
             protocol,
+            limits,
         })
     }
 }

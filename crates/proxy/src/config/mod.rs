@@ -8,6 +8,7 @@
 #![allow(deprecated)]
 
 pub mod action;
+pub mod circuit;
 pub mod cluster;
 pub mod fault;
 pub mod listener;
@@ -25,6 +26,7 @@ use envoy_types::pb::google::protobuf;
 use http::{HeaderName, HeaderValue};
 
 pub use action::{Action, ClusterChoice, Forward, Redirect, WeightedTarget};
+pub use circuit::Limits;
 pub use cluster::{Cluster, Discovery, Endpoint, LbPolicy, LoadAssignment, UpstreamProtocol};
 pub use fault::{Abort, FAULT_FILTER, Fault, Fraction};
 pub use listener::{FaultFilter, HttpManager, Listener, ListenerKind, RouteSource, TcpProxy};

@@ -51,6 +51,8 @@ pub struct Check {
     pub response_header: Option<(&'static str, Option<&'static str>)>,
     /// The response may not arrive sooner (injected delays).
     pub min_elapsed: Option<std::time::Duration>,
+    /// Path of a slow request (1 s at backend `a`) kept in flight while this check runs.
+    pub in_flight: Option<&'static str>,
 }
 
 pub struct Scenario {
@@ -536,6 +538,34 @@ pub fn all() -> Vec<Scenario> {
                 Check { workload: Some("a"), min_elapsed: Some(std::time::Duration::from_millis(250)), ..get("h", "/delay", 200) },
                 get("vh-fault.test", "/", 429),
                 Check { workload: Some("a"), ..get("h", "/", 200) },
+            ],
+        },
+        Scenario {
+            name: "circuit breakers: max_requests and max_pending_requests overflow (UO), queueing",
+            routes: vec![vhost(
+                "cb",
+                &["*"],
+                vec![
+                    route(prefix("/cb-requests"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("cb_requests".into())))),
+                    route(prefix("/cb-pending"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("cb_pending".into())))),
+                    route(prefix("/cb-queue"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("cb_queue".into())))),
+                ],
+            )],
+            checks: vec![
+                Check { workload: Some("a"), ..get("h", "/cb-requests", 200) },
+                Check { in_flight: Some("/cb-requests"), ..get("h", "/cb-requests", 503) },
+                Check { workload: Some("a"), ..get("h", "/cb-requests", 200) },
+                // Every new connection waits as pending, so max_pending_requests 0 refuses all.
+                get("h", "/cb-pending", 503),
+                get("h", "/cb-pending", 503),
+                // One connection allowed, one pending: the check waits for the slow request.
+                Check { workload: Some("a"), ..get("h", "/cb-queue", 200) },
+                Check {
+                    in_flight: Some("/cb-queue"),
+                    workload: Some("a"),
+                    min_elapsed: Some(std::time::Duration::from_millis(500)),
+                    ..get("h", "/cb-queue", 200)
+                },
             ],
         },
         Scenario {
