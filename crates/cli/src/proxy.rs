@@ -112,6 +112,7 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         backoff: Backoff::default(),
     };
     let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )

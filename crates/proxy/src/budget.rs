@@ -105,11 +105,29 @@ impl Budget {
     }
 }
 
+/// One active request at an endpoint, counted until dropped.
+#[derive(Debug)]
+pub struct Active(Arc<AtomicU32>);
+
+impl Active {
+    pub fn start(counter: &Arc<AtomicU32>) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Active(counter.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A response body that keeps budget guards (the active request) until it is dropped, so a
 /// request counts against `max_requests` until its response has been streamed.
 pub struct Guarded {
     pub inner: Body,
     pub _guards: Vec<Guard>,
+    pub _active: Option<Active>,
 }
 
 impl HttpBody for Guarded {

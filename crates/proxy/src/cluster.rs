@@ -67,8 +67,29 @@ impl ClusterRuntime {
             (LbPolicy::RoundRobin, true) => self.rr.fetch_add(1, Ordering::Relaxed) % eps.len(),
             (LbPolicy::RoundRobin, false) => self.smooth_wrr(&eps),
             (LbPolicy::Random, _) => weighted_random(&eps),
+            (LbPolicy::LeastRequest { choices }, _) => self.least_request(&eps, choices),
         };
         eps.get(i).copied()
+    }
+
+    /// Envoy's power-of-N-choices: `choices` weighted random picks (with replacement), the one
+    /// with the fewest active requests per unit of weight wins (first on ties).
+    fn least_request(&self, eps: &[Endpoint], choices: u32) -> usize {
+        let load = |i: usize| {
+            let active = self.pool(eps[i].addr).active.load(Ordering::Acquire);
+            f64::from(active) / f64::from(eps[i].weight.max(1))
+        };
+        let mut best = weighted_random(eps);
+        let mut best_load = load(best);
+        for _ in 1..choices {
+            let i = weighted_random(eps);
+            let l = load(i);
+            if l < best_load {
+                best = i;
+                best_load = l;
+            }
+        }
+        best
     }
 
     /// nginx-style smooth weighted round robin: deterministic, spreads heavy endpoints out.

@@ -4,7 +4,7 @@
 //! `max_pending_requests`) for a connection to close or come back idle, as in Envoy.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +53,8 @@ pub struct EndpointPool {
     budget: Arc<Budget>,
     idle_h1: Mutex<Vec<http1::SendRequest<Body>>>,
     h2: Mutex<Option<http2::SendRequest<Body>>>,
+    /// Requests sent to this endpoint whose responses are not finished (least-request LB).
+    pub active: Arc<AtomicU32>,
 }
 
 impl EndpointPool {
@@ -71,6 +73,7 @@ impl EndpointPool {
             budget,
             idle_h1: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
+            active: Arc::default(),
         }
     }
 

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::budget::{Guard, Guarded};
+use crate::budget::{Active, Guard, Guarded};
 use crate::cluster::ClusterRuntime;
 use crate::config::{
     ClusterChoice, Forward, HeaderMutation, RetryOn, RetryPolicy, UpstreamProtocol,
@@ -181,7 +181,7 @@ async fn send_once(
     body: Body,
     per_try: Option<Duration>,
     deadline: Option<Instant>,
-) -> Sent {
+) -> (Sent, Active) {
     let mut req = Request::new(body);
     *req.method_mut() = template.method.clone();
     *req.uri_mut() = template.uri.clone();
@@ -193,10 +193,12 @@ async fn send_once(
         (a, b) => a.or(b),
     };
     let pool = cluster.pool(endpoint);
-    match limit {
+    let active = Active::start(&pool.active);
+    let sent = match limit {
         Some(at) => tokio::time::timeout_at(at, pool.send(req)).await.ok(),
         None => Some(pool.send(req).await),
-    }
+    };
+    (sent, active)
 }
 
 fn classify(sent: &Sent) -> Attempt {
@@ -241,7 +243,8 @@ async fn attempts(
             return overflow(store, cluster, "max_requests");
         };
         let per_try = retry.and_then(|p| p.per_try_timeout);
-        let sent = send_once(cluster, endpoint, template, body.take(), per_try, deadline).await;
+        let (sent, active) =
+            send_once(cluster, endpoint, template, body.take(), per_try, deadline).await;
         if sent.is_none() && deadline.is_some_and(|d| Instant::now() >= d) {
             let cause = format!(
                 "upstream request timeout (cluster {name:?}, {} attempts)",
@@ -257,7 +260,7 @@ async fn attempts(
                 store.stats.flag(ResponseFlag::UpstreamRetryLimitExceeded);
             }
             guards.push(request_guard);
-            return finish(store, cluster, sent, n, guards);
+            return finish(store, cluster, sent, n, (guards, active));
         };
         // A retry holds a unit of `max_retries` until it completes; without one, the current
         // outcome stands (Envoy's retry overflow).
@@ -267,9 +270,9 @@ async fn attempts(
                 .rq_retry_overflow
                 .fetch_add(1, Ordering::Relaxed);
             guards.push(request_guard);
-            return finish(store, cluster, sent, n, guards);
+            return finish(store, cluster, sent, n, (guards, active));
         };
-        drop((sent, request_guard));
+        drop((sent, request_guard, active));
         guards = vec![retry_guard];
         let wait = backoff(p, n);
         if deadline.is_some_and(|d| Instant::now() + wait >= d) {
@@ -317,7 +320,7 @@ fn finish(
     cluster: &ClusterRuntime,
     sent: Sent,
     retries: u32,
-    guards: Vec<Guard>,
+    held: (Vec<Guard>, Active),
 ) -> Response<Body> {
     let name = &cluster.config.name;
     match sent {
@@ -328,7 +331,8 @@ fn finish(
             // The request counts against `max_requests` until its response body is done.
             let body = Guarded {
                 inner: body.boxed(),
-                _guards: guards,
+                _guards: held.0,
+                _active: Some(held.1),
             };
             Response::from_parts(parts, body.boxed())
         }

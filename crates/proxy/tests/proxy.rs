@@ -553,3 +553,73 @@ async fn circuit_breaker_overflow_is_flagged_uo() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn least_request_avoids_the_busy_endpoint() {
+    use envoy_types::pb::envoy::config::cluster::v3 as c;
+    use std::sync::atomic::Ordering::Relaxed;
+    let (a, b) = (echo_named("a").await, echo_named("b").await);
+    let ads = FakeAds::start().await.expect("ads");
+    let mut cluster = static_cluster("lr", &[a.addr, b.addr]);
+    cluster.lb_policy = c::cluster::LbPolicy::LeastRequest as i32;
+    cluster.lb_config = Some(c::cluster::LbConfig::LeastRequestLbConfig(
+        c::cluster::LeastRequestLbConfig {
+            choice_count: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 20 }),
+            ..Default::default()
+        },
+    ));
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
+            routes: vec![route_config(
+                "r1",
+                vec![vhost(
+                    "all",
+                    &["*"],
+                    vec![route(prefix("/"), to_cluster("lr"))],
+                )],
+            )],
+            clusters: vec![cluster],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    get_until(addr, "h", "/", |g| g.status == 200).await;
+    let before = (a.requests.load(Relaxed), b.requests.load(Relaxed));
+    let slow = tokio::spawn(async move {
+        request(
+            addr,
+            false,
+            "GET",
+            "h",
+            "/slow",
+            &[("x-echo-delay-ms", "1000")],
+        )
+        .await
+    });
+    let busy = eventually(WAIT, "the slow request upstream", || async {
+        let now = (a.requests.load(Relaxed), b.requests.load(Relaxed));
+        if now.0 > before.0 {
+            Some("a")
+        } else if now.1 > before.1 {
+            Some("b")
+        } else {
+            None
+        }
+    })
+    .await
+    .expect("slow request arrived");
+    for _ in 0..5 {
+        let got = request(addr, false, "GET", "h", "/", &[])
+            .await
+            .expect("request");
+        assert_ne!(
+            got.json()["workload"].as_str(),
+            Some(busy),
+            "least request must avoid the busy endpoint"
+        );
+    }
+    assert_eq!(slow.await.expect("join").expect("slow").status, 200);
+}

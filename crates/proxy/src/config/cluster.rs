@@ -35,6 +35,10 @@ pub enum Discovery {
 pub enum LbPolicy {
     RoundRobin,
     Random,
+    /// Envoy's LEAST_REQUEST: the fewest active requests among `choices` random picks.
+    LeastRequest {
+        choices: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,12 +157,13 @@ impl TryFrom<&c::Cluster> for Cluster {
             track_cluster_stats,
             preconnect_policy,
             connection_pool_per_downstream_connection,
-            queuing_policies,
-            lb_config
+            queuing_policies
         );
         let lb = match c::cluster::LbPolicy::try_from(*lb_policy) {
-            Ok(c::cluster::LbPolicy::RoundRobin) => LbPolicy::RoundRobin,
-            Ok(c::cluster::LbPolicy::Random) => LbPolicy::Random,
+            Ok(c::cluster::LbPolicy::RoundRobin) if lb_config.is_none() => LbPolicy::RoundRobin,
+            Ok(c::cluster::LbPolicy::Random) if lb_config.is_none() => LbPolicy::Random,
+            Ok(c::cluster::LbPolicy::LeastRequest) => least_request(lb_config.as_ref())?,
+            Ok(_) if lb_config.is_some() => return Err(FieldError::unsupported("lb_config")),
             Ok(other) => {
                 return Err(FieldError::unsupported(format!(
                     "lb_policy ({})",
@@ -210,6 +215,37 @@ impl TryFrom<&c::Cluster> for Cluster {
             limits,
         })
     }
+}
+
+fn least_request(cfg: Option<&c::cluster::LbConfig>) -> FieldResult<LbPolicy> {
+    let lr = match cfg {
+        None => return Ok(LbPolicy::LeastRequest { choices: 2 }),
+        Some(c::cluster::LbConfig::LeastRequestLbConfig(lr)) => lr,
+        Some(_) => {
+            return Err(FieldError::invalid(
+                "lb_config",
+                "does not match lb_policy LEAST_REQUEST",
+            ));
+        }
+    };
+    let c::cluster::LeastRequestLbConfig {
+        choice_count,
+        active_request_bias,
+        slow_start_config,
+    } = lr;
+    (|| {
+        deny_set!(active_request_bias, slow_start_config);
+        Ok(())
+    })()
+    .map_err(|e: FieldError| e.within("least_request_lb_config"))?;
+    let choices = choice_count.as_ref().map_or(2, |c| c.value);
+    if choices < 2 {
+        return Err(FieldError::invalid(
+            "least_request_lb_config.choice_count",
+            "must be at least 2",
+        ));
+    }
+    Ok(LbPolicy::LeastRequest { choices })
 }
 
 fn discovery(
