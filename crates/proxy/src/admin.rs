@@ -110,7 +110,11 @@ fn clusters(store: &Store) -> Value {
             let eps: Vec<Value> = c
                 .endpoints()
                 .iter()
-                .map(|e| json!({"address": e.addr.to_string(), "weight": e.weight, "health": "HEALTHY"}))
+                .map(|e| {
+                    let ejected = c.outlier.as_ref().is_some_and(|o| o.is_ejected(&e.addr));
+                    json!({"address": e.addr.to_string(), "weight": e.weight,
+                           "health": "HEALTHY", "outlier_ejected": ejected})
+                })
                 .collect();
             json!({"name": name, "endpoints": eps})
         })

@@ -12,6 +12,7 @@ use rand::Rng;
 
 use crate::budget::Budget;
 use crate::config::{Cluster, Endpoint, LbPolicy};
+use crate::outlier::Outlier;
 use crate::pool::EndpointPool;
 use crate::stats::ClusterStats;
 
@@ -25,12 +26,17 @@ pub struct ClusterRuntime {
     pub stats: Arc<ClusterStats>,
     /// Circuit-breaker counters, shared by every endpoint pool of the cluster.
     pub budget: Arc<Budget>,
+    pub outlier: Option<Arc<Outlier>>,
 }
+
+/// Envoy's default `healthy_panic_threshold`.
+const PANIC_THRESHOLD_PERCENT: usize = 50;
 
 impl ClusterRuntime {
     pub fn new(config: Cluster, endpoints: Vec<Endpoint>, stats: Arc<ClusterStats>) -> Self {
         ClusterRuntime {
             budget: Budget::new(config.limits),
+            outlier: config.outlier.map(|cfg| Outlier::start(cfg, stats.clone())),
             config,
             endpoints: ArcSwap::from_pointee(endpoints),
             rr: AtomicUsize::new(0),
@@ -53,15 +59,19 @@ impl ClusterRuntime {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|a, _| keep.contains(a));
         self.wrr.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        if let Some(o) = &self.outlier {
+            o.retain(&keep);
+        }
         self.endpoints.store(Arc::new(endpoints));
     }
 
     /// Choose an endpoint per the cluster's policy; `None` when there are none.
     pub fn pick(&self) -> Option<Endpoint> {
-        let eps = self.endpoints.load();
-        if eps.is_empty() {
+        let all = self.endpoints.load();
+        if all.is_empty() {
             return None;
         }
+        let eps = self.available(&all);
         let uniform = eps.iter().all(|e| e.weight == eps[0].weight);
         let i = match (self.config.lb, uniform) {
             (LbPolicy::RoundRobin, true) => self.rr.fetch_add(1, Ordering::Relaxed) % eps.len(),
@@ -70,6 +80,30 @@ impl ClusterRuntime {
             (LbPolicy::LeastRequest { choices }, _) => self.least_request(&eps, choices),
         };
         eps.get(i).copied()
+    }
+
+    /// Endpoints not ejected by outlier detection. Below Envoy's default healthy panic
+    /// threshold (50% of hosts available) the cluster is in panic and uses every host.
+    fn available<'a>(&self, all: &'a [Endpoint]) -> std::borrow::Cow<'a, [Endpoint]> {
+        let Some(o) = &self.outlier else {
+            return all.into();
+        };
+        let healthy: Vec<Endpoint> = all
+            .iter()
+            .filter(|e| !o.is_ejected(&e.addr))
+            .copied()
+            .collect();
+        if healthy.len() * 100 < all.len() * PANIC_THRESHOLD_PERCENT {
+            return all.into();
+        }
+        healthy.into()
+    }
+
+    /// Tell outlier detection how an attempt at `addr` ended.
+    pub fn report(&self, addr: SocketAddr, attempt: crate::upstream::Attempt) {
+        if let Some(o) = &self.outlier {
+            o.report(addr, attempt, self.endpoints.load().len());
+        }
     }
 
     /// Envoy's power-of-N-choices: `choices` weighted random picks (with replacement), the one
@@ -160,6 +194,7 @@ mod tests {
             connect_timeout: std::time::Duration::from_secs(1),
             protocol: UpstreamProtocol::Http1,
             limits: Default::default(),
+            outlier: None,
         };
         ClusterRuntime::new(cfg, eps, Arc::default())
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod flags;
 pub mod http;
 pub mod listener;
+pub mod outlier;
 pub mod pool;
 pub mod select;
 pub mod stats;

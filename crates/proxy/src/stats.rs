@@ -26,6 +26,7 @@ pub struct ClusterStats {
     pub rq_pending_overflow: AtomicU64,
     /// Retries not sent because of `max_retries`.
     pub rq_retry_overflow: AtomicU64,
+    pub outlier_ejections: AtomicU64,
 }
 
 impl ClusterStats {
@@ -93,7 +94,12 @@ impl Stats {
                 );
             }
         }
-        let per_cluster: [PerCluster; 6] = [
+        let per_cluster: [PerCluster; 7] = [
+            (
+                "plexus_cluster_outlier_detection_ejections_total",
+                "Hosts ejected by outlier detection.",
+                |s| s.outlier_ejections.load(Ordering::Relaxed),
+            ),
             (
                 "plexus_cluster_upstream_rq_overflow_total",
                 "Requests refused by the circuit breaker (max_requests, max_pending_requests).",

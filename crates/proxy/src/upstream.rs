@@ -253,6 +253,7 @@ async fn attempts(
             return timeout_reply(store, cluster, &cause);
         }
         let attempt = classify(&sent);
+        cluster.report(endpoint, attempt);
         let retriable =
             retry.is_some_and(|p| should_retry(&p.on, &p.retriable_status_codes, attempt));
         let Some(p) = retry.filter(|p| retriable && n < p.num_retries) else {

@@ -7,7 +7,9 @@ use envoy_types::pb::envoy::config::cluster::v3 as c;
 use envoy_types::pb::envoy::config::endpoint::v3 as e;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uh;
 
-use super::{FieldError, FieldResult, Limits, duration, socket_address, unpack_field};
+use super::{
+    FieldError, FieldResult, Limits, OutlierDetection, duration, socket_address, unpack_field,
+};
 use crate::deny_set;
 
 /// Envoy's default `connect_timeout`.
@@ -22,6 +24,7 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     pub protocol: UpstreamProtocol,
     pub limits: Limits,
+    pub outlier: Option<OutlierDetection>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,7 +141,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             dns_resolution_config,
             typed_dns_resolver_config,
             wait_for_warm_on_init,
-            outlier_detection,
             cleanup_interval,
             upstream_bind_config,
             lb_subset_config,
@@ -206,6 +208,12 @@ impl TryFrom<&c::Cluster> for Cluster {
             Some(cb) => Limits::try_from(cb).map_err(|e| e.within("circuit_breakers"))?,
             None => Limits::default(),
         };
+        let outlier = match outlier_detection {
+            Some(o) => {
+                Some(OutlierDetection::try_from(o).map_err(|e| e.within("outlier_detection"))?)
+            }
+            None => None,
+        };
         Ok(Cluster {
             name: name.clone(),
             discovery,
@@ -213,6 +221,7 @@ impl TryFrom<&c::Cluster> for Cluster {
             connect_timeout,
             protocol,
             limits,
+            outlier,
         })
     }
 }
@@ -484,9 +493,9 @@ mod tests {
         };
         assert!(Cluster::try_from(&cl).is_err_and(|e| e.field == "lb_policy (MAGLEV)"));
         let cl = c::Cluster {
-            outlier_detection: Some(Default::default()),
+            health_checks: vec![Default::default()],
             ..Default::default()
         };
-        assert!(Cluster::try_from(&cl).is_err_and(|e| e.field == "outlier_detection"));
+        assert!(Cluster::try_from(&cl).is_err_and(|e| e.field == "health_checks"));
     }
 }

@@ -61,6 +61,9 @@ pub struct Scenario {
     pub checks: Vec<Check>,
 }
 
+/// `status` value meaning "any status" (warm-up requests whose outcome is not asserted).
+pub const ANY: u16 = 0;
+
 fn get(host: &'static str, path: &'static str, status: u16) -> Check {
     Check {
         host,
@@ -566,6 +569,32 @@ pub fn all() -> Vec<Scenario> {
                     min_elapsed: Some(std::time::Duration::from_millis(500)),
                     ..get("h", "/cb-queue", 200)
                 },
+            ],
+        },
+        Scenario {
+            name: "outlier detection: consecutive 5xx ejects; a cluster with every host ejected panics",
+            routes: vec![vhost(
+                "od",
+                &["*"],
+                vec![
+                    route(prefix("/od-single"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("outlier_single".into())))),
+                    route(prefix("/od"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("outlier".into())))),
+                ],
+            )],
+            checks: vec![
+                // Round robin over [flaky, a] from wherever it starts: within four requests
+                // flaky fails twice in a row for the detector and is ejected.
+                Check { status: ANY, ..get("h", "/od", 0) },
+                Check { status: ANY, ..get("h", "/od", 0) },
+                Check { status: ANY, ..get("h", "/od", 0) },
+                Check { status: ANY, ..get("h", "/od", 0) },
+                Check { workload: Some("a"), ..get("h", "/od", 200) },
+                Check { workload: Some("a"), ..get("h", "/od", 200) },
+                Check { workload: Some("a"), ..get("h", "/od", 200) },
+                Check { workload: Some("a"), ..get("h", "/od", 200) },
+                // The only host is ejected after one 503, yet traffic still reaches it (panic).
+                Check { workload: Some("flaky"), ..get("h", "/od-single", 503) },
+                Check { workload: Some("flaky"), ..get("h", "/od-single", 503) },
             ],
         },
         Scenario {
