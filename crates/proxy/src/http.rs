@@ -30,7 +30,75 @@ const HOP_BY_HOP: [&str; 7] = [
     "trailer",
 ];
 
+/// Serve one downstream request. Local replies to gRPC requests are turned into gRPC
+/// trailers-only responses (HTTP 200, `grpc-status` mapped from the HTTP status as Envoy does).
 pub async fn handle(
+    store: Arc<Store>,
+    manager: HttpManager,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let grpc = is_grpc(req.headers());
+    let resp = route_request(store, manager, req).await;
+    if grpc { grpc_local_reply(resp) } else { resp }
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// Envoy's `httpToGrpcStatus`.
+pub fn grpc_status_for(http_status: u16) -> u32 {
+    match http_status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+fn grpc_local_reply(resp: Response<Body>) -> Response<Body> {
+    let Some(cause) = resp.headers().get(ERROR_HEADER).cloned() else {
+        return resp;
+    };
+    if resp.headers().contains_key("grpc-status") {
+        return resp;
+    }
+    let mut out = full(200, Bytes::new());
+    let headers = out.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(grpc_status_for(resp.status().as_u16())),
+    );
+    if let Ok(v) = HeaderValue::from_str(&percent_encode(cause.to_str().unwrap_or(""))) {
+        headers.insert("grpc-message", v);
+    }
+    headers.insert(ERROR_HEADER, cause);
+    out
+}
+
+/// gRPC's `grpc-message` encoding: `%` and bytes outside printable ASCII are percent-encoded.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn route_request(
     store: Arc<Store>,
     manager: HttpManager,
     req: Request<Incoming>,

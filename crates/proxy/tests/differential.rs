@@ -59,6 +59,12 @@ fn observe(check: &Check, got: &Got) -> Result<(), String> {
             .map(str::to_string);
         want(&format!("upstream header {name}"), have, value);
     }
+    if let Some(g) = check.grpc_status {
+        want("grpc-status", got.grpc_status(), Some(g));
+    }
+    if let Some(b) = check.backend {
+        want("x-echo-workload", got.header("x-echo-workload"), Some(b));
+    }
     if let Some((name, value)) = check.response_header {
         want(&format!("response header {name}"), got.header(name), value);
     }
@@ -101,16 +107,20 @@ async fn run_check(
         None => None,
     };
     let started = std::time::Instant::now();
-    let outcome = match request(
-        addr,
-        check.h2,
-        check.method,
-        check.host,
-        check.path,
-        &check.headers,
-    )
-    .await
-    {
+    let sent = if check.grpc {
+        grpc_request(addr, check.host, check.path).await
+    } else {
+        request(
+            addr,
+            check.h2,
+            check.method,
+            check.host,
+            check.path,
+            &check.headers,
+        )
+        .await
+    };
+    let outcome = match sent {
         Ok(got) => observe(check, &got).and_then(|()| match check.min_elapsed {
             Some(min) if started.elapsed() < min => Err(format!(
                 "answered after {:?} (want at least {min:?})",

@@ -317,6 +317,7 @@ pub struct Got {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    pub trailers: Option<http::HeaderMap>,
 }
 
 impl Got {
@@ -326,6 +327,14 @@ impl Got {
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+    /// `grpc-status` from the trailers, or from the headers of a trailers-only response.
+    pub fn grpc_status(&self) -> Option<String> {
+        let in_trailers = self.trailers.as_ref().and_then(|t| t.get("grpc-status"));
+        in_trailers
+            .or_else(|| self.headers.get("grpc-status"))
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     }
@@ -379,17 +388,44 @@ pub async fn request(
 async fn collect(resp: http::Response<hyper::body::Incoming>) -> Result<Got, String> {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp
+    let collected = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+        .map_err(|e| e.to_string())?;
+    let trailers = collected.trailers().cloned();
     Ok(Got {
         status,
         headers,
-        body,
+        body: collected.to_bytes(),
+        trailers,
     })
+}
+
+/// A unary gRPC call over h2c (prior knowledge) with a small message.
+pub async fn grpc_request(addr: SocketAddr, host: &str, path: &str) -> Result<Got, String> {
+    let uri = format!("http://{host}{path}")
+        .parse::<http::Uri>()
+        .map_err(|e| e.to_string())?;
+    let message = Bytes::from_static(&[0, 0, 0, 0, 4, b'p', b'i', b'n', b'g']);
+    let req = http::Request::post(uri)
+        .version(http::Version::HTTP_2)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(message))
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(conn),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    collect(resp).await
 }
 
 /// GET with the `host` header, polling until `ok` holds (config arrives asynchronously).

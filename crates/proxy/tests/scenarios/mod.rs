@@ -53,6 +53,12 @@ pub struct Check {
     pub min_elapsed: Option<std::time::Duration>,
     /// Path of a slow request (1 s at backend `a`) kept in flight while this check runs.
     pub in_flight: Option<&'static str>,
+    /// Send a unary gRPC call over h2c instead (`path` is the method).
+    pub grpc: bool,
+    /// Expected `grpc-status` (trailers, or headers of a trailers-only reply).
+    pub grpc_status: Option<&'static str>,
+    /// Response header naming the backend (gRPC replies have no JSON body).
+    pub backend: Option<&'static str>,
 }
 
 pub struct Scenario {
@@ -595,6 +601,25 @@ pub fn all() -> Vec<Scenario> {
                 // The only host is ejected after one 503, yet traffic still reaches it (panic).
                 Check { workload: Some("flaky"), ..get("h", "/od-single", 503) },
                 Check { workload: Some("flaky"), ..get("h", "/od-single", 503) },
+            ],
+        },
+        Scenario {
+            name: "gRPC: unary through HTTP/2 upstream with trailers; local replies carry grpc-status",
+            routes: vec![
+                vhost(
+                    "grpc",
+                    &["grpc.test"],
+                    vec![
+                        route(prefix("/echo.Echo/"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("a2".into())))),
+                        route(prefix("/empty.Svc/"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("empty".into())))),
+                    ],
+                ),
+            ],
+            checks: vec![
+                Check { grpc: true, backend: Some("a"), grpc_status: Some("0"), ..get("grpc.test", "/echo.Echo/Say", 200) },
+                Check { grpc: true, grpc_status: Some("12"), ..get("grpc.test", "/no.Such/Method", 200) },
+                Check { grpc: true, grpc_status: Some("12"), ..get("other.test", "/echo.Echo/Say", 200) },
+                Check { grpc: true, grpc_status: Some("14"), ..get("grpc.test", "/empty.Svc/Call", 200) },
             ],
         },
         Scenario {
