@@ -62,6 +62,9 @@ pub struct ProxyArgs {
     /// Seconds to let open connections finish after SIGTERM or /quitquitquit.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
+    /// Use delta (incremental) xDS instead of state-of-the-world.
+    #[arg(long, env = "PLEXUS_XDS_DELTA")]
+    xds_delta: bool,
 }
 
 pub fn run(args: ProxyArgs) -> ExitCode {
@@ -78,6 +81,7 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         workload_name,
         cluster_id,
         drain_seconds,
+        xds_delta,
     } = args;
     let mut label_map = BTreeMap::new();
     for l in labels {
@@ -110,6 +114,7 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         admin_address,
         drain: Duration::from_secs(drain_seconds),
         backoff: Backoff::default(),
+        delta: xds_delta,
     };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

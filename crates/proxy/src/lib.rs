@@ -43,6 +43,8 @@ pub struct ProxyConfig {
     pub admin_address: SocketAddr,
     pub drain: Duration,
     pub backoff: Backoff,
+    /// Delta (incremental) xDS instead of state-of-the-world.
+    pub delta: bool,
 }
 
 /// A running proxy.
@@ -63,6 +65,7 @@ pub async fn start(cfg: ProxyConfig) -> std::io::Result<ProxyHandle> {
         admin_address,
         drain,
         backoff,
+        delta,
     } = cfg;
     let store = Arc::new(Store::default());
     let ads: StatusHandle = StatusHandle::default();
@@ -81,6 +84,7 @@ pub async fn start(cfg: ProxyConfig) -> std::io::Result<ProxyHandle> {
         address: xds_address,
         node: node.to_node(),
         backoff,
+        delta,
     };
     tracing::info!(node = %client_cfg.node.id, xds = %client_cfg.address, %admin, "plexus proxy starting");
     tokio::spawn(client::run(

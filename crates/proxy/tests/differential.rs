@@ -6,6 +6,7 @@
 mod common;
 mod scenarios;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -351,19 +352,29 @@ async fn differential_scenarios() {
         },
     );
 
-    let plexus = start_proxy(&ads).await;
-    let plexus_addr = wait_listener(&plexus, "main").await;
-    let plexus_tcp = wait_listener(&plexus, "tcp").await;
-    let envoy = match binary_for_test("differential_scenarios") {
-        Some(bin) => {
-            let envoy = Envoy::start(
-                &bin,
-                "sidecar~127.0.0.2~envoy-0.default~default.svc.cluster.local",
-                ads.addr,
-            )
-            .await
-            .expect("envoy starts");
-            let addr = envoy
+    // Each implementation runs twice: state-of-the-world and delta xDS, same server.
+    let mut targets: Vec<Target> = Vec::new();
+    let mut proxies = Vec::new();
+    for delta in [false, true] {
+        let plexus = start_proxy_with(&ads, delta).await;
+        let http = wait_listener(&plexus, "main").await;
+        let tcp = wait_listener(&plexus, "tcp").await;
+        targets.push(Target {
+            proxy: "plexus",
+            delta,
+            http,
+            tcp,
+        });
+        proxies.push(plexus);
+    }
+    let mut envoys = Vec::new();
+    if let Some(bin) = binary_for_test("differential_scenarios") {
+        for (delta, ip) in [(false, "127.0.0.2"), (true, "127.0.0.3")] {
+            let node = format!("sidecar~{ip}~envoy-0.default~default.svc.cluster.local");
+            let envoy = Envoy::start_with(&bin, &node, ads.addr, delta)
+                .await
+                .expect("envoy starts");
+            let http = envoy
                 .wait_listener("main", WAIT)
                 .await
                 .expect("envoy listener");
@@ -371,12 +382,17 @@ async fn differential_scenarios() {
                 .wait_listener("tcp", WAIT)
                 .await
                 .expect("envoy tcp listener");
-            Some((envoy, addr, tcp))
+            targets.push(Target {
+                proxy: "envoy",
+                delta,
+                http,
+                tcp,
+            });
+            envoys.push(envoy);
         }
-        None => None,
-    };
+    }
 
-    let (mut plexus_passed, mut envoy_passed) = (0, 0);
+    let mut passed: BTreeMap<(&str, bool), usize> = BTreeMap::new();
     let mut failures = Vec::new();
     for Scenario {
         name,
@@ -386,52 +402,78 @@ async fn differential_scenarios() {
     {
         let rc = route_config("r1", with_probe(name, routes));
         ads.push(ROUTE_TYPE, vec![("r1".into(), pack_any(rc))]);
-        let mut targets = vec![("plexus", plexus_addr)];
-        if let Some((_, addr, _)) = &envoy {
-            targets.push(("envoy", *addr));
-        }
-        for (target, addr) in targets {
-            if let Err(e) = wait_applied(target, addr, name).await {
+        for t in &targets {
+            let label = t.label();
+            if let Err(e) = wait_applied(&label, t.http, name).await {
                 failures.push(format!("[{name}] {e}"));
                 continue;
             }
             let mut ok = true;
             for check in &checks {
-                if let Err(e) = run_check(target, addr, check, &a.requests).await {
+                if let Err(e) = run_check(&label, t.http, check, &a.requests).await {
                     failures.push(format!("[{name}] {e}"));
                     ok = false;
                 }
             }
             if ok {
-                if target == "plexus" {
-                    plexus_passed += 1
-                } else {
-                    envoy_passed += 1
-                }
+                *passed.entry((t.proxy, t.delta)).or_default() += 1;
             }
         }
     }
     // TCP proxy: bytes go through both ways, in several writes.
-    let mut tcp_targets = vec![("plexus", plexus_tcp)];
-    if let Some((_, _, tcp)) = &envoy {
-        tcp_targets.push(("envoy", *tcp));
-    }
-    for (target, addr) in tcp_targets {
-        match tcp_roundtrip(addr).await {
-            Ok(()) if target == "plexus" => plexus_passed += 1,
-            Ok(()) => envoy_passed += 1,
-            Err(e) => failures.push(format!("[tcp proxy] {target}: {e}")),
+    for t in &targets {
+        match tcp_roundtrip(t.tcp).await {
+            Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
+            Err(e) => failures.push(format!("[tcp proxy] {}: {e}", t.label())),
         }
     }
-    println!("scenario counts: plexus={plexus_passed} envoy={envoy_passed}");
-    if let Some((envoy, _, _)) = envoy.as_ref().filter(|_| !failures.is_empty()) {
-        println!("envoy log: {}", envoy.log_path().display());
+    let count = |proxy: &str| {
+        passed
+            .iter()
+            .filter(|((p, _), _)| *p == proxy)
+            .map(|(_, n)| n)
+            .sum::<usize>()
+    };
+    println!(
+        "scenario counts: plexus={} envoy={}",
+        count("plexus"),
+        count("envoy")
+    );
+    for ((proxy, delta), n) in &passed {
+        println!(
+            "  {proxy} ({}): {n}",
+            if *delta {
+                "delta xDS"
+            } else {
+                "state-of-the-world xDS"
+            }
+        );
+    }
+    if !failures.is_empty() {
+        for e in &envoys {
+            println!("envoy log: {}", e.log_path().display());
+        }
     }
     assert!(
         failures.is_empty(),
         "scenario failures:\n{}",
         failures.join("\n")
     );
+    drop(proxies);
+}
+
+/// One proxy under test.
+struct Target {
+    proxy: &'static str,
+    delta: bool,
+    http: SocketAddr,
+    tcp: SocketAddr,
+}
+
+impl Target {
+    fn label(&self) -> String {
+        format!("{}{}", self.proxy, if self.delta { "/delta" } else { "" })
+    }
 }
 
 fn base_clone(c: &Config) -> Config {

@@ -623,3 +623,92 @@ async fn least_request_avoids_the_busy_endpoint() {
     }
     assert_eq!(slow.await.expect("join").expect("slow").status, 200);
 }
+
+#[tokio::test]
+async fn delta_xds_removes_resources_nacks_and_resyncs_after_reconnect() {
+    let a = echo_named("a").await;
+    let ads = FakeAds::start().await.expect("ads");
+    let cluster = |name: &str| (name.to_string(), pack_any(static_cluster(name, &[a.addr])));
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
+            routes: vec![route_config(
+                "r1",
+                vec![vhost(
+                    "all",
+                    &["*"],
+                    vec![route(prefix("/"), to_cluster("a"))],
+                )],
+            )],
+            clusters: vec![
+                static_cluster("a", &[a.addr]),
+                static_cluster("b", &[a.addr]),
+            ],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy_with(&ads, true).await;
+    let addr = wait_listener(&proxy, "main").await;
+    get_until(addr, "h", "/", |g| g.status == 200).await;
+    let has = |name: &'static str| {
+        let store = proxy.store.clone();
+        move || {
+            let present = store.runtime.load().clusters.contains_key(name);
+            async move { present.then_some(()) }
+        }
+    };
+    let lacks = |name: &'static str| {
+        let store = proxy.store.clone();
+        move || {
+            let present = store.runtime.load().clusters.contains_key(name);
+            async move { (!present).then_some(()) }
+        }
+    };
+    // A removal arrives as removed_resources.
+    ads.push(CLUSTER_TYPE, vec![cluster("a")]);
+    eventually(WAIT, "cluster b removed", lacks("b"))
+        .await
+        .expect("removed");
+    // A bad update is NACKed and the last good version stays.
+    let before = ads.acks().len();
+    let mut bad = static_cluster("a", &[a.addr]);
+    bad.health_checks = vec![Default::default()];
+    ads.push(CLUSTER_TYPE, vec![("a".into(), pack_any(bad))]);
+    let nack = ads
+        .wait_nack(CLUSTER_TYPE, before, WAIT)
+        .await
+        .expect("NACK");
+    assert!(
+        nack.error
+            .as_deref()
+            .is_some_and(|e| e.contains("Cluster \"a\": health_checks")),
+        "{nack:?}"
+    );
+    assert_eq!(
+        request(addr, false, "GET", "h", "/", &[])
+            .await
+            .expect("request")
+            .status,
+        200
+    );
+    // While the stream is down the server drops c and adds d; the resync reports both.
+    ads.push(CLUSTER_TYPE, vec![cluster("a"), cluster("c")]);
+    eventually(WAIT, "cluster c", has("c"))
+        .await
+        .expect("added");
+    let streams = ads.streams();
+    ads.disconnect_all();
+    ads.push(CLUSTER_TYPE, vec![cluster("a"), cluster("d")]);
+    eventually(WAIT, "a new delta stream", || async {
+        (ads.streams() > streams).then_some(())
+    })
+    .await
+    .expect("reconnect");
+    eventually(WAIT, "cluster d", has("d"))
+        .await
+        .expect("added after reconnect");
+    eventually(WAIT, "cluster c removed", lacks("c"))
+        .await
+        .expect("removed after reconnect");
+}

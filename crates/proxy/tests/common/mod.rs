@@ -290,7 +290,13 @@ pub fn identity() -> NodeIdentity {
 }
 
 pub async fn start_proxy(ads: &FakeAds) -> ProxyHandle {
+    start_proxy_with(ads, false).await
+}
+
+/// A proxy on the fake ADS server, speaking delta xDS when `delta`.
+pub async fn start_proxy_with(ads: &FakeAds, delta: bool) -> ProxyHandle {
     let cfg = ProxyConfig {
+        delta,
         xds_address: ads.url(),
         node: identity(),
         admin_address: "127.0.0.1:0".parse().expect("addr"),
