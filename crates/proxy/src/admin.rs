@@ -135,7 +135,9 @@ fn config_dump(state: &AdminState) -> Value {
                     RouteSource::Rds(r) => json!({"http": {"codec": format!("{:?}", m.codec), "rds": r}}),
                     RouteSource::Inline(rc) => json!({"http": {"codec": format!("{:?}", m.codec), "route_config": format!("{rc:?}")}}),
                 },
-                ListenerKind::Tcp(t) => json!({"tcp_proxy": {"cluster": t.cluster}}),
+                ListenerKind::Tcp(t) => json!({"tcp_proxy": {
+                    "clusters": t.clusters.iter().map(|(c, w)| json!({"name": c, "weight": w})).collect::<Vec<_>>(),
+                    "idle_timeout_ms": t.idle_timeout.map(|d| d.as_millis() as u64)}}),
             };
             json!({"name": name, "address": l.config.address.to_string(), "bound": l.bound.to_string(), "filter": kind})
         })

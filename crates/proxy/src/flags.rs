@@ -22,6 +22,8 @@ pub enum ResponseFlag {
     DownstreamConnectionTermination,
     /// A circuit breaker refused the request (`max_requests`, `max_pending_requests`).
     UpstreamOverflow,
+    /// A TCP proxy connection was closed for inactivity.
+    StreamIdleTimeout,
     /// The fault filter aborted the request.
     FaultInjected,
     /// The fault filter delayed the request.
@@ -45,6 +47,7 @@ impl ResponseFlag {
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
             ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::StreamIdleTimeout => "SI",
             ResponseFlag::UpstreamOverflow => "UO",
             ResponseFlag::DelayInjected => "DI",
             // Envoy has no flag for this; its buffer filter answers 413 the same way.

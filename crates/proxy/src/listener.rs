@@ -65,7 +65,7 @@ async fn accept_loop(
             store.active_connections.fetch_add(1, Ordering::AcqRel);
             match &cfg.kind {
                 ListenerKind::Http(_) => serve_http(stream, config, store.clone()).await,
-                ListenerKind::Tcp(t) => crate::tcp::proxy(stream, peer, &t.cluster, &store).await,
+                ListenerKind::Tcp(t) => crate::tcp::proxy(stream, peer, t, &store).await,
             }
             store.active_connections.fetch_sub(1, Ordering::AcqRel);
         });

@@ -203,6 +203,28 @@ async fn tcp_roundtrip(addr: SocketAddr) -> Result<(), String> {
     }
 }
 
+/// Echo once, then stay quiet: the proxy must close within its idle timeout (300 ms), and not
+/// much sooner.
+async fn tcp_idle_close(addr: SocketAddr) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"idle").await?;
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await?;
+        let quiet_from = std::time::Instant::now();
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        Ok::<_, std::io::Error>((n, quiet_from.elapsed()))
+    };
+    match tokio::time::timeout(WAIT, io).await {
+        Ok(Ok((0, after))) if after >= std::time::Duration::from_millis(250) => Ok(()),
+        Ok(Ok((0, after))) => Err(format!("closed after only {after:?}")),
+        Ok(Ok((n, _))) => Err(format!("read {n} unexpected bytes")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("not closed within the wait".into()),
+    }
+}
+
 fn with_limits(
     mut cl: envoy_types::pb::envoy::config::cluster::v3::Cluster,
     f: impl FnOnce(&mut envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds),
@@ -249,6 +271,10 @@ fn base_clusters(b: &Backends) -> Config {
         listeners: vec![
             ("main".into(), http_listener_rds_with_fault("main", "r1")),
             ("tcp".into(), tcp_listener("tcp", "tcpecho")),
+            (
+                "tcp-idle".into(),
+                tcp_listener_idle("tcp-idle", "tcpecho", 300),
+            ),
         ],
         routes: vec![],
         clusters: vec![
@@ -359,11 +385,13 @@ async fn differential_scenarios() {
         let plexus = start_proxy_with(&ads, delta).await;
         let http = wait_listener(&plexus, "main").await;
         let tcp = wait_listener(&plexus, "tcp").await;
+        let tcp_idle = wait_listener(&plexus, "tcp-idle").await;
         targets.push(Target {
             proxy: "plexus",
             delta,
             http,
             tcp,
+            tcp_idle,
         });
         proxies.push(plexus);
     }
@@ -382,11 +410,16 @@ async fn differential_scenarios() {
                 .wait_listener("tcp", WAIT)
                 .await
                 .expect("envoy tcp listener");
+            let tcp_idle = envoy
+                .wait_listener("tcp-idle", WAIT)
+                .await
+                .expect("envoy tcp-idle listener");
             targets.push(Target {
                 proxy: "envoy",
                 delta,
                 http,
                 tcp,
+                tcp_idle,
             });
             envoys.push(envoy);
         }
@@ -425,6 +458,10 @@ async fn differential_scenarios() {
         match tcp_roundtrip(t.tcp).await {
             Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
             Err(e) => failures.push(format!("[tcp proxy] {}: {e}", t.label())),
+        }
+        match tcp_idle_close(t.tcp_idle).await {
+            Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
+            Err(e) => failures.push(format!("[tcp idle timeout] {}: {e}", t.label())),
         }
     }
     let count = |proxy: &str| {
@@ -468,6 +505,8 @@ struct Target {
     delta: bool,
     http: SocketAddr,
     tcp: SocketAddr,
+    /// TCP proxy with a 300 ms idle timeout.
+    tcp_idle: SocketAddr,
 }
 
 impl Target {

@@ -712,3 +712,53 @@ async fn delta_xds_removes_resources_nacks_and_resyncs_after_reconnect() {
         .await
         .expect("removed after reconnect");
 }
+
+#[tokio::test]
+async fn tcp_idle_timeout_closes_and_bytes_are_counted() {
+    let tcp_echo = echo::start_tcp("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("tcp echo");
+    let ads = FakeAds::start().await.expect("ads");
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("tcp".into(), tcp_listener_idle("tcp", "t", 200))],
+            routes: vec![],
+            clusters: vec![static_cluster("t", &[tcp_echo.addr])],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "tcp").await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"abcd").await.expect("write");
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await.expect("echo");
+    let idle_from = std::time::Instant::now();
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the proxy closes an idle connection");
+    assert!(
+        idle_from.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        idle_from.elapsed()
+    );
+    let (_, metrics) = http_get(&format!("http://{}/stats/prometheus", proxy.admin))
+        .await
+        .expect("metrics");
+    for m in [
+        "plexus_cluster_tcp_downstream_bytes_total",
+        "plexus_cluster_tcp_upstream_bytes_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("{m}{{cluster=\"t\"}} 4")),
+            "{m}:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("plexus_response_flags_total{flag=\"SI\"} 1"),
+        "{metrics}"
+    );
+}

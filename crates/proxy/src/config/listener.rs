@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
 use prost::Name;
 
 use super::fault::Fault;
-use super::{FieldError, FieldResult, RouteConfig, socket_address, unpack_field};
+use super::{FieldError, FieldResult, RouteConfig, duration, socket_address, unpack_field};
 use crate::deny_set;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,8 +61,14 @@ pub enum RouteSource {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcpProxy {
-    pub cluster: String,
+    /// (cluster, weight); a single `cluster` is one entry of weight 1.
+    pub clusters: Vec<(String, u32)>,
+    /// Envoy closes a connection with no bytes either way for this long (default 1 h).
+    pub idle_timeout: Option<std::time::Duration>,
 }
+
+/// Envoy's default TCP proxy idle timeout.
+pub const TCP_DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl TryFrom<&l::Listener> for Listener {
     type Error = FieldError;
@@ -459,7 +465,6 @@ fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {
     deny_set!(
         on_demand,
         metadata_match,
-        idle_timeout,
         downstream_idle_timeout,
         upstream_idle_timeout,
         access_log,
@@ -478,14 +483,50 @@ fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {
         max_early_data_bytes,
         check_drain_close
     );
-    match cluster_specifier {
-        Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(c)) => Ok(TcpProxy { cluster: c.clone() }),
-        Some(tcp::tcp_proxy::ClusterSpecifier::WeightedClusters(_)) => {
-            Err(FieldError::unsupported("weighted_clusters"))
+    let clusters = match cluster_specifier {
+        Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(c)) => vec![(c.clone(), 1)],
+        Some(tcp::tcp_proxy::ClusterSpecifier::WeightedClusters(w)) => {
+            tcp_weighted(w).map_err(|e| e.within("weighted_clusters"))?
         }
-        None => Err(FieldError::invalid(
-            "cluster_specifier",
-            "a cluster is required",
-        )),
+        None => {
+            return Err(FieldError::invalid(
+                "cluster_specifier",
+                "a cluster is required",
+            ));
+        }
+    };
+    let idle_timeout = match idle_timeout {
+        Some(d) => {
+            Some(duration(d).map_err(|e| e.within("idle_timeout"))?).filter(|d| !d.is_zero())
+        }
+        None => Some(TCP_DEFAULT_IDLE_TIMEOUT),
+    };
+    Ok(TcpProxy {
+        clusters,
+        idle_timeout,
+    })
+}
+
+fn tcp_weighted(w: &tcp::tcp_proxy::WeightedCluster) -> FieldResult<Vec<(String, u32)>> {
+    let mut out = Vec::new();
+    for (i, c) in w.clusters.iter().enumerate() {
+        let tcp::tcp_proxy::weighted_cluster::ClusterWeight {
+            name,
+            weight,
+            metadata_match,
+        } = c;
+        if metadata_match.is_some() {
+            return Err(FieldError::unsupported(format!(
+                "clusters[{i}].metadata_match"
+            )));
+        }
+        out.push((name.clone(), *weight));
     }
+    if out.iter().map(|(_, w)| u64::from(*w)).sum::<u64>() == 0 {
+        return Err(FieldError::invalid(
+            "clusters",
+            "the sum of weights must be greater than 0",
+        ));
+    }
+    Ok(out)
 }

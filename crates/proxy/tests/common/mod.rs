@@ -145,6 +145,22 @@ pub fn tcp_listener(name: &str, cluster: &str) -> Any {
     )
 }
 
+/// A TCP proxy listener that closes connections idle for `idle_ms`.
+pub fn tcp_listener_idle(name: &str, cluster: &str, idle_ms: u32) -> Any {
+    listener_with(
+        name,
+        pack_any(tcp::TcpProxy {
+            stat_prefix: name.into(),
+            cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
+            idle_timeout: Some(PbDuration {
+                seconds: 0,
+                nanos: i32::try_from(idle_ms * 1_000_000).unwrap_or(0),
+            }),
+            ..Default::default()
+        }),
+    )
+}
+
 pub fn lb_endpoints(addrs: &[SocketAddr]) -> Vec<e::LocalityLbEndpoints> {
     vec![e::LocalityLbEndpoints {
         lb_endpoints: addrs
