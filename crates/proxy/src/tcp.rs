@@ -153,10 +153,8 @@ impl AsyncWrite for Tracked {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &r {
-            if *n > 0 {
-                self.clock.touch();
-            }
+        if matches!(&r, Poll::Ready(Ok(n)) if *n > 0) {
+            self.clock.touch();
         }
         r
     }
