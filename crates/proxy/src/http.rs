@@ -182,7 +182,13 @@ async fn route_request(
                 authority: &authority,
                 path: &new_path,
             };
-            crate::upstream::forward(&store, &runtime, target, req).await
+            match crate::upgrade::requested(&req) {
+                Some(protocol) => {
+                    let allowed = f.websocket.unwrap_or(manager.websocket);
+                    crate::upgrade::forward(&store, &runtime, target, allowed, &protocol, req).await
+                }
+                None => crate::upstream::forward(&store, &runtime, target, req).await,
+            }
         }
     };
     for m in levels {

@@ -16,6 +16,7 @@ pub mod select;
 pub mod stats;
 pub mod store;
 pub mod tcp;
+pub mod upgrade;
 pub mod upstream;
 
 use std::net::SocketAddr;

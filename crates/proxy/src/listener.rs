@@ -103,7 +103,10 @@ async fn serve_http(stream: TcpStream, config: Arc<ArcSwap<Listener>>, store: Ar
         Codec::Http1 => builder.http1_only(),
         Codec::Http2 => builder.http2_only(),
     };
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+        .await
+    {
         tracing::debug!(error = %e, "downstream connection ended with error");
     }
 }

@@ -360,7 +360,7 @@ fn finish(
     }
 }
 
-fn choose_cluster(f: &Forward) -> (String, Option<(&HeaderMutation, &HeaderMutation)>) {
+pub fn choose_cluster(f: &Forward) -> (String, Option<(&HeaderMutation, &HeaderMutation)>) {
     match &f.clusters {
         ClusterChoice::Single(c) => (c.clone(), None),
         ClusterChoice::Weighted(targets) => {
@@ -384,7 +384,7 @@ fn choose_cluster(f: &Forward) -> (String, Option<(&HeaderMutation, &HeaderMutat
     }
 }
 
-fn upstream_uri(h2: bool, host: &str, path: &str) -> Uri {
+pub fn upstream_uri(h2: bool, host: &str, path: &str) -> Uri {
     let built = if h2 {
         format!("http://{host}{path}")
     } else {

@@ -108,6 +108,9 @@ async fn run_check(
         None => None,
     };
     let started = std::time::Instant::now();
+    if let Some(protocol) = check.upgrade {
+        return run_upgrade(target, addr, check, protocol).await;
+    }
     let sent = if check.grpc {
         grpc_request(addr, check.host, check.path).await
     } else {
@@ -146,6 +149,37 @@ async fn run_check(
             check.method, check.host, check.path
         )
     })
+}
+
+async fn run_upgrade(
+    target: &str,
+    addr: SocketAddr,
+    check: &Check,
+    protocol: &str,
+) -> Result<(), String> {
+    let where_ = format!(
+        "{target}: upgrade to {protocol} {}{}",
+        check.host, check.path
+    );
+    let got = upgrade_request(addr, check.host, check.path, protocol)
+        .await
+        .map_err(|e| format!("{where_}: {e}"))?;
+    if got.status != check.status {
+        return Err(format!(
+            "{where_}: status {} (want {}); head {:?}",
+            got.status, check.status, got.head
+        ));
+    }
+    if got.status == 101 && !got.echoed {
+        return Err(format!("{where_}: the tunnel did not echo"));
+    }
+    if let Some(b) = check.backend {
+        let want = format!("x-echo-workload: {b}");
+        if !got.head.to_ascii_lowercase().contains(&want) {
+            return Err(format!("{where_}: no {want:?} in {:?}", got.head));
+        }
+    }
+    Ok(())
 }
 
 /// Every scenario's route configuration carries a probe virtual host answering with the

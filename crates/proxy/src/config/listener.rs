@@ -43,6 +43,8 @@ pub struct HttpManager {
     pub routes: RouteSource,
     /// The fault filter in the chain, if any (its name keys per-route overrides).
     pub fault: Option<FaultFilter>,
+    /// `upgrade_configs` allows `websocket` (routes may override).
+    pub websocket: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -308,7 +310,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         forward_client_cert_matcher,
         proxy_100_continue,
         represent_ipv4_remote_address_as_ipv4_mapped_ipv6,
-        upgrade_configs,
         normalize_path,
         merge_slashes,
         path_with_escaped_slashes_action,
@@ -356,10 +357,12 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
             ));
         }
     };
+    let websocket = websocket_upgrades(upgrade_configs).map_err(|e| e.within("upgrade_configs"))?;
     Ok(HttpManager {
         codec,
         routes,
         fault,
+        websocket,
     })
 }
 
@@ -435,6 +438,30 @@ fn fault_filter(f: &hcm::HttpFilter) -> FieldResult<FaultFilter> {
         name: f.name.clone(),
         config: Arc::new(fault),
     })
+}
+
+/// Only WebSocket upgrades without upgrade filters are supported.
+fn websocket_upgrades(
+    configs: &[hcm::http_connection_manager::UpgradeConfig],
+) -> FieldResult<bool> {
+    let mut websocket = false;
+    for (i, c) in configs.iter().enumerate() {
+        let hcm::http_connection_manager::UpgradeConfig {
+            upgrade_type,
+            filters,
+            enabled,
+        } = c;
+        if !upgrade_type.eq_ignore_ascii_case("websocket") {
+            return Err(FieldError::unsupported(format!(
+                "[{i}].upgrade_type ({upgrade_type})"
+            )));
+        }
+        if !filters.is_empty() {
+            return Err(FieldError::unsupported(format!("[{i}].filters")));
+        }
+        websocket = enabled.as_ref().is_none_or(|b| b.value);
+    }
+    Ok(websocket)
 }
 
 fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {

@@ -108,6 +108,10 @@ pub fn http_listener_rds_with_fault(name: &str, route_name: &str) -> Any {
         pack_any(hcm::HttpConnectionManager {
             stat_prefix: name.into(),
             http_filters: vec![fault, router_filter()],
+            upgrade_configs: vec![hcm::http_connection_manager::UpgradeConfig {
+                upgrade_type: "websocket".into(),
+                ..Default::default()
+            }],
             route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(
                 hcm::Rds {
                     config_source: Some(ads_source()),
@@ -422,6 +426,69 @@ async fn collect(resp: http::Response<hyper::body::Incoming>) -> Result<Got, Str
         body: collected.to_bytes(),
         trailers,
     })
+}
+
+/// What an HTTP/1.1 upgrade attempt showed: the status, the response head, and whether bytes
+/// written afterwards came back.
+pub struct Upgraded {
+    pub status: u16,
+    pub head: String,
+    pub echoed: bool,
+}
+
+/// Send an upgrade request for `protocol` on a raw connection; after a 101, write bytes and
+/// expect them echoed through the tunnel.
+pub async fn upgrade_request(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    protocol: &str,
+) -> Result<Upgraded, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        s.write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut byte).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err(format!("closed after {:?}", String::from_utf8_lossy(&got)));
+            }
+            got.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&got).into_owned();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut echoed = false;
+        if status == 101 {
+            s.write_all(b"through the tunnel")
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 18];
+            s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            echoed = &buf == b"through the tunnel";
+        }
+        Ok(Upgraded {
+            status,
+            head,
+            echoed,
+        })
+    };
+    tokio::time::timeout(WAIT, io)
+        .await
+        .map_err(|_| "upgrade timed out".to_string())?
 }
 
 /// A unary gRPC call over h2c (prior knowledge) with a small message.

@@ -59,6 +59,9 @@ pub struct Check {
     pub grpc_status: Option<&'static str>,
     /// Response header naming the backend (gRPC replies have no JSON body).
     pub backend: Option<&'static str>,
+    /// Ask to upgrade to this protocol on a raw HTTP/1.1 connection; with status 101 the
+    /// tunnel must echo bytes.
+    pub upgrade: Option<&'static str>,
 }
 
 pub struct Scenario {
@@ -620,6 +623,33 @@ pub fn all() -> Vec<Scenario> {
                 Check { grpc: true, grpc_status: Some("12"), ..get("grpc.test", "/no.Such/Method", 200) },
                 Check { grpc: true, grpc_status: Some("12"), ..get("other.test", "/echo.Echo/Say", 200) },
                 Check { grpc: true, grpc_status: Some("14"), ..get("grpc.test", "/empty.Svc/Call", 200) },
+            ],
+        },
+        Scenario {
+            name: "WebSocket upgrades: tunnel after 101, refused when the route disables it or for other protocols",
+            routes: vec![vhost(
+                "ws",
+                &["*"],
+                vec![
+                    route(
+                        prefix("/ws-off"),
+                        forward(|a| {
+                            a.upgrade_configs = vec![rt::route_action::UpgradeConfig {
+                                upgrade_type: "websocket".into(),
+                                enabled: Some(BoolValue { value: false }),
+                                connect_config: None,
+                            }]
+                        }),
+                    ),
+                    route(prefix("/"), forward(|_| {})),
+                ],
+            )],
+            checks: vec![
+                Check { upgrade: Some("websocket"), backend: Some("a"), ..get("h", "/ws", 101) },
+                Check { upgrade: Some("WebSocket"), backend: Some("a"), ..get("h", "/ws", 101) },
+                Check { upgrade: Some("websocket"), ..get("h", "/ws-off", 403) },
+                Check { upgrade: Some("foo"), ..get("h", "/ws", 403) },
+                Check { workload: Some("a"), ..get("h", "/plain", 200) },
             ],
         },
         Scenario {
