@@ -36,7 +36,7 @@ pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:15000";
 /// How long SIGTERM/quitquitquit waits for open connections before exiting.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProxyConfig {
     /// `http://host:port` of the ADS server.
     pub xds_address: String,
@@ -46,7 +46,13 @@ pub struct ProxyConfig {
     pub backoff: Backoff,
     /// Delta (incremental) xDS instead of state-of-the-world.
     pub delta: bool,
+    /// Reads (`None`) or replaces (`Some(filter)`) the log filter for `/logging`; the binary
+    /// owns the subscriber, so it provides this.
+    pub log_control: Option<LogControl>,
 }
+
+/// See `ProxyConfig::log_control`. Returns the filter in force, or why a new one was refused.
+pub type LogControl = Arc<dyn Fn(Option<&str>) -> Result<String, String> + Send + Sync>;
 
 /// A running proxy.
 pub struct ProxyHandle {
@@ -67,6 +73,7 @@ pub async fn start(cfg: ProxyConfig) -> std::io::Result<ProxyHandle> {
         drain,
         backoff,
         delta,
+        log_control,
     } = cfg;
     let store = Arc::new(Store::default());
     let ads: StatusHandle = StatusHandle::default();
@@ -79,6 +86,7 @@ pub async fn start(cfg: ProxyConfig) -> std::io::Result<ProxyHandle> {
         ads: ads.clone(),
         node_id: node.node_id(),
         quit: quit_tx,
+        log_control,
     };
     tokio::spawn(admin::serve(admin_listener, state, stopped.clone()));
     let client_cfg = ClientConfig {

@@ -762,3 +762,55 @@ async fn tcp_idle_timeout_closes_and_bytes_are_counted() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn logging_endpoint_reads_and_sets_the_filter() {
+    let ads = FakeAds::start().await.expect("ads");
+    let current = std::sync::Arc::new(std::sync::Mutex::new("info".to_string()));
+    let seen = current.clone();
+    let control: plexus_proxy::LogControl = std::sync::Arc::new(move |new: Option<&str>| {
+        let mut cur = seen.lock().map_err(|e| e.to_string())?;
+        match new {
+            Some("bad!") => return Err("bad filter".into()),
+            Some(f) => *cur = f.to_string(),
+            None => {}
+        }
+        Ok(cur.clone())
+    });
+    let cfg = plexus_proxy::ProxyConfig {
+        xds_address: ads.url(),
+        node: identity(),
+        admin_address: "127.0.0.1:0".parse().expect("addr"),
+        drain: Duration::from_secs(1),
+        backoff: plexus_xds::client::Backoff::default(),
+        delta: false,
+        log_control: Some(control),
+    };
+    let proxy = plexus_proxy::start(cfg).await.expect("proxy");
+    let base = format!("http://{}/logging", proxy.admin);
+    assert_eq!(http_get(&base).await, Some((200, "info\n".to_string())));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let post = |q: &str| {
+        let req = http::Request::post(format!("{base}?level={q}"))
+            .body(http_body_util::Empty::new())
+            .expect("req");
+        client.request(req)
+    };
+    assert_eq!(
+        post("plexus_proxy%3Ddebug%2Cinfo")
+            .await
+            .expect("post")
+            .status(),
+        200
+    );
+    assert_eq!(
+        current.lock().map(|c| c.clone()).ok(),
+        Some("plexus_proxy=debug,info".to_string())
+    );
+    assert_eq!(post("bad!").await.expect("post").status(), 400);
+    assert_eq!(
+        http_get(&base).await.map(|r| r.1),
+        Some("plexus_proxy=debug,info\n".to_string())
+    );
+}

@@ -317,6 +317,7 @@ pub async fn start_proxy(ads: &FakeAds) -> ProxyHandle {
 pub async fn start_proxy_with(ads: &FakeAds, delta: bool) -> ProxyHandle {
     let cfg = ProxyConfig {
         delta,
+        log_control: None,
         xds_address: ads.url(),
         node: identity(),
         admin_address: "127.0.0.1:0".parse().expect("addr"),
