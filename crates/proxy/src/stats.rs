@@ -27,6 +27,9 @@ pub struct ClusterStats {
     /// Retries not sent because of `max_retries`.
     pub rq_retry_overflow: AtomicU64,
     pub outlier_ejections: AtomicU64,
+    /// TCP proxy bytes from downstream to upstream, and back.
+    pub cx_rx_bytes: Arc<AtomicU64>,
+    pub cx_tx_bytes: Arc<AtomicU64>,
 }
 
 impl ClusterStats {
@@ -94,7 +97,17 @@ impl Stats {
                 );
             }
         }
-        let per_cluster: [PerCluster; 7] = [
+        let per_cluster: [PerCluster; 9] = [
+            (
+                "plexus_cluster_tcp_downstream_bytes_total",
+                "TCP proxy bytes received from downstream and sent to the cluster.",
+                |s| s.cx_rx_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "plexus_cluster_tcp_upstream_bytes_total",
+                "TCP proxy bytes received from the cluster and sent downstream.",
+                |s| s.cx_tx_bytes.load(Ordering::Relaxed),
+            ),
             (
                 "plexus_cluster_outlier_detection_ejections_total",
                 "Hosts ejected by outlier detection.",

@@ -6,6 +6,7 @@
 mod common;
 mod scenarios;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -75,8 +76,34 @@ fn observe(check: &Check, got: &Got) -> Result<(), String> {
     }
 }
 
-/// Run one check once: the scenario's config is known to be applied (see `wait_applied`).
+/// Run one check: once, or until it passes `until_stable` times in a row.
 async fn run_check(
+    target: &str,
+    addr: SocketAddr,
+    check: &Check,
+    a_requests: &AtomicU64,
+) -> Result<(), String> {
+    if check.until_stable == 0 {
+        return run_check_once(target, addr, check, a_requests).await;
+    }
+    let mut in_a_row = 0;
+    let mut last = Ok(());
+    for _ in 0..20 {
+        last = run_check_once(target, addr, check, a_requests).await;
+        in_a_row = if last.is_ok() { in_a_row + 1 } else { 0 };
+        if in_a_row >= check.until_stable {
+            return Ok(());
+        }
+    }
+    let never = format!(
+        "{target}: {}{} never passed {} times in a row",
+        check.host, check.path, check.until_stable
+    );
+    last.and(Err(never))
+}
+
+/// Run one check once: the scenario's config is known to be applied (see `wait_applied`).
+async fn run_check_once(
     target: &str,
     addr: SocketAddr,
     check: &Check,
@@ -107,6 +134,9 @@ async fn run_check(
         None => None,
     };
     let started = std::time::Instant::now();
+    if let Some(protocol) = check.upgrade {
+        return run_upgrade(target, addr, check, protocol).await;
+    }
     let sent = if check.grpc {
         grpc_request(addr, check.host, check.path).await
     } else {
@@ -145,6 +175,37 @@ async fn run_check(
             check.method, check.host, check.path
         )
     })
+}
+
+async fn run_upgrade(
+    target: &str,
+    addr: SocketAddr,
+    check: &Check,
+    protocol: &str,
+) -> Result<(), String> {
+    let where_ = format!(
+        "{target}: upgrade to {protocol} {}{}",
+        check.host, check.path
+    );
+    let got = upgrade_request(addr, check.host, check.path, protocol)
+        .await
+        .map_err(|e| format!("{where_}: {e}"))?;
+    if got.status != check.status {
+        return Err(format!(
+            "{where_}: status {} (want {}); head {:?}",
+            got.status, check.status, got.head
+        ));
+    }
+    if got.status == 101 && !got.echoed {
+        return Err(format!("{where_}: the tunnel did not echo"));
+    }
+    if let Some(b) = check.backend {
+        let want = format!("x-echo-workload: {b}");
+        if !got.head.to_ascii_lowercase().contains(&want) {
+            return Err(format!("{where_}: no {want:?} in {:?}", got.head));
+        }
+    }
+    Ok(())
 }
 
 /// Every scenario's route configuration carries a probe virtual host answering with the
@@ -202,6 +263,28 @@ async fn tcp_roundtrip(addr: SocketAddr) -> Result<(), String> {
     }
 }
 
+/// Echo once, then stay quiet: the proxy must close within its idle timeout (300 ms), and not
+/// much sooner.
+async fn tcp_idle_close(addr: SocketAddr) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"idle").await?;
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await?;
+        let quiet_from = std::time::Instant::now();
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        Ok::<_, std::io::Error>((n, quiet_from.elapsed()))
+    };
+    match tokio::time::timeout(WAIT, io).await {
+        Ok(Ok((0, after))) if after >= std::time::Duration::from_millis(250) => Ok(()),
+        Ok(Ok((0, after))) => Err(format!("closed after only {after:?}")),
+        Ok(Ok((n, _))) => Err(format!("read {n} unexpected bytes")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("not closed within the wait".into()),
+    }
+}
+
 fn with_limits(
     mut cl: envoy_types::pb::envoy::config::cluster::v3::Cluster,
     f: impl FnOnce(&mut envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds),
@@ -248,6 +331,10 @@ fn base_clusters(b: &Backends) -> Config {
         listeners: vec![
             ("main".into(), http_listener_rds_with_fault("main", "r1")),
             ("tcp".into(), tcp_listener("tcp", "tcpecho")),
+            (
+                "tcp-idle".into(),
+                tcp_listener_idle("tcp-idle", "tcpecho", 300),
+            ),
         ],
         routes: vec![],
         clusters: vec![
@@ -351,19 +438,31 @@ async fn differential_scenarios() {
         },
     );
 
-    let plexus = start_proxy(&ads).await;
-    let plexus_addr = wait_listener(&plexus, "main").await;
-    let plexus_tcp = wait_listener(&plexus, "tcp").await;
-    let envoy = match binary_for_test("differential_scenarios") {
-        Some(bin) => {
-            let envoy = Envoy::start(
-                &bin,
-                "sidecar~127.0.0.2~envoy-0.default~default.svc.cluster.local",
-                ads.addr,
-            )
-            .await
-            .expect("envoy starts");
-            let addr = envoy
+    // Each implementation runs twice: state-of-the-world and delta xDS, same server.
+    let mut targets: Vec<Target> = Vec::new();
+    let mut proxies = Vec::new();
+    for delta in [false, true] {
+        let plexus = start_proxy_with(&ads, delta).await;
+        let http = wait_listener(&plexus, "main").await;
+        let tcp = wait_listener(&plexus, "tcp").await;
+        let tcp_idle = wait_listener(&plexus, "tcp-idle").await;
+        targets.push(Target {
+            proxy: "plexus",
+            delta,
+            http,
+            tcp,
+            tcp_idle,
+        });
+        proxies.push(plexus);
+    }
+    let mut envoys = Vec::new();
+    if let Some(bin) = binary_for_test("differential_scenarios") {
+        for (delta, ip) in [(false, "127.0.0.2"), (true, "127.0.0.3")] {
+            let node = format!("sidecar~{ip}~envoy-0.default~default.svc.cluster.local");
+            let envoy = Envoy::start_with(&bin, &node, ads.addr, delta)
+                .await
+                .expect("envoy starts");
+            let http = envoy
                 .wait_listener("main", WAIT)
                 .await
                 .expect("envoy listener");
@@ -371,12 +470,22 @@ async fn differential_scenarios() {
                 .wait_listener("tcp", WAIT)
                 .await
                 .expect("envoy tcp listener");
-            Some((envoy, addr, tcp))
+            let tcp_idle = envoy
+                .wait_listener("tcp-idle", WAIT)
+                .await
+                .expect("envoy tcp-idle listener");
+            targets.push(Target {
+                proxy: "envoy",
+                delta,
+                http,
+                tcp,
+                tcp_idle,
+            });
+            envoys.push(envoy);
         }
-        None => None,
-    };
+    }
 
-    let (mut plexus_passed, mut envoy_passed) = (0, 0);
+    let mut passed: BTreeMap<(&str, bool), usize> = BTreeMap::new();
     let mut failures = Vec::new();
     for Scenario {
         name,
@@ -386,52 +495,84 @@ async fn differential_scenarios() {
     {
         let rc = route_config("r1", with_probe(name, routes));
         ads.push(ROUTE_TYPE, vec![("r1".into(), pack_any(rc))]);
-        let mut targets = vec![("plexus", plexus_addr)];
-        if let Some((_, addr, _)) = &envoy {
-            targets.push(("envoy", *addr));
-        }
-        for (target, addr) in targets {
-            if let Err(e) = wait_applied(target, addr, name).await {
+        for t in &targets {
+            let label = t.label();
+            if let Err(e) = wait_applied(&label, t.http, name).await {
                 failures.push(format!("[{name}] {e}"));
                 continue;
             }
             let mut ok = true;
             for check in &checks {
-                if let Err(e) = run_check(target, addr, check, &a.requests).await {
+                if let Err(e) = run_check(&label, t.http, check, &a.requests).await {
                     failures.push(format!("[{name}] {e}"));
                     ok = false;
                 }
             }
             if ok {
-                if target == "plexus" {
-                    plexus_passed += 1
-                } else {
-                    envoy_passed += 1
-                }
+                *passed.entry((t.proxy, t.delta)).or_default() += 1;
             }
         }
     }
     // TCP proxy: bytes go through both ways, in several writes.
-    let mut tcp_targets = vec![("plexus", plexus_tcp)];
-    if let Some((_, _, tcp)) = &envoy {
-        tcp_targets.push(("envoy", *tcp));
-    }
-    for (target, addr) in tcp_targets {
-        match tcp_roundtrip(addr).await {
-            Ok(()) if target == "plexus" => plexus_passed += 1,
-            Ok(()) => envoy_passed += 1,
-            Err(e) => failures.push(format!("[tcp proxy] {target}: {e}")),
+    for t in &targets {
+        match tcp_roundtrip(t.tcp).await {
+            Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
+            Err(e) => failures.push(format!("[tcp proxy] {}: {e}", t.label())),
+        }
+        match tcp_idle_close(t.tcp_idle).await {
+            Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
+            Err(e) => failures.push(format!("[tcp idle timeout] {}: {e}", t.label())),
         }
     }
-    println!("scenario counts: plexus={plexus_passed} envoy={envoy_passed}");
-    if let Some((envoy, _, _)) = envoy.as_ref().filter(|_| !failures.is_empty()) {
-        println!("envoy log: {}", envoy.log_path().display());
+    let count = |proxy: &str| {
+        passed
+            .iter()
+            .filter(|((p, _), _)| *p == proxy)
+            .map(|(_, n)| n)
+            .sum::<usize>()
+    };
+    println!(
+        "scenario counts: plexus={} envoy={}",
+        count("plexus"),
+        count("envoy")
+    );
+    for ((proxy, delta), n) in &passed {
+        println!(
+            "  {proxy} ({}): {n}",
+            if *delta {
+                "delta xDS"
+            } else {
+                "state-of-the-world xDS"
+            }
+        );
+    }
+    if !failures.is_empty() {
+        for e in &envoys {
+            println!("envoy log: {}", e.log_path().display());
+        }
     }
     assert!(
         failures.is_empty(),
         "scenario failures:\n{}",
         failures.join("\n")
     );
+    drop(proxies);
+}
+
+/// One proxy under test.
+struct Target {
+    proxy: &'static str,
+    delta: bool,
+    http: SocketAddr,
+    tcp: SocketAddr,
+    /// TCP proxy with a 300 ms idle timeout.
+    tcp_idle: SocketAddr,
+}
+
+impl Target {
+    fn label(&self) -> String {
+        format!("{}{}", self.proxy, if self.delta { "/delta" } else { "" })
+    }
 }
 
 fn base_clone(c: &Config) -> Config {

@@ -117,7 +117,7 @@ async fn accept_http(
                 async move { Ok::<_, Infallible>(answer(&cfg, &requests, req).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .await;
         });
     }
@@ -126,9 +126,12 @@ async fn accept_http(
 async fn answer(
     cfg: &EchoConfig,
     requests: &AtomicU64,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<EchoBody> {
     requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(resp) = upgrade(cfg, &mut req) {
+        return resp;
+    }
     let header_num =
         |name: &str| -> Option<u64> { req.headers().get(name)?.to_str().ok()?.parse().ok() };
     let delay = header_num("x-echo-delay-ms")
@@ -193,6 +196,40 @@ async fn answer(
     );
     identify(cfg, resp.headers_mut());
     resp
+}
+
+/// An HTTP/1.1 `Upgrade` request (WebSocket or any other protocol) is accepted with 101; the
+/// upgraded connection then echoes raw bytes. There is no WebSocket framing and no
+/// `Sec-WebSocket-Accept`: the proxies under test treat upgraded bytes as opaque.
+fn upgrade(cfg: &EchoConfig, req: &mut Request<Incoming>) -> Option<Response<EchoBody>> {
+    let protocol = req.headers().get(http::header::UPGRADE)?.clone();
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = TokioIo::new(upgraded);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if io.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    resp.headers_mut().insert(http::header::UPGRADE, protocol);
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("upgrade"),
+    );
+    identify(cfg, resp.headers_mut());
+    Some(resp)
 }
 
 /// The echo's response body: whole JSON, or a gRPC message followed by trailers.

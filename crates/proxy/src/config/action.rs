@@ -48,6 +48,8 @@ pub struct Forward {
     pub timeout: Option<Duration>,
     /// The route's retry policy; `None` falls back to the virtual host's.
     pub retry: Option<RetryPolicy>,
+    /// Route-level `upgrade_configs` for `websocket`: overrides the connection manager.
+    pub websocket: Option<bool>,
 }
 
 impl PartialEq for Forward {
@@ -60,6 +62,7 @@ impl PartialEq for Forward {
             && self.host_rewrite == o.host_rewrite
             && self.timeout == o.timeout
             && self.retry == o.retry
+            && self.websocket == o.websocket
     }
 }
 
@@ -126,7 +129,6 @@ impl TryFrom<&rt::RouteAction> for Forward {
             cors,
             max_grpc_timeout,
             grpc_timeout_offset,
-            upgrade_configs,
             internal_redirect_policy,
             internal_redirect_action,
             max_internal_redirects,
@@ -204,7 +206,26 @@ impl TryFrom<&rt::RouteAction> for Forward {
             Some(p) => Some(RetryPolicy::try_from(p).map_err(|e| e.within("retry_policy"))?),
             None => None,
         };
+        let mut websocket = None;
+        for (i, u) in upgrade_configs.iter().enumerate() {
+            let rt::route_action::UpgradeConfig {
+                upgrade_type,
+                enabled,
+                connect_config,
+            } = u;
+            let at = format!("upgrade_configs[{i}]");
+            if !upgrade_type.eq_ignore_ascii_case("websocket") {
+                return Err(FieldError::unsupported(format!(
+                    "{at}.upgrade_type ({upgrade_type})"
+                )));
+            }
+            if connect_config.is_some() {
+                return Err(FieldError::unsupported(format!("{at}.connect_config")));
+            }
+            websocket = Some(enabled.as_ref().is_none_or(|b| b.value));
+        }
         Ok(Forward {
+            websocket,
             clusters,
             cluster_not_found_status,
             prefix_rewrite: Some(prefix_rewrite.clone()).filter(|p| !p.is_empty()),

@@ -30,7 +30,10 @@ pub use action::{Action, ClusterChoice, Forward, Redirect, WeightedTarget};
 pub use circuit::Limits;
 pub use cluster::{Cluster, Discovery, Endpoint, LbPolicy, LoadAssignment, UpstreamProtocol};
 pub use fault::{Abort, FAULT_FILTER, Fault, Fraction};
-pub use listener::{FaultFilter, HttpManager, Listener, ListenerKind, RouteSource, TcpProxy};
+pub use listener::{
+    FaultFilter, HttpManager, Listener, ListenerKind, RouteSource, TCP_DEFAULT_IDLE_TIMEOUT,
+    TcpProxy,
+};
 pub use outlier::OutlierDetection;
 pub use retry::{RetryOn, RetryPolicy};
 pub use route::{DomainMatch, Route, RouteConfig, VirtualHost};
