@@ -78,6 +78,9 @@ pub(crate) fn target(
             format!("no visible service {host}: traffic to it fails (no cluster)"),
         ),
         Some(s) => {
+            if s.port(port).is_none() {
+                ctx.warn(obj, &format!("{field}.destination.port"), format!("{host} has no port {port} (the route does not name a port and the service has several): traffic to it fails"));
+            }
             let rule = destination_rule::lookup(ctx, &s.hostname, &s.namespace);
             let sub = rule.as_ref().and_then(|r| r.subset(&subset));
             if !subset.is_empty() && sub.is_none() {
