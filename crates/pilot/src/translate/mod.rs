@@ -81,6 +81,9 @@ pub fn generate(snapshot: &Snapshot, node: &ProxyNode) -> Generated {
         }
     }
     untranslated_kinds(&ctx);
+    if snapshot.mesh.outbound_egress_proxy && node.kind == NodeKind::Sidecar {
+        ctx.warn_node("MeshConfig outboundTrafficPolicy.egressProxy is not translated yet");
+    }
     out.warnings = ctx.into_warnings();
     out
 }
