@@ -14,7 +14,9 @@ use super::scope::binds_mesh;
 pub enum Change<'a> {
     /// A config or registry object was added, changed or removed (its old or new version).
     Object(&'a Object),
-    /// Only the endpoints of this service hostname changed (EDS-only push).
+    /// Only the endpoints of this service hostname changed (EDS-only push for the proxies this
+    /// returns true for). A proxy whose own addresses joined or left that service also needs a
+    /// full push: its inbound listeners and clusters come from the endpoints at its addresses.
     Endpoints {
         hostname: &'a str,
         namespace: &'a str,
