@@ -201,36 +201,60 @@ fn timeout_and_retries(
     action.retry_policy = retry_policy(r.retries.as_ref(), hashing);
 }
 
+/// An Istio `retries` block with Istio's defaults filled in.
+struct RetrySettings {
+    attempts: u32,
+    retry_on: String,
+    per_try: Option<std::time::Duration>,
+    ignore_previous: bool,
+    remote: bool,
+    backoff: Option<std::time::Duration>,
+}
+
+impl RetrySettings {
+    /// `None`: retries disabled (`attempts: 0`).
+    fn of(retries: Option<&HttpRetry>) -> Option<RetrySettings> {
+        let Some(r) = retries else {
+            return Some(RetrySettings {
+                attempts: DEFAULT_RETRY_ATTEMPTS,
+                retry_on: DEFAULT_RETRY_ON.to_string(),
+                per_try: None,
+                ignore_previous: true,
+                remote: false,
+                backoff: None,
+            });
+        };
+        let attempts = r.attempts.unwrap_or(DEFAULT_RETRY_ATTEMPTS as i32);
+        if attempts <= 0 {
+            return None;
+        }
+        Some(RetrySettings {
+            attempts: attempts as u32,
+            retry_on: r
+                .retry_on
+                .clone()
+                .unwrap_or_else(|| DEFAULT_RETRY_ON.to_string()),
+            per_try: r.per_try_timeout.as_deref().and_then(duration::parse),
+            ignore_previous: r.retry_ignore_previous_hosts.unwrap_or(true),
+            remote: r.retry_remote_localities == Some(true),
+            backoff: r.backoff.as_deref().and_then(duration::parse),
+        })
+    }
+}
+
 /// Envoy retry policy for an Istio `retries` block (`None`: Istio's default policy).
 /// `attempts: 0` disables retries. With consistent hashing the previous-hosts predicate is
 /// left out, as Istio does.
 pub fn retry_policy(retries: Option<&HttpRetry>, consistent_hash: bool) -> Option<RetryPolicy> {
-    let (attempts, retry_on, per_try, ignore_previous, remote, backoff) = match retries {
-        None => (
-            DEFAULT_RETRY_ATTEMPTS,
-            DEFAULT_RETRY_ON.to_string(),
-            None,
-            true,
-            false,
-            None,
-        ),
-        Some(r) => {
-            let attempts = r.attempts.unwrap_or(DEFAULT_RETRY_ATTEMPTS as i32);
-            if attempts <= 0 {
-                return None;
-            }
-            (
-                attempts as u32,
-                r.retry_on
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_RETRY_ON.to_string()),
-                r.per_try_timeout.as_deref().and_then(duration::parse),
-                r.retry_ignore_previous_hosts.unwrap_or(true),
-                r.retry_remote_localities == Some(true),
-                r.backoff.as_deref().and_then(duration::parse),
-            )
-        }
-    };
+    let r = RetrySettings::of(retries)?;
+    let RetrySettings {
+        attempts,
+        retry_on,
+        per_try,
+        ignore_previous,
+        remote,
+        backoff,
+    } = r;
     let mut policy = RetryPolicy {
         num_retries: Some(pb::u32v(attempts)),
         per_try_timeout: per_try.map(pb::duration),
