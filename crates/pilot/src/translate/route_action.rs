@@ -32,6 +32,8 @@ const HOST_SELECTION_ATTEMPTS: i64 = 5;
 pub(crate) struct Target {
     pub cluster: String,
     pub consistent_hash: Option<kinds::ConsistentHashLb>,
+    /// DestinationRule `connectionPool.tcp.idleTimeout` of the destination's cluster.
+    pub tcp_idle_timeout: Option<std::time::Duration>,
 }
 
 /// The cluster of a VirtualService destination (`host` expanded in the VS namespace). The
@@ -70,7 +72,7 @@ pub(crate) fn target(
         return None;
     };
     let subset = d.subset.clone().unwrap_or_default();
-    let mut consistent_hash = None;
+    let mut policy = None;
     match svc {
         None => ctx.warn(
             obj,
@@ -86,16 +88,18 @@ pub(crate) fn target(
             if !subset.is_empty() && sub.is_none() {
                 ctx.warn(obj, &format!("{field}.destination.subset"), format!("subset {subset:?} of {host} is not defined by any DestinationRule: traffic to it fails"));
             }
-            consistent_hash = rule
-                .as_ref()
-                .map(|r| r.policy(port, sub))
-                .and_then(|p| p.load_balancer)
-                .and_then(|lb| lb.consistent_hash);
+            policy = rule.as_ref().map(|r| r.policy(port, sub));
         }
     }
+    let policy = policy.unwrap_or_default();
     Some(Target {
         cluster: outbound_cluster_name(port, &subset, &host),
-        consistent_hash,
+        consistent_hash: policy.load_balancer.and_then(|lb| lb.consistent_hash),
+        tcp_idle_timeout: policy
+            .connection_pool
+            .and_then(|c| c.tcp)
+            .and_then(|t| t.idle_timeout)
+            .and_then(|t| duration::parse(&t)),
     })
 }
 
