@@ -344,8 +344,9 @@ pub(crate) fn http_manager(
         stat_prefix: stat_prefix.to_string(),
         route_specifier: Some(route_specifier),
         http_filters,
-        // Istio: gateways see external clients; sidecars trust the app's x-envoy-* headers.
-        use_remote_address: Some(pb::boolv(gateway)),
+        // Istio: gateways see external clients; sidecars keep Envoy's default (false) and so
+        // trust the app's x-envoy-* headers.
+        use_remote_address: gateway.then(|| pb::boolv(true)),
         normalize_path: Some(pb::boolv(true)),
         ..Default::default()
     }
