@@ -110,7 +110,8 @@ fn validate(bin: &Path, file: &Path, node_id: &str, g: &Generated) -> Result<(),
     ))
 }
 
-/// Istio's bookinfo networking samples and istiod's `tests/testdata/config` files, each with
+/// Istio's bookinfo networking samples, istiod's `tests/testdata/config` and networking test
+/// configs, and the pilot integration configs that are not templates, each with
 /// the bookinfo registry, translated for a REDIRECT sidecar, a process-mode sidecar and an
 /// ingress gateway: every translation must pass Envoy's validation.
 #[test]
@@ -125,16 +126,13 @@ fn corpus_translations_pass_envoy_validation() {
     };
     let corpus = common::corpus_dir();
     let mut files = Vec::new();
-    for dir in ["samples/bookinfo/networking", "pilot/config"] {
-        let Ok(entries) = std::fs::read_dir(corpus.join(dir)) else {
-            continue;
-        };
-        files.extend(
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "yaml")),
-        );
+    for dir in [
+        "samples/bookinfo/networking",
+        "pilot/config",
+        "pilot/networking",
+        "pilot/integration",
+    ] {
+        collect_yaml(&corpus.join(dir), &mut files);
     }
     files.sort();
     assert!(
@@ -192,6 +190,23 @@ fn corpus_translations_pass_envoy_validation() {
         runs - failed.len() - need_files
     );
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// YAML files under `dir` (recursively), except Go templates (`{{ ... }}`), which are not config
+/// until rendered.
+fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for p in entries.flatten().map(|e| e.path()) {
+        if p.is_dir() {
+            collect_yaml(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yaml")
+            && std::fs::read_to_string(&p).is_ok_and(|t| !t.contains("{{"))
+        {
+            out.push(p);
+        }
+    }
 }
 
 /// The harness itself can fail: a cluster Envoy rejects makes validation fail.
