@@ -366,3 +366,40 @@ fn process_mode_listeners() {
         "inbound cluster targets the app address"
     );
 }
+
+#[test]
+fn upstream_tls_origination() {
+    let extra = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: app}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+  subjectAltNames: [se.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ext, namespace: app}
+spec:
+  host: api.example.com
+  trafficPolicy:
+    tls: {mode: SIMPLE, caCertificates: /etc/ca.pem, subjectAltNames: [api.example.com, "spiffe://td/ns/x/sa/y"]}
+"#;
+    let g = translated(extra, &client());
+    let text = translate::dump::message(cluster_named(&g, "outbound|80||api.example.com"));
+    for want in [
+        "sni: \"api.example.com\"",
+        "/etc/ca.pem",
+        "san_type: Dns",
+        "san_type: Uri",
+        "spiffe://td/ns/x/sa/y",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert!(
+        !text.contains("se.example.com"),
+        "DestinationRule SANs override the ServiceEntry's"
+    );
+}
