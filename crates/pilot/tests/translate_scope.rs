@@ -403,3 +403,43 @@ spec:
         "DestinationRule SANs override the ServiceEntry's"
     );
 }
+
+#[test]
+fn sidecar_ingress_listeners_replace_registry_ports() {
+    let extra = r#"
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: svc, namespace: app}
+spec:
+  workloadSelector: {labels: {app: svc}}
+  ingress:
+  - port: {number: 9000, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:8080
+  - port: {number: 9001, protocol: TCP, name: tcp}
+    defaultEndpoint: unix:///var/run/app.sock
+"#;
+    let md: BTreeMap<String, serde_json::Value> = serde_json::from_value(json!({
+        "INTERCEPTION_MODE": "NONE", "PLEXUS_OUTBOUND_ADDRESS": "127.0.1.1",
+        "LABELS": {"app": "svc", "version": "v1"}
+    }))
+    .expect("md");
+    let n =
+        ProxyNode::parse("sidecar~10.0.0.2~svc-v1-0.app~app.svc.cluster.local", &md).expect("node");
+    let g = translated(extra, &n);
+    let names: Vec<&str> = g.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert!(names.contains(&"10.0.0.2_9000"), "{names:?}");
+    assert!(
+        !names.contains(&"10.0.0.2_80"),
+        "registry ports are replaced: {names:?}"
+    );
+    let c = translate::dump::message(cluster_named(&g, "inbound|9000||"));
+    assert!(c.contains("127.0.0.1") && c.contains("8080"), "{c}");
+    assert!(
+        g.warnings.iter().any(
+            |w| w.to_string().contains("spec.ingress[1].defaultEndpoint")
+                || w.message.contains("unix")
+        ),
+        "{:?}",
+        g.warnings
+    );
+}

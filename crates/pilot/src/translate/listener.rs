@@ -85,14 +85,15 @@ fn bound(ctx: &Ctx<'_>, ports: &OutboundPorts<'_>, routes: &[RouteConfiguration]
         out: Vec::new(),
     };
     for p in inbound::ports(ctx) {
-        b.take(&node.ip, p.port, format!("inbound port {}", p.port));
+        let ip = p.bind.clone().unwrap_or_else(|| node.ip.clone());
+        b.take(&ip, p.port, format!("inbound port {}", p.port));
         let mut l = listener(
-            &listener_name(&node.ip, p.port),
-            &node.ip,
+            &listener_name(&ip, p.port),
+            &ip,
             p.port,
             TrafficDirection::Inbound,
         );
-        l.filter_chains.push(inbound::chain(p));
+        l.filter_chains.push(inbound::chain(&p));
         b.out.push(l);
     }
     let proxy_port = node.http_proxy_port;
@@ -325,7 +326,7 @@ fn virtual_inbound(ctx: &Ctx<'_>) -> Listener {
         OriginalDst {},
     ));
     for p in inbound::ports(ctx) {
-        let mut chain = inbound::chain(p);
+        let mut chain = inbound::chain(&p);
         chain.filter_chain_match = Some(FilterChainMatch {
             destination_port: Some(pb::u32v(u32::from(p.port))),
             ..Default::default()
