@@ -47,6 +47,10 @@ enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// Echo server for tests and demos (HTTP/1.1 + h2c JSON echo, TCP echo).
+    Echo(echo::EchoArgs),
+    /// The data plane: an xDS-configured sidecar or gateway proxy.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// How `plexus analyze` prints its messages.
