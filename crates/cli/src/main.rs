@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod analyze;
+mod echo;
+mod proxy;
 mod validate;
 
 #[derive(Parser)]
@@ -26,6 +28,10 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Echo server for tests and demos (HTTP/1.1 + h2c JSON echo, TCP echo).
+    Echo(echo::EchoArgs),
+    /// The data plane: an xDS-configured sidecar or gateway proxy.
+    Proxy(proxy::ProxyArgs),
     /// Analyze config across objects with Istio's analyzers (ISTxxxx message codes).
     Analyze {
         /// Files or directories (recursive: *.yaml, *.yml, *.json); `-` reads stdin.
@@ -56,6 +62,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { paths, strict } => validate::run(&paths, strict),
+        Command::Echo(args) => echo::run(args),
+        Command::Proxy(args) => proxy::run(args),
         Command::Analyze {
             paths,
             meshconfig,
