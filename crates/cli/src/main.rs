@@ -28,10 +28,6 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
-    /// Echo server for tests and demos (HTTP/1.1 + h2c JSON echo, TCP echo).
-    Echo(echo::EchoArgs),
-    /// The data plane: an xDS-configured sidecar or gateway proxy.
-    Proxy(proxy::ProxyArgs),
     /// Analyze config across objects with Istio's analyzers (ISTxxxx message codes).
     Analyze {
         /// Files or directories (recursive: *.yaml, *.yml, *.json); `-` reads stdin.
@@ -47,6 +43,10 @@ enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// Echo server for tests and demos (HTTP/1.1 + h2c JSON echo, TCP echo).
+    Echo(echo::EchoArgs),
+    /// The data plane: an xDS-configured sidecar or gateway proxy.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// How `plexus analyze` prints its messages.
@@ -62,8 +62,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { paths, strict } => validate::run(&paths, strict),
-        Command::Echo(args) => echo::run(args),
-        Command::Proxy(args) => proxy::run(args),
         Command::Analyze {
             paths,
             meshconfig,
@@ -75,5 +73,7 @@ fn main() -> ExitCode {
             meshnetworks.as_deref(),
             output,
         ),
+        Command::Echo(args) => echo::run(args),
+        Command::Proxy(args) => proxy::run(args),
     }
 }
