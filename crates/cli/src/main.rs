@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod analyze;
+mod bootstrap;
 mod echo;
 mod proxy;
+mod status;
 mod validate;
 
 #[derive(Parser)]
@@ -47,6 +49,12 @@ enum Command {
     Echo(echo::EchoArgs),
     /// The data plane: an xDS-configured sidecar or gateway proxy.
     Proxy(proxy::ProxyArgs),
+    /// Each connected proxy's xDS sync state, and config the control plane rejected.
+    ProxyStatus(status::StatusArgs),
+    /// What the control plane sends one proxy: listeners, routes, clusters or endpoints.
+    ProxyConfig(status::ConfigArgs),
+    /// Write an Envoy bootstrap that joins a stock Envoy to the control plane.
+    EnvoyBootstrap(bootstrap::BootstrapArgs),
 }
 
 /// How `plexus analyze` prints its messages.
@@ -75,5 +83,8 @@ fn main() -> ExitCode {
         ),
         Command::Echo(args) => echo::run(args),
         Command::Proxy(args) => proxy::run(args),
+        Command::ProxyStatus(args) => status::status(args),
+        Command::ProxyConfig(args) => status::config(args),
+        Command::EnvoyBootstrap(args) => bootstrap::run(args),
     }
 }

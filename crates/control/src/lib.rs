@@ -4,6 +4,7 @@
 //! addresses it bound, so tests run it on port 0.
 
 pub mod ads;
+pub mod bootstrap;
 pub mod debug;
 pub mod push;
 pub mod render;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use plexus_model::ReplicaAddresses;
 use plexus_pilot::MeshConfig;
 use plexus_sources::{ConfigState, FileSource, WatchError};
 use tokio::sync::watch;
@@ -31,6 +33,8 @@ pub struct ControlConfig {
     pub xds_address: SocketAddr,
     pub debug_address: SocketAddr,
     pub mesh: MeshConfig,
+    /// Addresses of `plexus.dev` Workload replicas (the local runner knows them; empty otherwise).
+    pub replicas: ReplicaAddresses,
 }
 
 /// Why the control plane could not start.
@@ -83,6 +87,7 @@ pub async fn start_with(
         xds_address,
         debug_address,
         mesh,
+        replicas: _,
     } = cfg;
     let source = FileSource::start(&config_dir, mesh.clone())?;
     let bind_err = |what, addr| move |source| ControlError::Bind { what, addr, source };
@@ -97,13 +102,14 @@ pub async fn start_with(
         .local_addr()
         .map_err(bind_err("debug", debug_address))?;
     let config = source.subscribe();
-    let mut first = push::Inputs {
+    let first_config = config.borrow().clone();
+    let first = push::Inputs {
         version: 1,
-        objects: config.borrow().objects(),
+        objects: first_config.objects(),
         mesh: mesh.clone(),
     };
-    first.objects.shrink_to_fit();
     let (hub, events) = Hub::new(build(&first));
+    hub.set_config_generation(first_config.generation);
     let (stop, stopped) = watch::channel(false);
     let (generated, generated_rx) = watch::channel(Vec::new());
     let control_loop = push::Loop {

@@ -91,7 +91,8 @@ impl Loop {
     pub(crate) fn publish(&mut self, registered: &BTreeMap<u64, (Node, Object)>) {
         self.version += 1;
         let generated: Vec<Object> = registered.values().map(|(_, o)| o.clone()).collect();
-        let mut objects = self.config.borrow_and_update().objects();
+        let config = self.config.borrow_and_update().clone();
+        let mut objects = config.objects();
         objects.extend(generated.iter().cloned());
         let inputs = Inputs {
             version: self.version,
@@ -102,6 +103,7 @@ impl Loop {
         let g = (self.build)(&inputs);
         tracing::info!(version = self.version, took = ?started.elapsed(), "pushing new snapshot");
         self.generated.send_replace(generated);
+        self.hub.set_config_generation(config.generation);
         self.hub.publish(g);
     }
 

@@ -64,6 +64,7 @@ pub(crate) async fn run(hub: Arc<Hub>, mut inbound: Streaming<DeltaDiscoveryRequ
         }
     };
     let conn = hub.connect(&node, "Delta");
+    hub.seen(conn, &generator.version());
     let mut s = Stream {
         hub: hub.clone(),
         conn,
@@ -156,9 +157,11 @@ impl Stream {
             }
         }
         self.generator = g;
+        let version = self.generator.version();
         for type_url in PUSH_ORDER {
             self.send(type_url, false).await?;
         }
+        self.hub.seen(self.conn, &version);
         Ok(())
     }
 

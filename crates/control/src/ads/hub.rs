@@ -66,7 +66,7 @@ pub struct ProxyState {
     /// `SotW` or `Delta`.
     pub protocol: &'static str,
     pub connected_at_unix: u64,
-    /// Generator version the last push was computed from.
+    /// The last snapshot version this proxy's stream has processed (sent or found unchanged).
     pub snapshot_version: String,
     pub types: BTreeMap<String, TypeSync>,
     #[serde(skip)]
@@ -94,6 +94,7 @@ pub struct Hub {
     proxies: Mutex<BTreeMap<u64, ProxyState>>,
     next_conn: AtomicU64,
     next_nonce: AtomicU64,
+    config_generation: AtomicU64,
     events: mpsc::UnboundedSender<ProxyEvent>,
     pub counters: Counters,
 }
@@ -113,6 +114,7 @@ impl Hub {
             proxies: Mutex::new(BTreeMap::new()),
             next_conn: AtomicU64::new(1),
             next_nonce: AtomicU64::new(1),
+            config_generation: AtomicU64::new(0),
             events,
             counters: Counters::default(),
         };
@@ -194,6 +196,32 @@ impl Hub {
         *lock(&self.counters.pushes)
             .entry(plexus_xds::short_type(type_url).to_string())
             .or_default() += 1;
+    }
+
+    /// The stream of `conn` has processed snapshot `version` (whether or not it sent anything).
+    pub(crate) fn seen(&self, conn: u64, version: &str) {
+        if let Some(p) = lock(&self.proxies).get_mut(&conn) {
+            p.snapshot_version = version.to_string();
+        }
+    }
+
+    /// Record that the published snapshot was built from config generation `g`.
+    pub fn set_config_generation(&self, g: u64) {
+        self.config_generation.store(g, Ordering::Release);
+    }
+
+    /// The config generation the current snapshot was built from.
+    pub fn config_generation(&self) -> u64 {
+        self.config_generation.load(Ordering::Acquire)
+    }
+
+    /// Whether every connected proxy has processed the current snapshot and ACKed every type it
+    /// was sent (what `plexus proxy-status` shows as all SYNCED).
+    pub fn all_synced(&self) -> bool {
+        let current = self.generator().version();
+        lock(&self.proxies).values().all(|p| {
+            p.snapshot_version == current && p.types.values().all(|t| t.state() == "SYNCED")
+        })
     }
 
     /// Record an ACK (error `None`) or NACK for the response with `nonce`.

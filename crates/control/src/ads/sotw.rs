@@ -61,6 +61,7 @@ pub(crate) async fn run(hub: Arc<Hub>, mut inbound: Streaming<DiscoveryRequest>,
         }
     };
     let conn = hub.connect(&node, "SotW");
+    hub.seen(conn, &generator.version());
     let mut s = Stream {
         hub: hub.clone(),
         conn,
@@ -130,6 +131,7 @@ impl Stream {
             }
         }
         self.generator = g;
+        let version = self.generator.version();
         let mut forced: BTreeSet<&str> = BTreeSet::new();
         for type_url in PUSH_ORDER {
             if !self.subs.contains_key(type_url) {
@@ -140,6 +142,7 @@ impl Stream {
                 forced.insert(dep);
             }
         }
+        self.hub.seen(self.conn, &version);
         Ok(())
     }
 
