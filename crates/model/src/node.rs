@@ -42,7 +42,22 @@ pub struct ProxyNode {
     pub interception: Interception,
     pub workload_name: Option<String>,
     pub cluster_id: Option<String>,
+    /// `region/zone/subzone` (metadata `LOCALITY`; the runtime may fill it from the Envoy node's
+    /// `locality`). Drives locality-aware endpoint priorities.
+    pub locality: Option<String>,
+    /// Plexus extension `PLEXUS_APP_ADDRESS` (default `127.0.0.1`): where the application
+    /// listens; inbound clusters forward there.
+    pub app_address: String,
+    /// Plexus extension `PLEXUS_OUTBOUND_ADDRESS` (default: the proxy's IP): the address that
+    /// bound outbound listeners use in interception mode NONE.
+    pub outbound_address: String,
+    /// `HTTP_PROXY_PORT` (default 15001 in mode NONE): the plain HTTP listener usable as the
+    /// application's `HTTP_PROXY`, routing to every HTTP service.
+    pub http_proxy_port: u16,
 }
+
+/// Default port of the HTTP_PROXY listener in interception mode NONE.
+pub const DEFAULT_HTTP_PROXY_PORT: u16 = 15001;
 
 /// Why a node could not be understood; names the part of the id or the metadata key.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -106,10 +121,20 @@ impl ProxyNode {
                 });
             }
         };
+        let first_ip = ips.first().cloned().unwrap_or_else(|| (*ip).to_string());
+        let http_proxy_port = match string(metadata, "HTTP_PROXY_PORT")? {
+            None => DEFAULT_HTTP_PROXY_PORT,
+            Some(p) => p.parse().map_err(|_| NodeError::Metadata {
+                key: "HTTP_PROXY_PORT",
+                message: format!("{p:?} is not a port number"),
+            })?,
+        };
         Ok(ProxyNode {
             id: id.into(),
             kind,
-            ip: ips.first().cloned().unwrap_or_else(|| (*ip).to_string()),
+            outbound_address: string(metadata, "PLEXUS_OUTBOUND_ADDRESS")?
+                .unwrap_or_else(|| first_ip.clone()),
+            ip: first_ip,
             ips,
             pod_name,
             namespace,
@@ -120,6 +145,10 @@ impl ProxyNode {
             interception,
             workload_name: string(metadata, "WORKLOAD_NAME")?,
             cluster_id: string(metadata, "CLUSTER_ID")?,
+            locality: string(metadata, "LOCALITY")?,
+            app_address: string(metadata, "PLEXUS_APP_ADDRESS")?
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            http_proxy_port,
         })
     }
 
@@ -212,6 +241,9 @@ mod tests {
         assert_eq!(n.interception, Interception::None);
         assert_eq!(n.labels["version"], "v1");
         assert_eq!(n.workload_name.as_deref(), Some("reviews-v1"));
+        assert_eq!(n.outbound_address, "127.0.0.5");
+        assert_eq!(n.app_address, "127.0.0.1");
+        assert_eq!(n.http_proxy_port, 15001);
         let gw = ProxyNode::parse(
             "router~10.0.0.2~gw-1.istio-system~istio-system.svc.cluster.local",
             &BTreeMap::new(),
@@ -240,6 +272,7 @@ mod tests {
             (json!({"INTERCEPTION_MODE": "TPROXY"}), "INTERCEPTION_MODE"),
             (json!({"INSTANCE_IPS": "1.2.3.4,x"}), "INSTANCE_IPS"),
             (json!({"NAMESPACE": 3}), "NAMESPACE"),
+            (json!({"HTTP_PROXY_PORT": "x"}), "HTTP_PROXY_PORT"),
         ];
         for (m, key) in bad {
             let e = ProxyNode::parse("sidecar~1.2.3.4~p.ns~d", &md(m))
