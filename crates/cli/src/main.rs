@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod analyze;
 mod bootstrap;
+mod control;
 mod echo;
 mod proxy;
 mod status;
@@ -49,6 +50,8 @@ enum Command {
     Echo(echo::EchoArgs),
     /// The data plane: an xDS-configured sidecar or gateway proxy.
     Proxy(proxy::ProxyArgs),
+    /// The control plane: watch a config directory, serve xDS (ADS) and the debug API.
+    Control(control::ControlArgs),
     /// Each connected proxy's xDS sync state, and config the control plane rejected.
     ProxyStatus(status::StatusArgs),
     /// What the control plane sends one proxy: listeners, routes, clusters or endpoints.
@@ -83,8 +86,19 @@ fn main() -> ExitCode {
         ),
         Command::Echo(args) => echo::run(args),
         Command::Proxy(args) => proxy::run(args),
+        Command::Control(args) => control::run(args),
         Command::ProxyStatus(args) => status::status(args),
         Command::ProxyConfig(args) => status::config(args),
         Command::EnvoyBootstrap(args) => bootstrap::run(args),
     }
+}
+
+/// Log to stderr; `RUST_LOG` overrides the `info` default.
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
 }
