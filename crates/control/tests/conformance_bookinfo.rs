@@ -248,7 +248,7 @@ fn nacks(mesh: &Mesh) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_bookinfo_scenarios() {
     let mesh = Mesh::start().await;
-    let mut sidecars = vec![Sidecar::plexus(&mesh).await];
+    let mut sidecars = vec![Sidecar::plexus(&mesh, false).await];
     if let Some(envoy) = Sidecar::envoy(&mesh, "conformance_bookinfo_scenarios", false).await {
         sidecars.push(envoy);
     }

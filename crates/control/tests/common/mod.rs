@@ -281,7 +281,7 @@ fn client() -> Client<HttpConnector, Full<Bytes>> {
 }
 
 impl Sidecar {
-    pub async fn plexus(mesh: &Mesh) -> Sidecar {
+    pub async fn plexus(mesh: &Mesh, delta: bool) -> Sidecar {
         mesh.proxies.fetch_add(1, Ordering::Relaxed);
         let control = &mesh.control;
         let ip = unique_ip();
@@ -293,6 +293,8 @@ impl Sidecar {
             admin_address: "127.0.0.1:0".parse().expect("addr"),
             drain: Duration::from_secs(1),
             backoff: plexus_xds::client::Backoff::default(),
+            delta,
+            log_control: None,
         };
         let handle = plexus_proxy::start(cfg).await.expect("plexus proxy starts");
         Sidecar {
