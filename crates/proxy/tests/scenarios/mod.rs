@@ -653,6 +653,35 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            name: "x-envoy-* request headers from external clients are ignored and removed",
+            routes: vec![vhost("ovr", &["*"], vec![route(prefix("/"), forward(|_| {}))])],
+            checks: vec![
+                // Envoy 1.40 treats every client as external without internal_address_config,
+                // so the timeout override does not apply...
+                Check {
+                    headers: vec![("x-echo-delay-ms", "300"), ("x-envoy-upstream-rq-timeout-ms", "50")],
+                    workload: Some("a"),
+                    upstream_header: Some(("x-envoy-upstream-rq-timeout-ms", None)),
+                    ..get("h", "/timeout", 200)
+                },
+                // ...even from a loopback or private address in x-forwarded-for...
+                Check {
+                    headers: vec![("x-forwarded-for", "10.0.0.1"), ("x-echo-delay-ms", "300"), ("x-envoy-upstream-rq-timeout-ms", "50")],
+                    workload: Some("a"),
+                    ..get("h", "/timeout-xff", 200)
+                },
+                // ...and none of these reach the upstream.
+                Check { headers: vec![("x-envoy-retry-on", "5xx")], upstream_header: Some(("x-envoy-retry-on", None)), ..get("h", "/r", 200) },
+                Check { headers: vec![("x-envoy-max-retries", "3")], upstream_header: Some(("x-envoy-max-retries", None)), ..get("h", "/m", 200) },
+                Check {
+                    headers: vec![("x-envoy-upstream-rq-per-try-timeout-ms", "10")],
+                    upstream_header: Some(("x-envoy-upstream-rq-per-try-timeout-ms", None)),
+                    ..get("h", "/p", 200)
+                },
+                Check { headers: vec![("x-envoy-retry-grpc-on", "unavailable")], upstream_header: Some(("x-envoy-retry-grpc-on", None)), ..get("h", "/g", 200) },
+            ],
+        },
+        Scenario {
             name: "weighted clusters",
             routes: vec![vhost(
                 "w",
