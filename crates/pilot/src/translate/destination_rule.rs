@@ -94,6 +94,17 @@ fn apply(mut base: Policy, tp: Option<&kinds::TrafficPolicy>, port: u16) -> Poli
 /// The DestinationRule for `hostname` (a service of namespace `service_ns`) as seen by the
 /// proxy: its own namespace, then the service's, then the root namespace.
 pub(crate) fn lookup(ctx: &Ctx<'_>, hostname: &str, service_ns: &str) -> Option<Rule> {
+    // Memoized per translation: clusters, routes and listeners all ask for the same hosts.
+    let key = (hostname.to_string(), service_ns.to_string());
+    if let Some(hit) = ctx.rules.borrow().get(&key) {
+        return hit.clone();
+    }
+    let rule = lookup_uncached(ctx, hostname, service_ns);
+    ctx.rules.borrow_mut().insert(key, rule.clone());
+    rule
+}
+
+fn lookup_uncached(ctx: &Ctx<'_>, hostname: &str, service_ns: &str) -> Option<Rule> {
     let node_ns = ctx.node.namespace.as_str();
     let root = ctx.snap.mesh.root_namespace.as_str();
     let mut steps = vec![node_ns];

@@ -9,6 +9,7 @@
 //! object and field (`Generated::warnings`), never silence. See docs/translation.md.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -134,6 +135,8 @@ pub(crate) struct Ctx<'a> {
     pub snap: &'a Snapshot,
     pub node: &'a ProxyNode,
     pub scope: scope::Scope<'a>,
+    /// DestinationRule lookups by (host, service namespace).
+    pub(crate) rules: RefCell<HashMap<(String, String), Option<destination_rule::Rule>>>,
     warnings: RefCell<Vec<Diagnostic>>,
 }
 
@@ -145,6 +148,7 @@ impl<'a> Ctx<'a> {
             snap,
             node,
             scope,
+            rules: RefCell::new(HashMap::new()),
             warnings,
         }
     }
