@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod analyze;
+mod bootstrap;
+mod control;
 mod echo;
 mod proxy;
+mod status;
 mod validate;
 
 #[derive(Parser)]
@@ -51,6 +54,14 @@ enum Command {
     Echo(echo::EchoArgs),
     /// The data plane: an xDS-configured sidecar or gateway proxy.
     Proxy(proxy::ProxyArgs),
+    /// The control plane: watch a config directory, serve xDS (ADS) and the debug API.
+    Control(control::ControlArgs),
+    /// Each connected proxy's xDS sync state, and config the control plane rejected.
+    ProxyStatus(status::StatusArgs),
+    /// What the control plane sends one proxy: listeners, routes, clusters or endpoints.
+    ProxyConfig(status::ConfigArgs),
+    /// Write an Envoy bootstrap that joins a stock Envoy to the control plane.
+    EnvoyBootstrap(bootstrap::BootstrapArgs),
 }
 
 /// How `plexus analyze` prints its messages.
@@ -79,5 +90,19 @@ fn main() -> ExitCode {
         ),
         Command::Echo(args) => echo::run(args),
         Command::Proxy(args) => proxy::run(args),
+        Command::Control(args) => control::run(args),
+        Command::ProxyStatus(args) => status::status(args),
+        Command::ProxyConfig(args) => status::config(args),
+        Command::EnvoyBootstrap(args) => bootstrap::run(args),
     }
+}
+
+/// Log to stderr; `RUST_LOG` overrides the `info` default.
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
 }
