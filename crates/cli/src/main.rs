@@ -31,10 +31,6 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
-    /// Echo server for tests and demos (HTTP/1.1 + h2c JSON echo, TCP echo).
-    Echo(echo::EchoArgs),
-    /// The data plane: an xDS-configured sidecar or gateway proxy.
-    Proxy(proxy::ProxyArgs),
     /// Analyze config across objects with Istio's analyzers (ISTxxxx message codes).
     Analyze {
         /// Files or directories (recursive: *.yaml, *.yml, *.json); `-` reads stdin.
