@@ -111,6 +111,7 @@ fn build(args: BootstrapArgs) -> Result<(), String> {
         label_map.insert(k.to_string(), v.to_string());
     }
     let identity = NodeIdentity {
+        extra_metadata: Default::default(),
         proxy_type: match kind {
             Kind_::Sidecar => ProxyType::Sidecar,
             Kind_::Router => ProxyType::Router,

@@ -65,6 +65,10 @@ pub struct ProxyArgs {
     /// Use delta (incremental) xDS instead of state-of-the-world.
     #[arg(long, env = "PLEXUS_XDS_DELTA")]
     xds_delta: bool,
+    /// Extra node metadata `KEY=VALUE` (repeatable), e.g. the local mesh's
+    /// `PLEXUS_APP_ADDRESS=127.4.2.1`. The Istio keys set by the flags above take precedence.
+    #[arg(long = "metadata", value_name = "KEY=VALUE")]
+    metadata: Vec<String>,
 }
 
 pub fn run(args: ProxyArgs) -> ExitCode {
@@ -82,6 +86,7 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         cluster_id,
         drain_seconds,
         xds_delta,
+        metadata,
     } = args;
     let mut label_map = BTreeMap::new();
     for l in labels {
@@ -91,7 +96,16 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         };
         label_map.insert(k.to_string(), v.to_string());
     }
+    let mut extra_metadata = BTreeMap::new();
+    for m in metadata {
+        let Some((k, v)) = m.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            eprintln!("error: --metadata expects KEY=VALUE, got {m:?}");
+            return ExitCode::from(2);
+        };
+        extra_metadata.insert(k.to_string(), v.to_string());
+    }
     let node = NodeIdentity {
+        extra_metadata,
         proxy_type: match kind {
             Kind::Sidecar => ProxyType::Sidecar,
             Kind::Router => ProxyType::Router,

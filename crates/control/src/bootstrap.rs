@@ -102,6 +102,7 @@ mod tests {
     #[test]
     fn bootstrap_carries_istio_node_and_ads() {
         let node = NodeIdentity {
+            extra_metadata: Default::default(),
             proxy_type: ProxyType::Router,
             ip: "127.0.0.9".into(),
             pod: "gw-0".into(),

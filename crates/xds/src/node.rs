@@ -53,6 +53,9 @@ pub struct NodeIdentity {
     pub cluster_id: String,
     /// Envoy's `node.cluster`: Istio sets `<workload>.<namespace>`.
     pub workload_name: String,
+    /// Further metadata keys (string values), e.g. the local mesh's `PLEXUS_APP_ADDRESS`.
+    /// The Istio keys above win over an entry of the same name here.
+    pub extra_metadata: BTreeMap<String, String>,
 }
 
 impl NodeIdentity {
@@ -77,7 +80,11 @@ impl NodeIdentity {
                 .map(|(k, v)| (k.clone(), string_value(v)))
                 .collect(),
         };
-        let mut fields = std::collections::HashMap::new();
+        let mut fields: std::collections::HashMap<String, Value> = self
+            .extra_metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), string_value(v)))
+            .collect();
         fields.insert("NAMESPACE".to_string(), string_value(&self.namespace));
         fields.insert(
             "LABELS".to_string(),
@@ -121,6 +128,7 @@ mod tests {
 
     fn identity() -> NodeIdentity {
         NodeIdentity {
+            extra_metadata: Default::default(),
             proxy_type: ProxyType::Sidecar,
             ip: "10.1.2.3".into(),
             pod: "reviews-v1-x".into(),
@@ -134,12 +142,29 @@ mod tests {
     }
 
     #[test]
+    fn extra_metadata_never_overrides_istio_keys() {
+        let mut id = identity();
+        id.extra_metadata
+            .insert("PLEXUS_APP_ADDRESS".into(), "127.4.2.1".into());
+        id.extra_metadata
+            .insert("NAMESPACE".into(), "spoofed".into());
+        let md = id.to_node().metadata.unwrap_or_default().fields;
+        let s = |k: &str| match md.get(k).and_then(|v| v.kind.clone()) {
+            Some(Kind::StringValue(s)) => s,
+            other => format!("{other:?}"),
+        };
+        assert_eq!(s("PLEXUS_APP_ADDRESS"), "127.4.2.1");
+        assert_eq!(s("NAMESPACE"), "bookinfo");
+    }
+
+    #[test]
     fn node_id_follows_istio() {
         assert_eq!(
             identity().node_id(),
             "sidecar~10.1.2.3~reviews-v1-x.bookinfo~bookinfo.svc.cluster.local"
         );
         let router = NodeIdentity {
+            extra_metadata: Default::default(),
             proxy_type: ProxyType::Router,
             ..identity()
         };

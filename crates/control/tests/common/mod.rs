@@ -270,6 +270,7 @@ pub fn unique_ip() -> String {
 
 fn identity(name: &str, ip: &str) -> NodeIdentity {
     NodeIdentity {
+        extra_metadata: Default::default(),
         proxy_type: ProxyType::Sidecar,
         ip: ip.into(),
         pod: format!("{name}-0"),

@@ -298,6 +298,7 @@ pub fn push(ads: &FakeAds, cfg: &Config) -> (String, String) {
 
 pub fn identity() -> NodeIdentity {
     NodeIdentity {
+        extra_metadata: Default::default(),
         proxy_type: ProxyType::Sidecar,
         ip: "127.0.0.1".into(),
         pod: "test-0".into(),
