@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod analyze;
 mod echo;
+mod local;
 mod proxy;
 mod validate;
 
@@ -47,6 +48,13 @@ enum Command {
     Echo(echo::EchoArgs),
     /// The data plane: an xDS-configured sidecar or gateway proxy.
     Proxy(proxy::ProxyArgs),
+    /// Run a whole mesh on this machine from a directory of YAML (control plane, sidecars,
+    /// workloads, ingress gateway).
+    Up(local::UpArgs),
+    /// Run a command as a workload of the running local mesh (its proxy environment).
+    Exec(local::ExecArgs),
+    /// Stop the local mesh and undo everything `plexus up` set up.
+    Down(local::DownArgs),
 }
 
 /// How `plexus analyze` prints its messages.
@@ -75,5 +83,8 @@ fn main() -> ExitCode {
         ),
         Command::Echo(args) => echo::run(args),
         Command::Proxy(args) => proxy::run(args),
+        Command::Up(args) => local::up(args),
+        Command::Exec(args) => local::exec(args),
+        Command::Down(args) => local::down(args),
     }
 }
