@@ -5,8 +5,10 @@
 //! does [`up`] start processes under the [`supervise`] supervisor and record them in the
 //! [`state`] file that `exec` and `down` read. [`status`] renders the live table; [`chain`] is
 //! the echo server's upstream-calling mode used by the Bookinfo example; [`netns`] creates and
-//! removes network namespaces and veths.
+//! removes network namespaces and veths, [`capture`] installs the iptables capture and hosts
+//! file inside one.
 
+pub mod capture;
 pub mod chain;
 pub mod generate;
 pub mod netns;
