@@ -47,6 +47,10 @@ pub struct UpArgs {
     /// `plexus ...` (default: this one).
     #[arg(long, env = "PLEXUS_BINARY")]
     plexus_binary: Option<PathBuf>,
+    /// Envoy binary for `--data-plane envoy` (default: `envoy` on PATH, else the test setup's
+    /// `.venv/bin/envoy` of the workspace this binary was built in).
+    #[arg(long, env = "PLEXUS_ENVOY_BINARY")]
+    envoy_binary: Option<PathBuf>,
     /// Seconds to wait for every part of the mesh to be ready.
     #[arg(long, default_value_t = up::DEFAULT_READY_TIMEOUT.as_secs())]
     ready_timeout: u64,
@@ -101,6 +105,20 @@ pub fn up(args: UpArgs) -> ExitCode {
         return detach(&exe, &args, run_dir);
     }
     let dir = std::fs::canonicalize(&args.dir).unwrap_or(args.dir.clone());
+    let envoy = args
+        .envoy_binary
+        .clone()
+        .or_else(|| plexus_local::procs::find_envoy(&exe));
+    let envoy = match (args.data_plane, envoy) {
+        (DataPlaneArg::Envoy, None) => {
+            eprintln!(
+                "error: --data-plane envoy: no Envoy found (set --envoy-binary or PLEXUS_ENVOY_BINARY, \
+                 or put envoy on PATH)"
+            );
+            return ExitCode::from(2);
+        }
+        (_, e) => e.unwrap_or_default(),
+    };
     let opts = UpOptions {
         dir,
         run_dir,
@@ -111,6 +129,7 @@ pub fn up(args: UpArgs) -> ExitCode {
             DataPlaneArg::Envoy => DataPlane::Envoy,
         },
         exe,
+        envoy,
         ready_timeout: Duration::from_secs(args.ready_timeout),
     };
     let stop = Arc::new(AtomicBool::new(false));

@@ -13,6 +13,7 @@ pub mod chain;
 pub mod generate;
 pub mod netns;
 pub mod plan;
+pub mod procs;
 pub mod spec;
 pub mod state;
 pub mod status;

@@ -1,9 +1,10 @@
 //! The live status table of `plexus up`: services, workloads, replicas, each sidecar's sync
 //! state as the control plane reports it on `/debug/syncz`, and the gateway addresses.
 //!
-//! `/debug/syncz` is read leniently (Istio's shape: a JSON array of per-proxy objects with a
-//! `proxy` or node `id`, and either a `status`/`state` string or `<type>_sent`/`<type>_acked`
-//! nonce pairs) so a field added by the control plane does not break the table.
+//! `/debug/syncz` is read leniently: Plexus's shape (`{"proxies": [{"proxy": ID, "types":
+//! {"clusters": {"state": "SYNCED", ...}, ...}}]}`, the proxy's state being its worst type's) and
+//! Istio's (a JSON array of per-proxy objects with `<type>_sent`/`<type>_acked` nonce pairs), so
+//! a field added by the control plane does not break the table.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -86,8 +87,13 @@ pub fn render(s: &Status) -> String {
 /// id `sidecar~<ip>~<pod>.<ns>~...`).
 pub fn parse_syncz(body: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let Ok(Value::Array(items)) = serde_json::from_str::<Value>(body) else {
-        return out;
+    let items = match serde_json::from_str::<Value>(body) {
+        Ok(Value::Array(items)) => items,
+        Ok(Value::Object(mut m)) => match m.remove("proxies") {
+            Some(Value::Array(items)) => items,
+            _ => return out,
+        },
+        _ => return out,
     };
     for item in items {
         let Some(id) = ["proxy", "id", "node", "node_id", "proxyId"]
@@ -107,6 +113,14 @@ fn pod_of(id: &str) -> String {
 }
 
 fn state_of(item: &Value) -> String {
+    if let Some(types) = item.get("types").and_then(Value::as_object) {
+        let states: Vec<String> = types
+            .values()
+            .filter_map(|t| t.get("state").and_then(Value::as_str))
+            .map(str::to_uppercase)
+            .collect();
+        return worst(&states);
+    }
     for k in ["status", "state", "sync_status"] {
         if let Some(s) = item.get(k).and_then(Value::as_str) {
             return s.to_uppercase();
@@ -134,6 +148,20 @@ fn state_of(item: &Value) -> String {
         }
     }
     if any { state.into() } else { "UNKNOWN".into() }
+}
+
+/// NACKED beats STALE beats anything else but SYNCED; SYNCED only when every type is.
+fn worst(states: &[String]) -> String {
+    for bad in ["NACKED", "STALE"] {
+        if states.iter().any(|s| s == bad) {
+            return bad.into();
+        }
+    }
+    match states.iter().find(|s| *s != "SYNCED") {
+        Some(other) => other.clone(),
+        None if states.is_empty() => "UNKNOWN".into(),
+        None => "SYNCED".into(),
+    }
 }
 
 /// `GET http://addr/path` over HTTP/1.0, body on 200; a short timeout because the table must
@@ -182,6 +210,25 @@ mod tests {
         assert_eq!(m.get("x").map(String::as_str), Some("SYNCED"));
         assert_eq!(m.len(), 4);
         assert!(parse_syncz("not json").is_empty());
+    }
+
+    #[test]
+    fn syncz_in_plexus_shape_takes_the_worst_type() {
+        let body = r#"{"snapshot_version": 3, "proxies": [
+          {"proxy":"sidecar~127.1.1.1~reviews-v1-0.default~default.svc.cluster.local",
+           "types": {"clusters": {"state":"SYNCED"}, "listeners": {"state":"SYNCED"}}},
+          {"proxy":"sidecar~127.1.1.2~ratings-v1-0.default~default.svc.cluster.local",
+           "types": {"clusters": {"state":"SYNCED"}, "routes": {"state":"NACKED"}, "listeners": {"state":"STALE"}}},
+          {"proxy":"router~127.0.0.1~istio-ingressgateway-0.istio-system~istio-system.svc.cluster.local",
+           "types": {"clusters": {"state":"SYNCED"}, "routes": {"state":"NOT SENT"}}}
+        ]}"#;
+        let m = parse_syncz(body);
+        assert_eq!(m.get("reviews-v1-0").map(String::as_str), Some("SYNCED"));
+        assert_eq!(m.get("ratings-v1-0").map(String::as_str), Some("NACKED"));
+        assert_eq!(
+            m.get("istio-ingressgateway-0").map(String::as_str),
+            Some("NOT SENT")
+        );
     }
 
     #[test]

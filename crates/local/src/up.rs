@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::LocalError;
 use crate::generate::{self, GENERATED_FILE, USER_DIR};
-use crate::plan::{self, Plan, Replica};
-use crate::spec::{self, INGRESS_LABEL, MeshSpec};
+use crate::plan::{self, Plan};
+use crate::procs::{app_spec, control_spec, gateway_spec, sidecar_spec};
+use crate::spec::{self, MeshSpec};
 use crate::state::{ReplicaState, RunState};
 use crate::status::{self, ReplicaRow, Status};
 use crate::supervise::{Event, ProcSpec, Supervisor};
@@ -34,6 +35,8 @@ pub struct UpOptions {
     pub data_plane: DataPlane,
     /// The `plexus` binary to run for control, proxies and `plexus` commands of workloads.
     pub exe: PathBuf,
+    /// The Envoy binary for `--data-plane envoy`.
+    pub envoy: PathBuf,
     pub ready_timeout: Duration,
 }
 
@@ -53,11 +56,11 @@ pub struct Mesh {
     last_status: String,
 }
 
-fn config_dir(run_dir: &Path) -> PathBuf {
+pub(crate) fn config_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("config")
 }
 
-fn log(run_dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn log(run_dir: &Path, name: &str) -> PathBuf {
     run_dir
         .join("logs")
         .join(format!("{}.log", name.replace([' ', '/'], "-")))
@@ -74,140 +77,12 @@ fn prepare(opts: &UpOptions) -> Result<(MeshSpec, Plan), LocalError> {
             old.up_pid
         )));
     }
-    if opts.data_plane == DataPlane::Envoy {
-        return Err(LocalError::Usage(
-            "--data-plane envoy is not available yet: it needs the Envoy bootstrap command of \
-             the control plane (see docs/local.md)"
-                .into(),
-        ));
-    }
     let spec = spec::load_dir(&opts.dir)?;
     let plan = plan::plan(&spec, opts.block, opts.gateway_host)?;
     let cfg = config_dir(&opts.run_dir);
     generate::mirror(&opts.dir, &cfg.join(USER_DIR))?;
     generate::write_if_changed(&cfg.join(GENERATED_FILE), &generate::generated_yaml(&plan))?;
     Ok((spec, plan))
-}
-
-fn control_spec(opts: &UpOptions, plan: &Plan) -> ProcSpec {
-    let exe = opts.exe.display().to_string();
-    let cfg = config_dir(&opts.run_dir).display().to_string();
-    ProcSpec {
-        name: "control".into(),
-        argv: vec![
-            exe,
-            "control".into(),
-            "--config".into(),
-            cfg,
-            "--xds-address".into(),
-            plan.xds_address(),
-            "--debug-address".into(),
-            plan.debug_address(),
-        ],
-        env: vec![],
-        log: log(&opts.run_dir, "control"),
-        restart: true,
-    }
-}
-
-/// `plexus proxy` flags common to sidecars and the gateway.
-struct ProxyIdentity<'a> {
-    kind: &'a str,
-    ip: String,
-    admin: String,
-    pod: String,
-    namespace: &'a str,
-    labels: Vec<String>,
-    service_account: &'a str,
-    workload: &'a str,
-    metadata: Vec<(String, String)>,
-}
-
-fn proxy_spec(opts: &UpOptions, plan: &Plan, name: String, id: ProxyIdentity<'_>) -> ProcSpec {
-    let mut argv = vec![
-        opts.exe.display().to_string(),
-        "proxy".into(),
-        "--type".into(),
-        id.kind.into(),
-        "--xds-address".into(),
-        format!("http://{}", plan.xds_address()),
-        "--admin-address".into(),
-        id.admin,
-        "--ip".into(),
-        id.ip,
-        "--pod-name".into(),
-        id.pod,
-        "--namespace".into(),
-        id.namespace.into(),
-        "--service-account".into(),
-        id.service_account.into(),
-        "--interception-mode".into(),
-        "NONE".into(),
-        "--workload-name".into(),
-        id.workload.into(),
-    ];
-    if !id.labels.is_empty() {
-        argv.push("--labels".into());
-        argv.push(id.labels.join(","));
-    }
-    for (k, v) in id.metadata {
-        argv.push("--metadata".into());
-        argv.push(format!("{k}={v}"));
-    }
-    ProcSpec {
-        log: log(&opts.run_dir, &name),
-        name,
-        argv,
-        env: vec![],
-        restart: true,
-    }
-}
-
-fn sidecar_spec(opts: &UpOptions, plan: &Plan, r: &Replica) -> ProcSpec {
-    let labels = r.labels().iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let id = ProxyIdentity {
-        kind: "sidecar",
-        ip: r.pod_ip.to_string(),
-        admin: r.admin_address(),
-        pod: r.name(),
-        namespace: &r.workload.namespace,
-        labels,
-        service_account: &r.workload.service_account,
-        workload: &r.workload.name,
-        metadata: r.node_metadata(),
-    };
-    proxy_spec(opts, plan, format!("sidecar {}", r.name()), id)
-}
-
-fn gateway_spec(opts: &UpOptions, plan: &Plan) -> ProcSpec {
-    let (k, v) = INGRESS_LABEL;
-    let id = ProxyIdentity {
-        kind: "router",
-        ip: plan.gateway_host.to_string(),
-        admin: plan.gateway_admin_address(),
-        pod: "istio-ingressgateway-0".into(),
-        namespace: "istio-system",
-        labels: vec![format!("{k}={v}"), "app=istio-ingressgateway".into()],
-        service_account: "istio-ingressgateway-service-account",
-        workload: "istio-ingressgateway",
-        metadata: vec![],
-    };
-    proxy_spec(opts, plan, "gateway".into(), id)
-}
-
-fn app_spec(opts: &UpOptions, r: &Replica) -> ProcSpec {
-    let mut argv = r.workload.command.clone();
-    if argv.first().map(String::as_str) == Some("plexus") {
-        argv[0] = opts.exe.display().to_string();
-    }
-    let name = format!("app {}", r.name());
-    ProcSpec {
-        log: log(&opts.run_dir, &name),
-        name,
-        argv,
-        env: r.env(),
-        restart: true,
-    }
 }
 
 /// Start the whole mesh and wait until it serves. On any failure everything started so far is
@@ -291,11 +166,11 @@ impl Mesh {
             )
         })?;
         if !self.plan.gateway_ports.is_empty() {
-            self.spawn(gateway_spec(&self.opts, &self.plan))?;
+            self.spawn(gateway_spec(&self.opts, &self.plan)?)?;
         }
         let replicas = self.plan.replicas.clone();
         for r in &replicas {
-            self.spawn(sidecar_spec(&self.opts, &self.plan, r))?;
+            self.spawn(sidecar_spec(&self.opts, &self.plan, r)?)?;
             self.spawn(app_spec(&self.opts, r))?;
         }
         progress(&format!(
