@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod analyze;
+mod bootstrap;
 mod echo;
 mod local;
 mod proxy;
+mod status;
 mod validate;
 
 #[derive(Parser)]
@@ -55,6 +57,12 @@ enum Command {
     Exec(local::ExecArgs),
     /// Stop the local mesh and undo everything `plexus up` set up.
     Down(local::DownArgs),
+    /// Each connected proxy's xDS sync state, and config the control plane rejected.
+    ProxyStatus(status::StatusArgs),
+    /// What the control plane sends one proxy: listeners, routes, clusters or endpoints.
+    ProxyConfig(status::ConfigArgs),
+    /// Write an Envoy bootstrap that joins a stock Envoy to the control plane.
+    EnvoyBootstrap(bootstrap::BootstrapArgs),
 }
 
 /// How `plexus analyze` prints its messages.
@@ -86,5 +94,8 @@ fn main() -> ExitCode {
         Command::Up(args) => local::up(args),
         Command::Exec(args) => local::exec(args),
         Command::Down(args) => local::down(args),
+        Command::ProxyStatus(args) => status::status(args),
+        Command::ProxyConfig(args) => status::config(args),
+        Command::EnvoyBootstrap(args) => bootstrap::run(args),
     }
 }
