@@ -82,12 +82,6 @@ fn say(line: &str) {
 }
 
 pub fn up(args: UpArgs) -> ExitCode {
-    if args.netns {
-        eprintln!(
-            "error: --netns is not available yet in plexus up (process mode only; see docs/local.md)"
-        );
-        return ExitCode::from(2);
-    }
     let exe = match args
         .plexus_binary
         .clone()
@@ -128,6 +122,7 @@ pub fn up(args: UpArgs) -> ExitCode {
             DataPlaneArg::Plexus => DataPlane::Plexus,
             DataPlaneArg::Envoy => DataPlane::Envoy,
         },
+        netns: args.netns,
         exe,
         envoy,
         ready_timeout: Duration::from_secs(args.ready_timeout),

@@ -76,14 +76,14 @@ pub fn protocol_from_name(name: Option<&str>) -> &'static str {
 /// Copy every config file of `src` into `dst` (same relative paths), rewriting low ingress
 /// Gateway ports, and delete files in `dst` that `src` no longer has. Returns whether anything
 /// in `dst` changed, so a caller can tell the user.
-pub fn mirror(src: &Path, dst: &Path) -> Result<bool, LocalError> {
+pub fn mirror(src: &Path, dst: &Path, vips: &Vips) -> Result<bool, LocalError> {
     let io = |p: &Path, e: std::io::Error| LocalError::Io(format!("{}: {e}", p.display()));
     std::fs::create_dir_all(dst).map_err(|e| io(dst, e))?;
     let mut wanted = BTreeMap::new();
     for file in config_files(src) {
         let rel = file.strip_prefix(src).unwrap_or(&file).to_path_buf();
         let text = std::fs::read_to_string(&file).map_err(|e| io(&file, e))?;
-        wanted.insert(rel, rewrite_gateways(&text, &file.display().to_string()));
+        wanted.insert(rel, rewrite(&text, &file.display().to_string(), vips));
     }
     let mut changed = false;
     for old in config_files(dst) {
@@ -133,10 +133,14 @@ fn config_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Service VIPs to give Services without a `clusterIP` (netns mode), by (namespace, name).
+pub type Vips = BTreeMap<(String, String), String>;
+
 /// The text to mirror for one file: unchanged unless it holds an ingress Gateway with a server
-/// port below 1024, in which case every document is re-emitted as JSON with those ports moved.
-/// A file that does not parse is copied as is, so the control plane reports its errors.
-fn rewrite_gateways(text: &str, path: &str) -> String {
+/// port below 1024 or a Service that needs a VIP, in which case every document is re-emitted as
+/// JSON with those ports moved and VIPs set. A file that does not parse is copied as is, so
+/// the control plane reports its errors.
+fn rewrite(text: &str, path: &str, vips: &Vips) -> String {
     let loaded = load::load_str(text, path);
     if !loaded.diagnostics.is_empty() {
         return text.to_string();
@@ -147,6 +151,15 @@ fn rewrite_gateways(text: &str, path: &str) -> String {
         let mut doc = obj.root.to_json();
         if obj.kind == "Gateway" && obj.group == "networking.istio.io" {
             any |= shift_low_ports(&mut doc);
+        }
+        if obj.kind == "Service" && obj.group.is_empty() {
+            let key = (obj.namespace_or_default().to_string(), obj.name.clone());
+            if let (Some(vip), Some(spec)) = (vips.get(&key), doc.get_mut("spec"))
+                && spec.get("clusterIP").is_none()
+            {
+                spec["clusterIP"] = json!(vip);
+                any = true;
+            }
         }
         docs.push(pretty(&doc));
     }
@@ -260,7 +273,7 @@ mod tests {
         std::fs::write(src.join("sub/vs.yaml"), vs).expect("write");
         let gw = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ['*']\n";
         std::fs::write(src.join("gw.yaml"), gw).expect("write");
-        assert!(mirror(&src, &dst).expect("mirror"));
+        assert!(mirror(&src, &dst, &Vips::new()).expect("mirror"));
         assert_eq!(
             std::fs::read_to_string(dst.join("sub/vs.yaml")).expect("read"),
             vs
@@ -270,10 +283,31 @@ mod tests {
         let port = g.objects[0].root.to_json()["spec"]["servers"][0]["port"]["number"].clone();
         assert_eq!(port, json!(8080));
         // Second run: nothing to do.
-        assert!(!mirror(&src, &dst).expect("mirror"));
+        assert!(!mirror(&src, &dst, &Vips::new()).expect("mirror"));
         std::fs::remove_file(src.join("sub/vs.yaml")).expect("rm");
-        assert!(mirror(&src, &dst).expect("mirror"));
+        assert!(mirror(&src, &dst, &Vips::new()).expect("mirror"));
         assert!(!dst.join("sub/vs.yaml").exists());
+    }
+
+    #[test]
+    fn services_get_vips_in_netns_mode() {
+        let src = tmp("vsrc");
+        let dst = tmp("vdst");
+        let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: reviews}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n";
+        std::fs::write(src.join("s.yaml"), svc).expect("write");
+        let mut vips = Vips::new();
+        vips.insert(("default".into(), "reviews".into()), "127.255.0.1".into());
+        mirror(&src, &dst, &vips).expect("mirror");
+        let l = load::load_file(&dst.join("s.yaml"));
+        assert_eq!(
+            l.objects[0].root.to_json()["spec"]["clusterIP"],
+            json!("127.255.0.1")
+        );
+        mirror(&src, &dst, &Vips::new()).expect("mirror");
+        assert_eq!(
+            std::fs::read_to_string(dst.join("s.yaml")).expect("read"),
+            svc
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod chain;
 pub mod generate;
+pub mod netmode;
 pub mod netns;
 pub mod plan;
 pub mod procs;

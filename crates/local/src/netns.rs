@@ -52,7 +52,8 @@ pub fn delete_link(name: &str) {
 pub struct Veth<'a> {
     pub host: &'a str,
     pub host_ns: Option<&'a str>,
-    pub host_cidr: &'a str,
+    /// Address of the host end; `None` for a bridge port.
+    pub host_cidr: Option<&'a str>,
     pub peer: &'a str,
     pub ns: &'a str,
     pub peer_cidr: &'a str,
@@ -81,7 +82,9 @@ pub fn create_veth(v: &Veth<'_>) -> Result<(), LocalError> {
     if let Some(hns) = v.host_ns {
         run(&["ip", "link", "set", v.host, "netns", hns])?;
     }
-    in_host(&["addr", "add", v.host_cidr, "dev", v.host])?;
+    if let Some(cidr) = v.host_cidr {
+        in_host(&["addr", "add", cidr, "dev", v.host])?;
+    }
     in_host(&["link", "set", v.host, "up"])?;
     run(&["ip", "-n", v.ns, "addr", "add", v.peer_cidr, "dev", v.peer])?;
     run(&["ip", "-n", v.ns, "link", "set", v.peer, "up"])?;
@@ -143,7 +146,7 @@ mod tests {
         create_veth(&Veth {
             host: &ha,
             host_ns: Some(&a),
-            host_cidr: "10.250.0.1/30",
+            host_cidr: Some("10.250.0.1/30"),
             peer: &pb,
             ns: &b,
             peer_cidr: "10.250.0.2/30",

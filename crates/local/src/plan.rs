@@ -49,6 +49,8 @@ pub struct Replica {
     pub app_ip: Ipv4Addr,
     /// `127.B.3.n`: outbound listeners and the HTTP proxy.
     pub outbound_ip: Ipv4Addr,
+    /// Netns mode: the replica's network namespace (addresses are then the namespace's).
+    pub netns: Option<String>,
 }
 
 impl Replica {
@@ -76,6 +78,10 @@ impl Replica {
     /// Node metadata telling the translator where this replica's app listens, where its
     /// outbound listeners bind and the HTTP proxy port (Plexus extensions of Istio's metadata).
     pub fn node_metadata(&self) -> Vec<(String, String)> {
+        if self.netns.is_some() {
+            // Captured traffic: the translator's REDIRECT defaults apply.
+            return vec![];
+        }
         vec![
             ("PLEXUS_APP_ADDRESS".into(), self.app_ip.to_string()),
             (
@@ -97,7 +103,7 @@ impl Replica {
         let version = w.labels.get("version").cloned().unwrap_or_default();
         let first_port = w.ports.first().map(|p| p.port);
         let proxy = self.http_proxy();
-        let mut env = vec![
+        let mut env: Vec<(String, String)> = vec![
             ("PLEXUS_WORKLOAD".into(), w.name.clone()),
             ("PLEXUS_NAMESPACE".into(), w.namespace.clone()),
             ("PLEXUS_VERSION".into(), version.clone()),
@@ -107,16 +113,18 @@ impl Replica {
             ("PLEXUS_POD_IP".into(), self.pod_ip.to_string()),
             ("PLEXUS_LISTEN_HOST".into(), self.app_ip.to_string()),
             ("PLEXUS_PORTS".into(), ports_list(w)),
-            ("HTTP_PROXY".into(), proxy.clone()),
-            ("http_proxy".into(), proxy),
-            // Loopback names stay direct; everything else goes through the sidecar.
-            ("NO_PROXY".into(), "localhost".into()),
-            ("no_proxy".into(), "localhost".into()),
             // `plexus echo` reads these, so `command: [plexus, echo]` needs no flags.
             ("PLEXUS_ECHO_WORKLOAD".into(), w.name.clone()),
             ("PLEXUS_ECHO_VERSION".into(), version),
             ("PLEXUS_ECHO_REPLICA".into(), self.name()),
         ];
+        if self.netns.is_none() {
+            env.push(("HTTP_PROXY".into(), proxy.clone()));
+            env.push(("http_proxy".into(), proxy));
+            // Loopback names stay direct; everything else goes through the sidecar.
+            env.push(("NO_PROXY".into(), "localhost".into()));
+            env.push(("no_proxy".into(), "localhost".into()));
+        }
         if let Some(p) = first_port {
             env.push(("PORT".into(), p.to_string()));
             env.push(("PLEXUS_LISTEN".into(), self.app_address(p)));
@@ -151,6 +159,8 @@ fn ports_list(w: &WorkloadSpec) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub block: u8,
+    /// Netns mode: the hub namespace holding the bridge and the control plane.
+    pub hub: Option<String>,
     pub control_ip: Ipv4Addr,
     pub gateway_admin_ip: Ipv4Addr,
     /// Host the gateway's listeners bind on.
@@ -197,6 +207,40 @@ impl Plan {
     }
 }
 
+/// Netns mode: pod `n` is `10.250.B.n/24` on a bridge in the hub namespace, whose own address
+/// `10.250.B.254` serves the control plane; the host reaches the pods through a veth
+/// `10.251.B.1/30` (host) – `10.251.B.2/30` (hub).
+pub fn pod_subnet_ip(block: u8, host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 250, block, host)
+}
+
+pub const HUB_HOST: u8 = 254;
+
+/// Namespace names (short: veth names derive from them and Linux allows 15 bytes).
+pub fn hub_name(block: u8) -> String {
+    format!("plx{block}hub")
+}
+
+pub fn pod_ns_name(block: u8, n: u8) -> String {
+    format!("plx{block}p{n}")
+}
+
+/// Turn a process-mode plan into a netns-mode one: each replica in its own namespace, the app
+/// listening on all of the namespace's addresses, the control plane in the hub.
+pub fn into_netns(mut plan: Plan) -> Plan {
+    let b = plan.block;
+    for (i, r) in plan.replicas.iter_mut().enumerate() {
+        let n = (i + 1) as u8;
+        r.pod_ip = pod_subnet_ip(b, n);
+        r.app_ip = Ipv4Addr::UNSPECIFIED;
+        r.outbound_ip = r.pod_ip;
+        r.netns = Some(pod_ns_name(b, n));
+    }
+    plan.control_ip = pod_subnet_ip(b, HUB_HOST);
+    plan.hub = Some(hub_name(b));
+    plan
+}
+
 /// Map a Gateway server port to the port served locally.
 pub fn local_gateway_port(port: u16) -> u16 {
     if port < LOW_PORT_LIMIT {
@@ -230,6 +274,7 @@ pub fn plan(spec: &MeshSpec, block: u8, gateway_host: Ipv4Addr) -> Result<Plan, 
                 pod_ip: Ipv4Addr::new(127, block, 1, n),
                 app_ip: Ipv4Addr::new(127, block, 2, n),
                 outbound_ip: Ipv4Addr::new(127, block, 3, n),
+                netns: None,
             });
         }
     }
@@ -240,6 +285,7 @@ pub fn plan(spec: &MeshSpec, block: u8, gateway_host: Ipv4Addr) -> Result<Plan, 
         .collect();
     Ok(Plan {
         block,
+        hub: None,
         control_ip: Ipv4Addr::new(127, block, 0, 1),
         gateway_admin_ip: Ipv4Addr::new(127, block, 0, 2),
         gateway_host,
@@ -345,6 +391,24 @@ mod tests {
             labels.get(REPLICA_LABEL).map(String::as_str),
             Some("reviews-v1-1")
         );
+    }
+
+    #[test]
+    fn netns_plan_moves_replicas_into_namespaces_without_http_proxy() {
+        let p = into_netns(plan(&spec(), 9, Ipv4Addr::LOCALHOST).expect("plan"));
+        let r = &p.replicas[2];
+        assert_eq!(r.netns.as_deref(), Some("plx9p3"));
+        assert_eq!(r.pod_ip, Ipv4Addr::new(10, 250, 9, 3));
+        assert_eq!(p.xds_address(), "10.250.9.254:15010");
+        assert_eq!(p.hub.as_deref(), Some("plx9hub"));
+        let env: BTreeMap<String, String> = r.env().into_iter().collect();
+        assert!(!env.contains_key("HTTP_PROXY"));
+        assert_eq!(
+            env.get("PLEXUS_ECHO_HTTP_ADDRESS").map(String::as_str),
+            Some("0.0.0.0:9080")
+        );
+        assert!(r.node_metadata().is_empty());
+        assert!("plx254p254".len() <= 15);
     }
 
     #[test]

@@ -11,6 +11,25 @@ use crate::spec::INGRESS_LABEL;
 use crate::supervise::ProcSpec;
 use crate::up::{DataPlane, UpOptions, config_dir, log};
 
+/// Run `argv` inside namespace `ns`, optionally as the proxy's uid/gid (so capture skips it).
+fn in_netns(ns: Option<&str>, as_proxy: bool, argv: Vec<String>) -> Vec<String> {
+    let Some(ns) = ns else { return argv };
+    let mut out: Vec<String> = ["ip", "netns", "exec", ns].map(String::from).to_vec();
+    if as_proxy {
+        let id = crate::capture::PROXY_UID.to_string();
+        out.extend([
+            "setpriv".into(),
+            "--reuid".into(),
+            id.clone(),
+            "--regid".into(),
+            id,
+            "--clear-groups".into(),
+        ]);
+    }
+    out.extend(argv);
+    out
+}
+
 pub fn control_spec(opts: &UpOptions, plan: &Plan) -> ProcSpec {
     let argv = vec![
         opts.exe.display().to_string(),
@@ -24,7 +43,7 @@ pub fn control_spec(opts: &UpOptions, plan: &Plan) -> ProcSpec {
     ];
     ProcSpec {
         name: "control".into(),
-        argv,
+        argv: in_netns(plan.hub.as_deref(), false, argv),
         env: vec![],
         log: log(&opts.run_dir, "control"),
         restart: true,
@@ -42,10 +61,14 @@ struct ProxyIdentity<'a> {
     service_account: &'a str,
     workload: &'a str,
     metadata: Vec<(String, String)>,
+    /// Network namespace (netns mode: REDIRECT capture, run as the proxy uid).
+    netns: Option<&'a str>,
 }
 
 impl ProxyIdentity<'_> {
-    fn args(&self) -> Vec<String> {
+    /// Node flags; `--metadata KEY=VALUE` for the Plexus extensions only when asked (the Envoy
+    /// bootstrap gets them written into its `node.metadata` instead).
+    fn args(&self, with_metadata: bool) -> Vec<String> {
         let mut a: Vec<String> = [
             "--type",
             self.kind,
@@ -60,7 +83,11 @@ impl ProxyIdentity<'_> {
             "--service-account",
             self.service_account,
             "--interception-mode",
-            "NONE",
+            if self.netns.is_some() {
+                "REDIRECT"
+            } else {
+                "NONE"
+            },
             "--workload-name",
             self.workload,
         ]
@@ -70,7 +97,7 @@ impl ProxyIdentity<'_> {
             a.push("--labels".into());
             a.push(self.labels.join(","));
         }
-        for (k, v) in &self.metadata {
+        for (k, v) in self.metadata.iter().filter(|_| with_metadata) {
             a.push("--metadata".into());
             a.push(format!("{k}={v}"));
         }
@@ -92,7 +119,7 @@ fn proxy_spec(
                 "--xds-address".into(),
                 format!("http://{}", plan.xds_address()),
             ]);
-            argv.extend(id.args());
+            argv.extend(id.args(true));
             argv
         }
         DataPlane::Envoy => {
@@ -103,8 +130,8 @@ fn proxy_spec(
                 file.display().to_string(),
                 "--concurrency".into(),
                 "1".into(),
-                // Several Envoys on one host: each needs its own shared-memory base id.
-                "--use-dynamic-base-id".into(),
+                // Several Envoys on one host, some as the proxy uid: no shared-memory restart.
+                "--disable-hot-restart".into(),
                 "--drain-time-s".into(),
                 "1".into(),
                 "--log-level".into(),
@@ -115,7 +142,7 @@ fn proxy_spec(
     Ok(ProcSpec {
         log: log(&opts.run_dir, &name),
         name,
-        argv,
+        argv: in_netns(id.netns, true, argv),
         env: vec![],
         restart: true,
     })
@@ -136,7 +163,7 @@ fn envoy_bootstrap(
         .arg("-o")
         .arg(&file)
         .args(["--xds-address", &plan.xds_address()])
-        .args(id.args())
+        .args(id.args(false))
         .output()
         .map_err(|e| {
             LocalError::Spawn(format!(
@@ -150,7 +177,29 @@ fn envoy_bootstrap(
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
+    add_node_metadata(&file, &id.metadata)?;
     Ok(file)
+}
+
+/// Add `metadata` to the bootstrap's `node.metadata`.
+fn add_node_metadata(
+    file: &std::path::Path,
+    metadata: &[(String, String)],
+) -> Result<(), LocalError> {
+    let io = |e: String| LocalError::Io(format!("{}: {e}", file.display()));
+    let text = std::fs::read_to_string(file).map_err(|e| io(e.to_string()))?;
+    let mut doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| io(e.to_string()))?;
+    let Some(md) = doc
+        .pointer_mut("/node/metadata")
+        .and_then(|m| m.as_object_mut())
+    else {
+        return Err(io("bootstrap has no node.metadata object".into()));
+    };
+    for (k, v) in metadata {
+        md.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| io(e.to_string()))?;
+    std::fs::write(file, text).map_err(|e| io(e.to_string()))
 }
 
 pub fn sidecar_spec(opts: &UpOptions, plan: &Plan, r: &Replica) -> Result<ProcSpec, LocalError> {
@@ -165,6 +214,7 @@ pub fn sidecar_spec(opts: &UpOptions, plan: &Plan, r: &Replica) -> Result<ProcSp
         service_account: &r.workload.service_account,
         workload: &r.workload.name,
         metadata: r.node_metadata(),
+        netns: r.netns.as_deref(),
     };
     proxy_spec(opts, plan, format!("sidecar {}", r.name()), id)
 }
@@ -181,6 +231,7 @@ pub fn gateway_spec(opts: &UpOptions, plan: &Plan) -> Result<ProcSpec, LocalErro
         service_account: "istio-ingressgateway-service-account",
         workload: "istio-ingressgateway",
         metadata: vec![],
+        netns: None,
     };
     proxy_spec(opts, plan, "gateway".into(), id)
 }
@@ -194,7 +245,7 @@ pub fn app_spec(opts: &UpOptions, r: &Replica) -> ProcSpec {
     ProcSpec {
         log: log(&opts.run_dir, &name),
         name,
-        argv,
+        argv: in_netns(r.netns.as_deref(), false, argv),
         env: r.env(),
         restart: true,
     }
@@ -235,6 +286,7 @@ mod tests {
             block: 4,
             gateway_host: Ipv4Addr::LOCALHOST,
             data_plane: dp,
+            netns: false,
             exe: "/bin/plexus".into(),
             envoy: "/bin/envoy".into(),
             ready_timeout: Duration::from_secs(1),
@@ -298,6 +350,47 @@ mod tests {
                 && gw.contains("--labels istio=ingressgateway,app=istio-ingressgateway"),
             "{gw}"
         );
+    }
+
+    #[test]
+    fn netns_mode_runs_sidecars_as_the_proxy_uid_inside_the_namespace() {
+        let p = crate::plan::into_netns(mesh());
+        let o = opts(DataPlane::Plexus);
+        let s = sidecar_spec(&o, &p, &p.replicas[0])
+            .expect("spec")
+            .argv
+            .join(" ");
+        assert!(s.starts_with("ip netns exec plx4p1 setpriv --reuid 1337 --regid 1337 --clear-groups /bin/plexus proxy"), "{s}");
+        assert!(
+            s.contains("--interception-mode REDIRECT") && s.contains("--ip 10.250.4.1"),
+            "{s}"
+        );
+        assert!(!s.contains("--metadata"), "{s}");
+        let a = app_spec(&o, &p.replicas[0]).argv.join(" ");
+        assert_eq!(a, "ip netns exec plx4p1 /bin/plexus echo");
+        let c = control_spec(&o, &p).argv.join(" ");
+        assert!(
+            c.starts_with("ip netns exec plx4hub /bin/plexus control"),
+            "{c}"
+        );
+        assert!(c.contains("--xds-address 10.250.4.254:15010"), "{c}");
+    }
+
+    #[test]
+    fn envoy_bootstrap_gets_the_node_metadata() {
+        let f = std::env::temp_dir().join(format!("plexus-bootstrap-{}.json", std::process::id()));
+        std::fs::write(
+            &f,
+            r#"{"node": {"id": "x", "metadata": {"NAMESPACE": "default"}}}"#,
+        )
+        .expect("write");
+        add_node_metadata(&f, &[("PLEXUS_APP_ADDRESS".into(), "127.4.2.1".into())]).expect("add");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&f).expect("read")).expect("json");
+        assert_eq!(v["node"]["metadata"]["PLEXUS_APP_ADDRESS"], "127.4.2.1");
+        assert_eq!(v["node"]["metadata"]["NAMESPACE"], "default");
+        std::fs::write(&f, r#"{"node": {}}"#).expect("write");
+        assert!(add_node_metadata(&f, &[]).is_err());
     }
 
     #[test]

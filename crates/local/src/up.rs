@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::LocalError;
-use crate::generate::{self, GENERATED_FILE, USER_DIR};
+use crate::generate::{self, GENERATED_FILE, USER_DIR, Vips};
 use crate::plan::{self, Plan};
 use crate::procs::{app_spec, control_spec, gateway_spec, sidecar_spec};
 use crate::spec::{self, MeshSpec};
@@ -33,6 +33,8 @@ pub struct UpOptions {
     pub block: u8,
     pub gateway_host: Ipv4Addr,
     pub data_plane: DataPlane,
+    /// A network namespace per replica with iptables capture (root).
+    pub netns: bool,
     /// The `plexus` binary to run for control, proxies and `plexus` commands of workloads.
     pub exe: PathBuf,
     /// The Envoy binary for `--data-plane envoy`.
@@ -48,6 +50,8 @@ pub const STOP_GRACE: Duration = Duration::from_secs(6);
 
 /// A running local mesh.
 pub struct Mesh {
+    /// Service VIPs (netns mode).
+    pub vips: Vips,
     pub opts: UpOptions,
     pub spec: MeshSpec,
     pub plan: Plan,
@@ -67,7 +71,7 @@ pub(crate) fn log(run_dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Check the run dir is free, read and plan the mesh, write its config dir.
-fn prepare(opts: &UpOptions) -> Result<(MeshSpec, Plan), LocalError> {
+fn prepare(opts: &UpOptions) -> Result<(MeshSpec, Plan, Vips), LocalError> {
     if let Some(old) = RunState::read(&opts.run_dir)?
         && old.is_live()
     {
@@ -78,17 +82,28 @@ fn prepare(opts: &UpOptions) -> Result<(MeshSpec, Plan), LocalError> {
         )));
     }
     let spec = spec::load_dir(&opts.dir)?;
-    let plan = plan::plan(&spec, opts.block, opts.gateway_host)?;
+    let mut plan = plan::plan(&spec, opts.block, opts.gateway_host)?;
+    let mut vips = Vips::new();
+    if opts.netns {
+        if !crate::netns::available() || !crate::capture::available() {
+            return Err(LocalError::Usage(
+                "--netns needs root, ip(8) and iptables (process mode, without --netns, needs none)"
+                    .into(),
+            ));
+        }
+        plan = plan::into_netns(plan);
+        vips = crate::netmode::vips(&spec);
+    }
     let cfg = config_dir(&opts.run_dir);
-    generate::mirror(&opts.dir, &cfg.join(USER_DIR))?;
+    generate::mirror(&opts.dir, &cfg.join(USER_DIR), &vips)?;
     generate::write_if_changed(&cfg.join(GENERATED_FILE), &generate::generated_yaml(&plan))?;
-    Ok((spec, plan))
+    Ok((spec, plan, vips))
 }
 
 /// Start the whole mesh and wait until it serves. On any failure everything started so far is
 /// stopped again.
 pub fn start(opts: UpOptions, progress: &mut dyn FnMut(&str)) -> Result<Mesh, LocalError> {
-    let (spec, plan) = prepare(&opts)?;
+    let (spec, plan, vips) = prepare(&opts)?;
     progress(&format!(
         "config: {} workloads, {} replicas, {} services; control plane watches {}",
         spec.workloads.len(),
@@ -108,7 +123,7 @@ pub fn start(opts: UpOptions, progress: &mut dyn FnMut(&str)) -> Result<Mesh, Lo
                 workload: r.workload.name.clone(),
                 index: r.index,
                 env: r.env(),
-                netns: None,
+                netns: r.netns.clone(),
             })
             .collect(),
         gateways: plan
@@ -119,6 +134,7 @@ pub fn start(opts: UpOptions, progress: &mut dyn FnMut(&str)) -> Result<Mesh, Lo
         ..Default::default()
     };
     let mut mesh = Mesh {
+        vips,
         opts,
         spec,
         plan,
@@ -147,6 +163,10 @@ impl Mesh {
     fn launch(&mut self, progress: &mut dyn FnMut(&str)) -> Result<(), LocalError> {
         let deadline = Instant::now() + self.opts.ready_timeout;
         self.state.write(&self.opts.run_dir)?;
+        if self.plan.hub.is_some() {
+            progress("creating network namespaces (hub, one per replica) with iptables capture");
+            crate::netmode::setup(&self.plan, &self.vips, &mut self.state, &self.opts.run_dir)?;
+        }
         self.spawn(control_spec(&self.opts, &self.plan))?;
         progress(&format!(
             "starting control plane (xDS {}, debug {})",
@@ -242,7 +262,9 @@ impl Mesh {
             if !proxy_ready(&r.admin_address()) {
                 waiting.push(format!("sidecar {}", r.name()));
             }
+            // In a namespace the app is only reachable through capture, i.e. the sidecar.
             if let Some(p) = r.workload.ports.first()
+                && r.netns.is_none()
                 && !tcp_open(&r.app_address(p.port))
             {
                 waiting.push(format!("app {} on {}", r.name(), r.app_address(p.port)));
@@ -271,7 +293,7 @@ impl Mesh {
             lines.push(ev.to_string());
         }
         let cfg = config_dir(&self.opts.run_dir).join(USER_DIR);
-        match generate::mirror(&self.opts.dir, &cfg) {
+        match generate::mirror(&self.opts.dir, &cfg, &self.vips) {
             Ok(true) => {
                 lines.push(format!(
                     "{} changed; the control plane reloads it",
@@ -353,6 +375,7 @@ impl Mesh {
     /// Stop every child and remove the state file.
     pub fn stop(&mut self) {
         self.sup.stop_all(STOP_GRACE);
+        crate::netmode::teardown(&mut self.state);
         let _ = std::fs::remove_file(RunState::path(&self.opts.run_dir));
     }
 }

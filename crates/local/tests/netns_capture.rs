@@ -108,7 +108,7 @@ fn scenario_netns_capture_names_and_teardown() {
     netns::create_veth(&netns::Veth {
         host: &peer_if,
         host_ns: Some(&peer),
-        host_cidr: "10.251.7.1/24",
+        host_cidr: Some("10.251.7.1/24"),
         peer: &pod_if,
         ns: &pod,
         peer_cidr: "10.251.7.2/24",

@@ -208,3 +208,112 @@ fn up_keep_exec_restart_and_down_with_stand_ins() {
     assert!(get(&format!("127.{block}.2.1:9080")).is_none());
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// The same with `--netns` (root only): namespaces, capture and hosts files are set up, the
+/// processes run inside them, `exec` enters the namespace, and `down` removes every namespace,
+/// link and route, leaving the host's iptables as they were.
+#[test]
+fn netns_up_exec_and_down_with_stand_ins() {
+    if !plexus_local::netns::available() || !plexus_local::capture::available() {
+        eprintln!("scenario skipped: needs root, ip(8) and iptables");
+        return;
+    }
+    let bin = plexus();
+    let host_rules = plexus_local::capture::host_nat_rules().expect("rules");
+    let tmp = std::env::temp_dir().join(format!("plexus-netns-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let (mesh, run) = (tmp.join("mesh"), tmp.join("run"));
+    std::fs::create_dir_all(&mesh).expect("mkdir");
+    std::fs::write(mesh.join("w.yaml"), WORKLOAD).expect("write");
+    std::fs::write(
+        mesh.join("s.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: hello}\nspec:\n  selector: {app: hello}\n  ports: [{name: http, port: 9080}]\n",
+    )
+    .expect("write");
+    let fake = stand_in(&tmp, &bin);
+    // Make the stand-in usable by the proxy uid.
+    for d in [&tmp, &tmp.join("plexus-stand-in")] {
+        let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
+    }
+    let block = 200 + (std::process::id() % 50) as u8;
+    let prefix = format!("plx{block}");
+    let out = Command::new(&bin)
+        .args([
+            "up",
+            mesh.to_str().expect("utf8"),
+            "--keep",
+            "--netns",
+            "--block",
+            &block.to_string(),
+        ])
+        .env("PLEXUS_RUN_DIR", &run)
+        .env("PLEXUS_BINARY", &fake)
+        .output()
+        .expect("up");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let down = || {
+        Command::new(&bin)
+            .arg("down")
+            .env("PLEXUS_RUN_DIR", &run)
+            .output()
+            .expect("down")
+    };
+    if !out.status.success() {
+        down();
+        panic!("up --netns failed:\n{text}");
+    }
+    let namespaces = plexus_local::netns::namespaces_with_prefix(&prefix);
+    assert_eq!(namespaces.len(), 3, "hub + 2 pods: {namespaces:?}");
+    // exec enters the replica's namespace: its address and its names.
+    let ex = Command::new(&bin)
+        .args([
+            "exec",
+            "hello-v1/1",
+            "--",
+            "sh",
+            "-c",
+            "ip -o -4 addr show; getent hosts hello",
+        ])
+        .env("PLEXUS_RUN_DIR", &run)
+        .output()
+        .expect("exec");
+    let ex = String::from_utf8_lossy(&ex.stdout).into_owned();
+    assert!(ex.contains(&format!("10.250.{block}.2/24")), "{ex}");
+    assert!(
+        ex.contains("127.255.0.1") && ex.contains("hello.default.svc.cluster.local"),
+        "{ex}"
+    );
+    // The Service got its VIP in the control plane's copy.
+    let svc = std::fs::read_to_string(run.join("config/user/s.yaml")).expect("mirror");
+    assert!(svc.contains("\"clusterIP\": \"127.255.0.1\""), "{svc}");
+
+    let pids: Vec<u32> = RunState::read(&run)
+        .expect("read")
+        .expect("state")
+        .processes
+        .values()
+        .copied()
+        .collect();
+    let d = down();
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    assert!(pids.iter().all(|p| !alive(*p)), "left running after down");
+    assert!(
+        plexus_local::netns::namespaces_with_prefix(&prefix).is_empty(),
+        "namespaces left"
+    );
+    assert!(
+        plexus_local::netns::links_with_prefix(&prefix).is_empty(),
+        "links left"
+    );
+    let routes = plexus_local::netns::run(&["ip", "route"]).expect("routes");
+    assert!(
+        !routes.contains(&format!("10.250.{block}.0/24")),
+        "{routes}"
+    );
+    assert_eq!(
+        plexus_local::capture::host_nat_rules().expect("rules"),
+        host_rules
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
