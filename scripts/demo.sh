@@ -5,7 +5,8 @@
 # non-zero if a split is not what the config asks for. `--keep` leaves the mesh running.
 #
 # Env: PLEXUS_DEMO_REQUESTS (200), PLEXUS_DEMO_GATEWAY (gateway host, 127.0.0.1),
-#      PLEXUS_DEMO_PROFILE (debug | release; debug builds faster).
+#      PLEXUS_DEMO_PROFILE (debug | release; debug builds faster),
+#      PLEXUS_DEMO_DATA_PLANE (plexus | envoy; envoy needs .venv/bin/envoy, see scripts/test.sh).
 set -euo pipefail
 
 KEEP=0
@@ -19,6 +20,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${PLEXUS_DEMO_REQUESTS:-200}
 GW_HOST=${PLEXUS_DEMO_GATEWAY:-127.0.0.1}
 PROFILE=${PLEXUS_DEMO_PROFILE:-debug}
+DATA_PLANE=${PLEXUS_DEMO_DATA_PLANE:-plexus}
 step() { printf '\n==> %s\n' "$*"; }
 
 step "building plexus ($PROFILE)"
@@ -49,8 +51,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "starting Bookinfo: plexus up $MESH --keep"
-"$PLEXUS" up "$MESH" --keep --gateway-address "$GW_HOST"
+step "starting Bookinfo: plexus up $MESH --keep --data-plane $DATA_PLANE"
+"$PLEXUS" up "$MESH" --keep --gateway-address "$GW_HOST" --data-plane "$DATA_PLANE"
 URL="http://$GW_HOST:8080/productpage"
 
 step "one request through the gateway: $URL"

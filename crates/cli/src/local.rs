@@ -102,7 +102,11 @@ pub fn up(args: UpArgs) -> ExitCode {
     let envoy = args
         .envoy_binary
         .clone()
-        .or_else(|| plexus_local::procs::find_envoy(&exe));
+        .or_else(|| plexus_local::procs::find_envoy(&exe))
+        .or_else(|| {
+            let me = std::env::current_exe().ok()?;
+            plexus_local::procs::find_envoy(&me)
+        });
     let envoy = match (args.data_plane, envoy) {
         (DataPlaneArg::Envoy, None) => {
             eprintln!(
@@ -129,7 +133,7 @@ pub fn up(args: UpArgs) -> ExitCode {
     };
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone());
-    let mesh = match up::start(opts, &mut |l| say(l)) {
+    let mesh = match up::start(opts, stop, &mut |l| say(l)) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");
@@ -137,7 +141,7 @@ pub fn up(args: UpArgs) -> ExitCode {
         }
     };
     say("mesh ready; Ctrl-C or `plexus down` stops it");
-    up::run(mesh, stop, &mut |l| say(l));
+    up::run(mesh, &mut |l| say(l));
     ExitCode::SUCCESS
 }
 

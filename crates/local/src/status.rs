@@ -164,7 +164,7 @@ fn worst(states: &[String]) -> String {
     }
 }
 
-/// `GET http://addr/path` over HTTP/1.0, body on 200; a short timeout because the table must
+/// `GET http://addr/path` (HTTP/1.1, `Connection: close`: Envoy's admin refuses HTTP/1.0); a short timeout because the table must
 /// not stall when the control plane is busy or restarting.
 pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
     let sock = addr
@@ -175,7 +175,11 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
     let timeout = Duration::from_secs(2);
     let mut s = TcpStream::connect_timeout(&sock, timeout).map_err(|e| format!("{addr}: {e}"))?;
     let _ = s.set_read_timeout(Some(timeout));
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)
         .map_err(|e| format!("{addr}{path}: {e}"))?;

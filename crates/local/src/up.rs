@@ -50,6 +50,8 @@ pub const STOP_GRACE: Duration = Duration::from_secs(6);
 
 /// A running local mesh.
 pub struct Mesh {
+    /// Set by a signal; checked while starting too, so Ctrl-C never waits for readiness.
+    stop: Arc<AtomicBool>,
     /// Service VIPs (netns mode).
     pub vips: Vips,
     pub opts: UpOptions,
@@ -102,7 +104,11 @@ fn prepare(opts: &UpOptions) -> Result<(MeshSpec, Plan, Vips), LocalError> {
 
 /// Start the whole mesh and wait until it serves. On any failure everything started so far is
 /// stopped again.
-pub fn start(opts: UpOptions, progress: &mut dyn FnMut(&str)) -> Result<Mesh, LocalError> {
+pub fn start(
+    opts: UpOptions,
+    stop: Arc<AtomicBool>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Mesh, LocalError> {
     let (spec, plan, vips) = prepare(&opts)?;
     progress(&format!(
         "config: {} workloads, {} replicas, {} services; control plane watches {}",
@@ -134,6 +140,7 @@ pub fn start(opts: UpOptions, progress: &mut dyn FnMut(&str)) -> Result<Mesh, Lo
         ..Default::default()
     };
     let mut mesh = Mesh {
+        stop,
         vips,
         opts,
         spec,
@@ -239,6 +246,11 @@ impl Mesh {
             let (ok, why) = check(self);
             if ok {
                 return Ok(());
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(LocalError::Usage(format!(
+                    "stopped while waiting for the {what}"
+                )));
             }
             if Instant::now() >= deadline {
                 return Err(LocalError::Timeout(format!(
@@ -380,8 +392,9 @@ impl Mesh {
     }
 }
 
-/// Run until `stop` is set: supervise, re-sync, print status changes.
-pub fn run(mut mesh: Mesh, stop: Arc<AtomicBool>, out: &mut dyn FnMut(&str)) {
+/// Run until the stop flag is set: supervise, re-sync, print status changes.
+pub fn run(mut mesh: Mesh, out: &mut dyn FnMut(&str)) {
+    let stop = mesh.stop.clone();
     let mut next_status = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         for l in mesh.tick() {
