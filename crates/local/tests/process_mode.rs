@@ -2,8 +2,10 @@
 //! shows the whole chain, routing changes when a file changes, `plexus exec` gets the proxy
 //! environment, a killed workload is restarted, `plexus down` leaves nothing running.
 //!
-//! Needs the `plexus control` subcommand (branch `control`) and NONE-mode translation (branch
-//! `translate`); until both are merged the test says so and returns.
+//! Runs once with Plexus sidecars and once with Envoy sidecars (`--data-plane envoy`, Envoy from
+//! the test setup's `.venv/bin/envoy`). Needs the `plexus control` subcommand (branch
+//! `control`); on a build without it the test says so and returns. `PLEXUS_BINARY` names
+//! another binary to run as control plane and proxies (as `plexus up` itself reads it).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -38,9 +40,14 @@ fn plexus() -> PathBuf {
     bin
 }
 
+/// The binary `plexus up` will run as control plane and proxies.
+fn mesh_binary(bin: &Path) -> PathBuf {
+    std::env::var_os("PLEXUS_BINARY").map_or_else(|| bin.to_path_buf(), PathBuf::from)
+}
+
 fn has_control(bin: &Path) -> bool {
-    Command::new(bin)
-        .args(["help", "control"])
+    Command::new(mesh_binary(bin))
+        .args(["control", "--help"])
         .output()
         .is_ok_and(|o| o.status.success())
 }
@@ -110,13 +117,30 @@ impl Drop for Down {
 }
 
 #[test]
-fn scenario_process_mode_bookinfo_end_to_end() {
+fn scenario_process_mode_bookinfo_plexus() {
+    bookinfo_end_to_end("plexus", 0);
+}
+
+#[test]
+fn scenario_process_mode_bookinfo_envoy() {
+    let envoy = workspace().join(".venv/bin/envoy");
+    if std::env::var_os("PLEXUS_ENVOY_BINARY").is_none() && !envoy.exists() {
+        eprintln!(
+            "scenario skipped: no Envoy ({} missing; scripts/test.sh installs it)",
+            envoy.display()
+        );
+        return;
+    }
+    bookinfo_end_to_end("envoy", 1);
+}
+
+fn bookinfo_end_to_end(data_plane: &str, offset: u32) {
     let bin = plexus();
     if !has_control(&bin) {
         eprintln!("scenario skipped: this build has no `plexus control` (merge branch control)");
         return;
     }
-    let tmp = std::env::temp_dir().join(format!("plexus-e2e-{}", std::process::id()));
+    let tmp = std::env::temp_dir().join(format!("plexus-e2e-{data_plane}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let mesh = tmp.join("bookinfo");
     let run = tmp.join("run");
@@ -126,7 +150,7 @@ fn scenario_process_mode_bookinfo_end_to_end() {
         std::fs::copy(&p, mesh.join(p.file_name().expect("name"))).expect("copy");
     }
     // A block of loopback addresses of our own, so parallel runs do not meet.
-    let block = 100 + (std::process::id() % 100) as u8;
+    let block = 100 + ((std::process::id() + offset * 50) % 100) as u8;
     let gw = format!("127.{block}.0.3:8080");
     let out = Command::new(&bin)
         .args([
@@ -136,7 +160,12 @@ fn scenario_process_mode_bookinfo_end_to_end() {
             "--block",
             &block.to_string(),
         ])
-        .args(["--gateway-address", &format!("127.{block}.0.3")])
+        .args([
+            "--gateway-address",
+            &format!("127.{block}.0.3"),
+            "--data-plane",
+            data_plane,
+        ])
         .env("PLEXUS_RUN_DIR", &run)
         .output()
         .expect("plexus up");
