@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod analyze;
 mod bootstrap;
+mod control;
 mod echo;
 mod local;
 mod proxy;
@@ -50,6 +51,8 @@ enum Command {
     Echo(echo::EchoArgs),
     /// The data plane: an xDS-configured sidecar or gateway proxy.
     Proxy(proxy::ProxyArgs),
+    /// The control plane: watch a config directory, serve xDS (ADS) and the debug API.
+    Control(control::ControlArgs),
     /// Run a whole mesh on this machine from a directory of YAML (control plane, sidecars,
     /// workloads, ingress gateway).
     Up(local::UpArgs),
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         ),
         Command::Echo(args) => echo::run(args),
         Command::Proxy(args) => proxy::run(args),
+        Command::Control(args) => control::run(args),
         Command::Up(args) => local::up(args),
         Command::Exec(args) => local::exec(args),
         Command::Down(args) => local::down(args),
@@ -98,4 +102,14 @@ fn main() -> ExitCode {
         Command::ProxyConfig(args) => status::config(args),
         Command::EnvoyBootstrap(args) => bootstrap::run(args),
     }
+}
+
+/// Log to stderr; `RUST_LOG` overrides the `info` default.
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
 }

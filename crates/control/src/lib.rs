@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod debug;
 pub mod push;
 pub mod render;
+pub mod translate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,6 +76,14 @@ impl Drop for ControlHandle {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// Start the control plane: snapshots are translated by `plexus_pilot::translate`.
+pub async fn start(cfg: ControlConfig) -> Result<ControlHandle, ControlError> {
+    let replicas = cfg.replicas.clone();
+    let build: BuildGenerator =
+        Arc::new(move |inputs: &Inputs| translate::build(inputs, &replicas));
+    start_with(cfg, build).await
 }
 
 /// Start the control plane with `build` turning each snapshot into a generator.

@@ -137,6 +137,8 @@ async fn proxy_for(addr: SocketAddr) -> plexus_proxy::ProxyHandle {
         admin_address: "127.0.0.1:0".parse().expect("addr"),
         drain: std::time::Duration::from_secs(1),
         backoff: plexus_xds::client::Backoff::default(),
+        delta: false,
+        log_control: None,
     };
     plexus_proxy::start(cfg).await.expect("proxy")
 }

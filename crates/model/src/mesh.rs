@@ -39,8 +39,11 @@ pub struct MeshConfig {
     /// `defaultProviders`: providers used when a Telemetry names none (default: metrics
     /// through `prometheus`).
     pub default_providers: DefaultProviders,
-    /// `outboundTrafficPolicy.mode` (default `ALLOW_ANY`).
+    /// `outboundTrafficPolicy.mode` (default `ALLOW_ANY`; `ALLOW_ANY_DYNAMIC_DNS` reads as
+    /// `ALLOW_ANY`).
     pub outbound_traffic_policy: OutboundMode,
+    /// `outboundTrafficPolicy.egressProxy` is set (translation does not support it and says so).
+    pub outbound_egress_proxy: bool,
     /// `connectTimeout` (default 10s): upstream connect timeout of every cluster.
     pub connect_timeout: Duration,
     /// `defaultVirtualServiceExportTo` (default `["*"]`).
@@ -52,21 +55,18 @@ pub struct MeshConfig {
 }
 
 /// `outboundTrafficPolicy.mode`: what a sidecar does with traffic to unknown destinations.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OutboundMode {
     /// Forward to the original destination (`PassthroughCluster`).
     #[default]
-    #[serde(rename = "ALLOW_ANY")]
     AllowAny,
     /// Drop (`BlackHoleCluster`).
-    #[serde(rename = "REGISTRY_ONLY")]
     RegistryOnly,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawOutboundPolicy {
-    mode: Option<OutboundMode>,
+    mode: Option<String>,
     #[serde(rename = "egressProxy")]
     egress_proxy: Option<serde_json::Value>,
 }
@@ -96,6 +96,7 @@ impl Default for MeshConfig {
                 ..DefaultProviders::default()
             },
             outbound_traffic_policy: OutboundMode::AllowAny,
+            outbound_egress_proxy: false,
             connect_timeout: Duration::from_secs(10),
             default_virtual_service_export_to: vec!["*".into()],
             default_destination_rule_export_to: vec!["*".into()],
@@ -232,14 +233,17 @@ impl MeshConfig {
         }
         let d = MeshConfig::default();
         let outbound = raw.outbound_traffic_policy.unwrap_or_default();
-        if outbound.egress_proxy.is_some() {
-            let node = root.get("outboundTrafficPolicy");
-            return Err(MeshError::at(
-                path,
-                node,
-                "outboundTrafficPolicy.egressProxy: not supported".into(),
-            ));
-        }
+        let outbound_mode = match outbound.mode.as_deref() {
+            None | Some("ALLOW_ANY") | Some("ALLOW_ANY_DYNAMIC_DNS") => OutboundMode::AllowAny,
+            Some("REGISTRY_ONLY") => OutboundMode::RegistryOnly,
+            Some(other) => {
+                return Err(MeshError::at(
+                    path,
+                    root.get("outboundTrafficPolicy"),
+                    format!("outboundTrafficPolicy.mode: unknown mode {other:?}"),
+                ));
+            }
+        };
         let connect_timeout = match raw.connect_timeout {
             None => d.connect_timeout,
             Some(text) => crate::duration::parse(&text).ok_or_else(|| {
@@ -262,7 +266,8 @@ impl MeshConfig {
             proxy_metadata: raw.default_config.unwrap_or_default().proxy_metadata,
             extension_providers: providers,
             default_providers: raw.default_providers.unwrap_or(d.default_providers),
-            outbound_traffic_policy: outbound.mode.unwrap_or_default(),
+            outbound_traffic_policy: outbound_mode,
+            outbound_egress_proxy: outbound.egress_proxy.is_some(),
             connect_timeout,
             default_virtual_service_export_to: raw
                 .default_virtual_service_export_to
@@ -404,6 +409,18 @@ mod tests {
         assert_eq!(m.default_service_export_to, vec![".".to_string()]);
         let err = MeshConfig::parse("connectTimeout: soon\n", "m.yaml").expect_err("bad");
         assert!(err.to_string().contains("connectTimeout"), "{err}");
+        let err = MeshConfig::parse("outboundTrafficPolicy: {mode: SOMETIMES}\n", "m.yaml")
+            .expect_err("bad mode");
+        assert!(
+            err.to_string().contains("outboundTrafficPolicy.mode"),
+            "{err}"
+        );
+        let (m, _) = MeshConfig::parse(
+            "outboundTrafficPolicy: {egressProxy: {host: x}}\n",
+            "m.yaml",
+        )
+        .expect("egressProxy is accepted and flagged");
+        assert!(m.outbound_egress_proxy);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct ConfigSet {
     pub request_authentications: Vec<Config<kinds::RequestAuthentication>>,
     pub authorization_policies: Vec<Config<kinds::AuthorizationPolicy>>,
     pub telemetries: Vec<Config<kinds::Telemetry>>,
+    /// Decoded Istio objects of the other kinds (ProxyConfig, WasmPlugin, legacy RBAC and
+    /// authentication policies...), kept so consumers can report them as not used.
+    pub others: Vec<Arc<Object>>,
 }
 
 impl ConfigSet {
@@ -78,7 +81,7 @@ impl ConfigSet {
                 Resource::RequestAuthentication(s) => set.request_authentications.push(cfg(o, s)),
                 Resource::AuthorizationPolicy(s) => set.authorization_policies.push(cfg(o, s)),
                 Resource::Telemetry(s) => set.telemetries.push(cfg(o, s)),
-                _ => {}
+                _ => set.others.push(o),
             }
         }
         (set, diags)

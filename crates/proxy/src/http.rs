@@ -5,18 +5,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use rand::Rng;
 
 use crate::config::{
-    Action, ClusterChoice, Forward, HeaderMutation, PathMatch, Redirect, RouteSource,
+    Abort, Action, Fault, Forward, HeaderMutation, HttpManager, PathMatch, Redirect, RouteSource,
 };
 use crate::flags::{ERROR_HEADER, ResponseFlag};
-use crate::pool::{Body, UpstreamError};
-use crate::select::{RequestView, find_route, select_vhost};
+use crate::pool::Body;
+use crate::select::{RequestView, find_route, header_matches, select_vhost};
 use crate::store::Store;
+use crate::upstream::Target;
 
 /// Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 7] = [
@@ -29,14 +30,82 @@ const HOP_BY_HOP: [&str; 7] = [
     "trailer",
 ];
 
+/// Serve one downstream request. Local replies to gRPC requests are turned into gRPC
+/// trailers-only responses (HTTP 200, `grpc-status` mapped from the HTTP status as Envoy does).
 pub async fn handle(
     store: Arc<Store>,
-    routes: RouteSource,
+    manager: HttpManager,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let grpc = is_grpc(req.headers());
+    let resp = route_request(store, manager, req).await;
+    if grpc { grpc_local_reply(resp) } else { resp }
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// Envoy's `httpToGrpcStatus`.
+pub fn grpc_status_for(http_status: u16) -> u32 {
+    match http_status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+fn grpc_local_reply(resp: Response<Body>) -> Response<Body> {
+    let Some(cause) = resp.headers().get(ERROR_HEADER).cloned() else {
+        return resp;
+    };
+    if resp.headers().contains_key("grpc-status") {
+        return resp;
+    }
+    let mut out = full(200, Bytes::new());
+    let headers = out.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(grpc_status_for(resp.status().as_u16())),
+    );
+    if let Ok(v) = HeaderValue::from_str(&percent_encode(cause.to_str().unwrap_or(""))) {
+        headers.insert("grpc-message", v);
+    }
+    headers.insert(ERROR_HEADER, cause);
+    out
+}
+
+/// gRPC's `grpc-message` encoding: `%` and bytes outside printable ASCII are percent-encoded.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn route_request(
+    store: Arc<Store>,
+    manager: HttpManager,
     req: Request<Incoming>,
 ) -> Response<Body> {
     store.stats.downstream_rq.fetch_add(1, Ordering::Relaxed);
     let runtime = store.runtime.load_full();
-    let rc = match &routes {
+    let rc = match &manager.routes {
         RouteSource::Inline(rc) => rc.clone(),
         RouteSource::Rds(name) => match runtime.routes.get(name) {
             Some(rc) => rc.clone(),
@@ -82,6 +151,15 @@ pub async fn handle(
             &format!("no route in virtual host {:?} matches {path}", vh.name),
         );
     };
+    if let Some(filter) = &manager.fault {
+        // The most specific `typed_per_filter_config` replaces the filter's own config.
+        let fault = fault_for(&filter.name, &route.faults)
+            .or_else(|| fault_for(&filter.name, &vh.faults))
+            .unwrap_or(&filter.config);
+        if let Some(resp) = inject_fault(&store, fault, &view).await {
+            return resp;
+        }
+    }
     let levels: [&HeaderMutation; 3] = [
         &route.response_headers,
         &vh.response_headers,
@@ -97,13 +175,81 @@ pub async fn handle(
                 &rc.request_headers,
             ];
             let new_path = rewrite_path(f, &path, &route.matcher.path);
-            forward(&store, &runtime, f, req_levels, req, &authority, &new_path).await
+            let target = Target {
+                forward: f,
+                retry: f.retry.as_ref().or(vh.retry.as_ref()),
+                request_headers: req_levels,
+                authority: &authority,
+                path: &new_path,
+            };
+            match crate::upgrade::requested(&req) {
+                Some(protocol) => {
+                    let allowed = f.websocket.unwrap_or(manager.websocket);
+                    crate::upgrade::forward(&store, &runtime, target, allowed, &protocol, req).await
+                }
+                None => crate::upstream::forward(&store, &runtime, target, req).await,
+            }
         }
     };
     for m in levels {
         m.apply(resp.headers_mut());
     }
     resp
+}
+
+fn fault_for<'a>(filter: &str, faults: &'a [(String, Fault)]) -> Option<&'a Fault> {
+    faults.iter().find(|(n, _)| n == filter).map(|(_, f)| f)
+}
+
+/// The fault filter: maybe delay, then maybe abort. Returns the abort response.
+async fn inject_fault(
+    store: &Store,
+    fault: &Fault,
+    view: &RequestView<'_>,
+) -> Option<Response<Body>> {
+    if !fault.headers.iter().all(|h| header_matches(h, view)) {
+        return None;
+    }
+    // Roll both dice up front: the thread-local RNG must not live across the delay's await.
+    let (delay_roll, abort_roll): (u32, u32) = {
+        let mut rng = rand::rng();
+        (rng.random(), rng.random())
+    };
+    if let Some((delay, _)) = fault.delay.filter(|(_, f)| f.sample(delay_roll)) {
+        store.stats.flag(ResponseFlag::DelayInjected);
+        tokio::time::sleep(delay).await;
+    }
+    let (abort, fraction) = fault.abort?;
+    if !fraction.sample(abort_roll) {
+        return None;
+    }
+    Some(match abort {
+        Abort::Http(status) => local_error(
+            store,
+            ResponseFlag::FaultInjected,
+            status,
+            "fault filter abort",
+        ),
+        Abort::Grpc(code) => {
+            let mut resp = local_error(
+                store,
+                ResponseFlag::FaultInjected,
+                200,
+                "fault filter abort",
+            );
+            let headers = resp.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from(code));
+            headers.insert(
+                "grpc-message",
+                HeaderValue::from_static("fault filter abort"),
+            );
+            resp
+        }
+    })
 }
 
 fn authority_of(req: &Request<Incoming>) -> String {
@@ -213,120 +359,6 @@ fn split_port(authority: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn choose_cluster(f: &Forward) -> (String, Option<(&HeaderMutation, &HeaderMutation)>) {
-    match &f.clusters {
-        ClusterChoice::Single(c) => (c.clone(), None),
-        ClusterChoice::Weighted(targets) => {
-            let total: u64 = targets.iter().map(|t| u64::from(t.weight)).sum();
-            let mut x = rand::rng().random_range(0..total.max(1));
-            for t in targets {
-                if x < u64::from(t.weight) {
-                    return (
-                        t.cluster.clone(),
-                        Some((&t.request_headers, &t.response_headers)),
-                    );
-                }
-                x -= u64::from(t.weight);
-            }
-            let last = targets.last();
-            (
-                last.map(|t| t.cluster.clone()).unwrap_or_default(),
-                last.map(|t| (&t.request_headers, &t.response_headers)),
-            )
-        }
-    }
-}
-
-async fn forward(
-    store: &Store,
-    runtime: &crate::store::Runtime,
-    f: &Forward,
-    req_levels: [&HeaderMutation; 3],
-    req: Request<Incoming>,
-    authority: &str,
-    new_path: &str,
-) -> Response<Body> {
-    let (cluster_name, weighted_headers) = choose_cluster(f);
-    let Some(cluster) = runtime.clusters.get(&cluster_name).cloned() else {
-        return local_error(
-            store,
-            ResponseFlag::NoCluster,
-            f.cluster_not_found_status,
-            &format!("cluster {cluster_name:?} not found"),
-        );
-    };
-    let Some(endpoint) = cluster.pick() else {
-        return local_error(
-            store,
-            ResponseFlag::NoHealthyUpstream,
-            503,
-            &format!("no healthy upstream for cluster {cluster_name:?}"),
-        );
-    };
-    let (mut parts, body) = req.into_parts();
-    let host = f
-        .host_rewrite
-        .clone()
-        .unwrap_or_else(|| authority.to_string());
-    strip_hop_by_hop(&mut parts.headers);
-    if let Some((req_h, _)) = weighted_headers {
-        req_h.apply(&mut parts.headers);
-    }
-    for m in req_levels {
-        m.apply(&mut parts.headers);
-    }
-    let h2 = cluster.config.protocol == crate::config::UpstreamProtocol::Http2;
-    parts.uri = upstream_uri(h2, &host, new_path);
-    parts.version = if h2 {
-        http::Version::HTTP_2
-    } else {
-        http::Version::HTTP_11
-    };
-    if h2 {
-        parts.headers.remove(http::header::HOST);
-    } else if let Ok(v) = HeaderValue::from_str(&host) {
-        parts.headers.insert(http::header::HOST, v);
-    }
-    let upstream_req = Request::from_parts(parts, body.boxed());
-    cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
-    let pool = cluster.pool(endpoint.addr);
-    let sent = match f.timeout {
-        Some(t) => match tokio::time::timeout(t, pool.send(upstream_req)).await {
-            Ok(r) => r,
-            Err(_) => {
-                cluster.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
-                cluster.stats.response(504);
-                return local_error(
-                    store,
-                    ResponseFlag::UpstreamRequestTimeout,
-                    504,
-                    &format!("upstream request timeout after {t:?} (cluster {cluster_name:?})"),
-                );
-            }
-        },
-        None => pool.send(upstream_req).await,
-    };
-    match sent {
-        Ok(resp) => {
-            cluster.stats.response(resp.status().as_u16());
-            let (mut parts, body) = resp.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            if let Some((_, resp_h)) = weighted_headers {
-                resp_h.apply(&mut parts.headers);
-            }
-            Response::from_parts(parts, body.boxed())
-        }
-        Err(e) => {
-            cluster.stats.response(503);
-            let flag = match e {
-                UpstreamError::Reset { .. } => ResponseFlag::UpstreamConnectionTermination,
-                _ => ResponseFlag::UpstreamConnectFailure,
-            };
-            local_error(store, flag, 503, &format!("cluster {cluster_name:?}: {e}"))
-        }
-    }
-}
-
 fn rewrite_path(f: &Forward, path: &str, matched: &PathMatch) -> String {
     let (p, query) = path
         .split_once('?')
@@ -342,16 +374,7 @@ fn rewrite_path(f: &Forward, path: &str, matched: &PathMatch) -> String {
     }
 }
 
-fn upstream_uri(h2: bool, host: &str, path: &str) -> Uri {
-    let built = if h2 {
-        format!("http://{host}{path}")
-    } else {
-        path.to_string()
-    };
-    built.parse().unwrap_or_else(|_| Uri::from_static("/"))
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<String> = headers
         .get_all(http::header::CONNECTION)
         .iter()

@@ -65,7 +65,7 @@ async fn accept_loop(
             store.active_connections.fetch_add(1, Ordering::AcqRel);
             match &cfg.kind {
                 ListenerKind::Http(_) => serve_http(stream, config, store.clone()).await,
-                ListenerKind::Tcp(t) => crate::tcp::proxy(stream, peer, &t.cluster, &store).await,
+                ListenerKind::Tcp(t) => crate::tcp::proxy(stream, peer, t, &store).await,
             }
             store.active_connections.fetch_sub(1, Ordering::AcqRel);
         });
@@ -81,12 +81,12 @@ async fn serve_http(stream: TcpStream, config: Arc<ArcSwap<Listener>>, store: Ar
         let store = store.clone();
         // Route source is read per request so an LDS update applies to open connections too.
         let routes = match &config.load().kind {
-            ListenerKind::Http(m) => Some(m.routes.clone()),
+            ListenerKind::Http(m) => Some(m.clone()),
             ListenerKind::Tcp(_) => None,
         };
         async move {
             let resp = match routes {
-                Some(routes) => crate::http::handle(store, routes, req).await,
+                Some(manager) => crate::http::handle(store, manager, req).await,
                 None => crate::http::local_error(
                     &store,
                     ResponseFlag::NoRoute,
@@ -103,7 +103,10 @@ async fn serve_http(stream: TcpStream, config: Arc<ArcSwap<Listener>>, store: Ar
         Codec::Http1 => builder.http1_only(),
         Codec::Http2 => builder.http2_only(),
     };
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+        .await
+    {
         tracing::debug!(error = %e, "downstream connection ended with error");
     }
 }

@@ -91,7 +91,7 @@ fn path_matches(p: &PathMatch, case_sensitive: bool, full: &str) -> bool {
 
 /// Envoy joins repeated headers with `,` and treats a missing header specially: only a
 /// presence test can match it (unless `treat_missing_header_as_empty`).
-fn header_matches(h: &HeaderMatcher, req: &RequestView<'_>) -> bool {
+pub fn header_matches(h: &HeaderMatcher, req: &RequestView<'_>) -> bool {
     let value: Option<String> = match h.name.as_str() {
         ":method" => Some(req.method.to_string()),
         ":path" => Some(req.path.to_string()),
@@ -175,6 +175,8 @@ mod tests {
             routes: vec![],
             request_headers: HeaderMutation::default(),
             response_headers: HeaderMutation::default(),
+            retry: None,
+            faults: vec![],
         }
     }
 

@@ -451,3 +451,366 @@ async fn quitquitquit_then_drain_lets_inflight_requests_finish() {
         "listener closed after drain"
     );
 }
+
+#[tokio::test]
+async fn exhausted_retries_count_urx_and_retries() {
+    let flaky = echo::start_http(
+        EchoConfig {
+            workload: "flaky".into(),
+            fail_fraction: 1.0,
+            fail_status: 502,
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo");
+    let ads = FakeAds::start().await.expect("ads");
+    let policy = rt::RetryPolicy {
+        retry_on: "gateway-error".into(),
+        num_retries: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 3 }),
+        ..Default::default()
+    };
+    let vh = rt::VirtualHost {
+        retry_policy: Some(policy),
+        ..vhost("all", &["*"], vec![route(prefix("/"), to_cluster("f"))])
+    };
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
+            routes: vec![route_config("r1", vec![vh])],
+            clusters: vec![static_cluster("f", &[flaky.addr])],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    // The virtual host's policy applies: one request, four attempts, the last 502 passed on.
+    let got = get_until(addr, "h", "/", |g| g.status == 502).await;
+    assert_eq!(got.json()["workload"], "flaky");
+    assert_eq!(flaky.requests.load(std::sync::atomic::Ordering::Relaxed), 4);
+    let (_, metrics) = http_get(&format!("http://{}/stats/prometheus", proxy.admin))
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("plexus_cluster_upstream_rq_retry_total{cluster=\"f\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("plexus_response_flags_total{flag=\"URX\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("plexus_cluster_upstream_rq_total{cluster=\"f\"} 4"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn circuit_breaker_overflow_is_flagged_uo() {
+    use envoy_types::pb::envoy::config::cluster::v3 as c;
+    let a = echo_named("a").await;
+    let ads = FakeAds::start().await.expect("ads");
+    let mut cluster = static_cluster("a", &[a.addr]);
+    cluster.circuit_breakers = Some(c::CircuitBreakers {
+        thresholds: vec![c::circuit_breakers::Thresholds {
+            max_pending_requests: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 0 }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
+            routes: vec![route_config(
+                "r1",
+                vec![vhost(
+                    "all",
+                    &["*"],
+                    vec![route(prefix("/"), to_cluster("a"))],
+                )],
+            )],
+            clusters: vec![cluster],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    let got = get_until(addr, "h", "/", |g| g.status == 503).await;
+    let cause = got.header(ERROR_HEADER).unwrap_or_default();
+    assert!(
+        cause.starts_with("UO: ") && cause.contains("max_pending_requests"),
+        "{cause}"
+    );
+    assert_eq!(a.requests.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let (_, metrics) = http_get(&format!("http://{}/stats/prometheus", proxy.admin))
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("plexus_cluster_upstream_rq_overflow_total{cluster=\"a\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn least_request_avoids_the_busy_endpoint() {
+    use envoy_types::pb::envoy::config::cluster::v3 as c;
+    use std::sync::atomic::Ordering::Relaxed;
+    let (a, b) = (echo_named("a").await, echo_named("b").await);
+    let ads = FakeAds::start().await.expect("ads");
+    let mut cluster = static_cluster("lr", &[a.addr, b.addr]);
+    cluster.lb_policy = c::cluster::LbPolicy::LeastRequest as i32;
+    cluster.lb_config = Some(c::cluster::LbConfig::LeastRequestLbConfig(
+        c::cluster::LeastRequestLbConfig {
+            choice_count: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 20 }),
+            ..Default::default()
+        },
+    ));
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
+            routes: vec![route_config(
+                "r1",
+                vec![vhost(
+                    "all",
+                    &["*"],
+                    vec![route(prefix("/"), to_cluster("lr"))],
+                )],
+            )],
+            clusters: vec![cluster],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    get_until(addr, "h", "/", |g| g.status == 200).await;
+    let before = (a.requests.load(Relaxed), b.requests.load(Relaxed));
+    let slow = tokio::spawn(async move {
+        request(
+            addr,
+            false,
+            "GET",
+            "h",
+            "/slow",
+            &[("x-echo-delay-ms", "1000")],
+        )
+        .await
+    });
+    let busy = eventually(WAIT, "the slow request upstream", || async {
+        let now = (a.requests.load(Relaxed), b.requests.load(Relaxed));
+        if now.0 > before.0 {
+            Some("a")
+        } else if now.1 > before.1 {
+            Some("b")
+        } else {
+            None
+        }
+    })
+    .await
+    .expect("slow request arrived");
+    for _ in 0..5 {
+        let got = request(addr, false, "GET", "h", "/", &[])
+            .await
+            .expect("request");
+        assert_ne!(
+            got.json()["workload"].as_str(),
+            Some(busy),
+            "least request must avoid the busy endpoint"
+        );
+    }
+    assert_eq!(slow.await.expect("join").expect("slow").status, 200);
+}
+
+#[tokio::test]
+async fn delta_xds_removes_resources_nacks_and_resyncs_after_reconnect() {
+    let a = echo_named("a").await;
+    let ads = FakeAds::start().await.expect("ads");
+    let cluster = |name: &str| (name.to_string(), pack_any(static_cluster(name, &[a.addr])));
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
+            routes: vec![route_config(
+                "r1",
+                vec![vhost(
+                    "all",
+                    &["*"],
+                    vec![route(prefix("/"), to_cluster("a"))],
+                )],
+            )],
+            clusters: vec![
+                static_cluster("a", &[a.addr]),
+                static_cluster("b", &[a.addr]),
+            ],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy_with(&ads, true).await;
+    let addr = wait_listener(&proxy, "main").await;
+    get_until(addr, "h", "/", |g| g.status == 200).await;
+    let has = |name: &'static str| {
+        let store = proxy.store.clone();
+        move || {
+            let present = store.runtime.load().clusters.contains_key(name);
+            async move { present.then_some(()) }
+        }
+    };
+    let lacks = |name: &'static str| {
+        let store = proxy.store.clone();
+        move || {
+            let present = store.runtime.load().clusters.contains_key(name);
+            async move { (!present).then_some(()) }
+        }
+    };
+    // A removal arrives as removed_resources.
+    ads.push(CLUSTER_TYPE, vec![cluster("a")]);
+    eventually(WAIT, "cluster b removed", lacks("b"))
+        .await
+        .expect("removed");
+    // A bad update is NACKed and the last good version stays.
+    let before = ads.acks().len();
+    let mut bad = static_cluster("a", &[a.addr]);
+    bad.health_checks = vec![Default::default()];
+    ads.push(CLUSTER_TYPE, vec![("a".into(), pack_any(bad))]);
+    let nack = ads
+        .wait_nack(CLUSTER_TYPE, before, WAIT)
+        .await
+        .expect("NACK");
+    assert!(
+        nack.error
+            .as_deref()
+            .is_some_and(|e| e.contains("Cluster \"a\": health_checks")),
+        "{nack:?}"
+    );
+    assert_eq!(
+        request(addr, false, "GET", "h", "/", &[])
+            .await
+            .expect("request")
+            .status,
+        200
+    );
+    // While the stream is down the server drops c and adds d; the resync reports both.
+    ads.push(CLUSTER_TYPE, vec![cluster("a"), cluster("c")]);
+    eventually(WAIT, "cluster c", has("c"))
+        .await
+        .expect("added");
+    let streams = ads.streams();
+    ads.disconnect_all();
+    ads.push(CLUSTER_TYPE, vec![cluster("a"), cluster("d")]);
+    eventually(WAIT, "a new delta stream", || async {
+        (ads.streams() > streams).then_some(())
+    })
+    .await
+    .expect("reconnect");
+    eventually(WAIT, "cluster d", has("d"))
+        .await
+        .expect("added after reconnect");
+    eventually(WAIT, "cluster c removed", lacks("c"))
+        .await
+        .expect("removed after reconnect");
+}
+
+#[tokio::test]
+async fn tcp_idle_timeout_closes_and_bytes_are_counted() {
+    let tcp_echo = echo::start_tcp("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("tcp echo");
+    let ads = FakeAds::start().await.expect("ads");
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("tcp".into(), tcp_listener_idle("tcp", "t", 200))],
+            routes: vec![],
+            clusters: vec![static_cluster("t", &[tcp_echo.addr])],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "tcp").await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"abcd").await.expect("write");
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await.expect("echo");
+    let idle_from = std::time::Instant::now();
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the proxy closes an idle connection");
+    assert!(
+        idle_from.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        idle_from.elapsed()
+    );
+    let (_, metrics) = http_get(&format!("http://{}/stats/prometheus", proxy.admin))
+        .await
+        .expect("metrics");
+    for m in [
+        "plexus_cluster_tcp_downstream_bytes_total",
+        "plexus_cluster_tcp_upstream_bytes_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("{m}{{cluster=\"t\"}} 4")),
+            "{m}:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("plexus_response_flags_total{flag=\"SI\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn logging_endpoint_reads_and_sets_the_filter() {
+    let ads = FakeAds::start().await.expect("ads");
+    let current = std::sync::Arc::new(std::sync::Mutex::new("info".to_string()));
+    let seen = current.clone();
+    let control: plexus_proxy::LogControl = std::sync::Arc::new(move |new: Option<&str>| {
+        let mut cur = seen.lock().map_err(|e| e.to_string())?;
+        match new {
+            Some("bad!") => return Err("bad filter".into()),
+            Some(f) => *cur = f.to_string(),
+            None => {}
+        }
+        Ok(cur.clone())
+    });
+    let cfg = plexus_proxy::ProxyConfig {
+        xds_address: ads.url(),
+        node: identity(),
+        admin_address: "127.0.0.1:0".parse().expect("addr"),
+        drain: Duration::from_secs(1),
+        backoff: plexus_xds::client::Backoff::default(),
+        delta: false,
+        log_control: Some(control),
+    };
+    let proxy = plexus_proxy::start(cfg).await.expect("proxy");
+    let base = format!("http://{}/logging", proxy.admin);
+    assert_eq!(http_get(&base).await, Some((200, "info\n".to_string())));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let post = |q: &str| {
+        let req = http::Request::post(format!("{base}?level={q}"))
+            .body(http_body_util::Empty::new())
+            .expect("req");
+        client.request(req)
+    };
+    assert_eq!(
+        post("plexus_proxy%3Ddebug%2Cinfo")
+            .await
+            .expect("post")
+            .status(),
+        200
+    );
+    assert_eq!(
+        current.lock().map(|c| c.clone()).ok(),
+        Some("plexus_proxy=debug,info".to_string())
+    );
+    assert_eq!(post("bad!").await.expect("post").status(), 400);
+    assert_eq!(
+        http_get(&base).await.map(|r| r.1),
+        Some("plexus_proxy=debug,info\n".to_string())
+    );
+}

@@ -219,8 +219,14 @@ impl Hub {
     /// was sent (what `plexus proxy-status` shows as all SYNCED).
     pub fn all_synced(&self) -> bool {
         let current = self.generator().version();
+        // A proxy that has not been sent listeners and clusters yet is not synced, whatever the
+        // (empty) rest says.
         lock(&self.proxies).values().all(|p| {
-            p.snapshot_version == current && p.types.values().all(|t| t.state() == "SYNCED")
+            p.snapshot_version == current
+                && [plexus_xds::CLUSTER_TYPE, plexus_xds::LISTENER_TYPE]
+                    .iter()
+                    .all(|t| p.types.contains_key(*t))
+                && p.types.values().all(|t| t.state() == "SYNCED")
         })
     }
 

@@ -14,7 +14,9 @@ use super::scope::binds_mesh;
 pub enum Change<'a> {
     /// A config or registry object was added, changed or removed (its old or new version).
     Object(&'a Object),
-    /// Only the endpoints of this service hostname changed (EDS-only push).
+    /// Only the endpoints of this service hostname changed (EDS-only push for the proxies this
+    /// returns true for). A proxy whose own addresses joined or left that service also needs a
+    /// full push: its inbound listeners and clusters come from the endpoints at its addresses.
     Endpoints {
         hostname: &'a str,
         namespace: &'a str,
@@ -43,72 +45,55 @@ pub fn affects(snapshot: &Snapshot, change: Change<'_>, node: &ProxyNode) -> boo
                     &node.namespace,
                 )
             }),
-        Change::Object(obj) => {
-            let Ok(r) = kinds::decode(obj) else {
-                return true;
-            };
-            let ns = obj.namespace_or_default();
-            match r {
-                Resource::VirtualService(vs) => {
-                    let visible = exported_to(
-                        &vs.export_to,
-                        &mesh.default_virtual_service_export_to,
-                        ns,
-                        &node.namespace,
-                    );
-                    match node.kind {
-                        NodeKind::Sidecar => visible && binds_mesh(&vs),
-                        // Gateways may sit in any namespace and VS may bind them by name.
-                        NodeKind::Router => {
-                            !vs.gateways.is_empty() && vs.gateways.iter().any(|g| g != "mesh")
-                        }
-                    }
-                }
-                Resource::DestinationRule(dr) => {
-                    let selected = dr.workload_selector.as_ref().is_none_or(|s| {
-                        ns == node.namespace && selects(&s.match_labels, &node.labels)
-                    });
-                    selected
-                        && (ns == node.namespace
-                            || exported_to(
-                                &dr.export_to,
-                                &mesh.default_destination_rule_export_to,
-                                ns,
-                                &node.namespace,
-                            ))
-                }
-                Resource::Gateway(gw) => {
-                    node.kind == NodeKind::Router && selects(&gw.selector, &node.labels)
-                }
-                Resource::Sidecar(sc) => {
-                    node.kind == NodeKind::Sidecar
-                        && (ns == node.namespace || ns == mesh.root_namespace)
-                        && sc
-                            .workload_selector
-                            .as_ref()
-                            .is_none_or(|s| selects(&s.labels, &node.labels))
-                }
-                Resource::ServiceEntry(se) => exported_to(
-                    &se.export_to,
-                    &mesh.default_service_export_to,
-                    ns,
-                    &node.namespace,
-                ),
-                Resource::Service(_) => {
-                    let export: Vec<String> = obj
-                        .annotations
-                        .get("networking.istio.io/exportTo")
-                        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
-                        .unwrap_or_default();
-                    exported_to(
-                        &export,
-                        &mesh.default_service_export_to,
-                        ns,
-                        &node.namespace,
-                    )
-                }
-                _ => true,
+        Change::Object(obj) => object_affects(snapshot, obj, node),
+    }
+}
+
+fn object_affects(snapshot: &Snapshot, obj: &Object, node: &ProxyNode) -> bool {
+    let mesh = &snapshot.mesh;
+    let Ok(r) = kinds::decode(obj) else {
+        return true;
+    };
+    let ns = obj.namespace_or_default();
+    let exported =
+        |list: &[String], default: &[String]| exported_to(list, default, ns, &node.namespace);
+    match r {
+        Resource::VirtualService(vs) => match node.kind {
+            NodeKind::Sidecar => {
+                exported(&vs.export_to, &mesh.default_virtual_service_export_to) && binds_mesh(&vs)
             }
+            // Gateways may sit in any namespace and VirtualServices bind them by name.
+            NodeKind::Router => vs.gateways.iter().any(|g| g != "mesh"),
+        },
+        Resource::DestinationRule(dr) => {
+            let selected = dr
+                .workload_selector
+                .as_ref()
+                .is_none_or(|s| ns == node.namespace && selects(&s.match_labels, &node.labels));
+            selected
+                && (ns == node.namespace
+                    || exported(&dr.export_to, &mesh.default_destination_rule_export_to))
         }
+        Resource::Gateway(gw) => {
+            node.kind == NodeKind::Router && selects(&gw.selector, &node.labels)
+        }
+        Resource::Sidecar(sc) => {
+            node.kind == NodeKind::Sidecar
+                && (ns == node.namespace || ns == mesh.root_namespace)
+                && sc
+                    .workload_selector
+                    .as_ref()
+                    .is_none_or(|s| selects(&s.labels, &node.labels))
+        }
+        Resource::ServiceEntry(se) => exported(&se.export_to, &mesh.default_service_export_to),
+        Resource::Service(_) => {
+            let export: Vec<String> = obj
+                .annotations
+                .get("networking.istio.io/exportTo")
+                .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+                .unwrap_or_default();
+            exported(&export, &mesh.default_service_export_to)
+        }
+        _ => true,
     }
 }

@@ -172,6 +172,11 @@ pub(crate) fn static_assignment(name: &str, endpoints: &[(String, u16)]) -> Clus
 fn blackhole() -> Cluster {
     Cluster {
         name: BLACKHOLE_CLUSTER.into(),
+        // No endpoints: every connection fails (Istio's BlackHoleCluster).
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: BLACKHOLE_CLUSTER.into(),
+            ..Default::default()
+        }),
         cluster_discovery_type: Some(discovery(cluster::DiscoveryType::Static)),
         connect_timeout: Some(pb::duration(std::time::Duration::from_secs(10))),
         ..Default::default()

@@ -2,8 +2,9 @@
 //! each resource's `{:#?}` with every known `Any` payload decoded in place and proto3 default
 //! fields (None, 0, false, "", [], {}) left out, like proto3 JSON omits them.
 //!
-//! Limitation: protobuf `map` fields are Rust `HashMap`s, so a map with two or more entries
-//! (e.g. a route with both a fault and a CORS per-filter config) prints in arbitrary order.
+//! Protobuf `map` fields are Rust `HashMap`s; their entries are sorted by key in the dump so the
+//! text is stable. (Their protobuf *encoding* follows `HashMap` order: compare resources with
+//! `==`, not by their bytes.)
 
 use std::fmt::Debug;
 
@@ -51,7 +52,7 @@ fn section(out: &mut String, kind: &str, name: &str, m: &dyn Debug) {
 
 /// One message as text (Any decoded, defaults omitted).
 pub fn message(m: &dyn Debug) -> String {
-    let text = decode_anys(&format!("{m:#?}"));
+    let text = sort_maps(&decode_anys(&format!("{m:#?}")));
     text.lines()
         .filter(|l| !is_default(l.trim()))
         .collect::<Vec<_>>()
@@ -65,6 +66,49 @@ fn is_default(line: &str) -> bool {
     let key_ok = key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     let value = value.trim_end_matches(',');
     key_ok && matches!(value, "None" | "0" | "false" | "\"\"" | "[]" | "{}" | "0.0")
+}
+
+/// Sort the entries of every `{ "key": value, ... }` map (pretty Debug of a `HashMap`).
+fn sort_maps(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    sort_range(&lines).join("\n")
+}
+
+fn indent_of(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+fn sort_range(lines: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        out.push(line.to_string());
+        i += 1;
+        let opens_map = line.ends_with('{')
+            && lines.get(i).is_some_and(|n| {
+                n.trim_start().starts_with('"') && indent_of(n) == indent_of(line) + 4
+            });
+        if !opens_map {
+            continue;
+        }
+        let inner = indent_of(line) + 4;
+        let mut entries: Vec<Vec<&str>> = Vec::new();
+        while i < lines.len() && indent_of(lines[i]) >= inner {
+            if indent_of(lines[i]) == inner && lines[i].trim_start().starts_with('"') {
+                entries.push(Vec::new());
+            }
+            if let Some(e) = entries.last_mut() {
+                e.push(lines[i]);
+            }
+            i += 1;
+        }
+        entries.sort_by(|a, b| a.first().cmp(&b.first()));
+        for e in entries {
+            out.extend(sort_range(&e));
+        }
+    }
+    out
 }
 
 /// Replace `type_url: "X", value: [bytes]` pairs with the decoded message when X is known.
@@ -134,4 +178,22 @@ fn decode(url: &str, bytes: &[u8]) -> Option<String> {
         .or_else(|| d::<DownstreamTlsContext>(url, bytes))
         .or_else(|| d::<PreviousHostsPredicate>(url, bytes))
         .or_else(|| d::<PreviousPrioritiesConfig>(url, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_entries_are_sorted_and_defaults_dropped() {
+        let text = "A {\n    m: {\n        \"z\": X {\n            v: 1,\n        },\n        \"a\": X {\n            v: 0,\n        },\n    },\n    n: None,\n}";
+        let got = sort_maps(text);
+        let a = got.find("\"a\"").expect("a");
+        let z = got.find("\"z\"").expect("z");
+        assert!(a < z, "{got}");
+        assert!(is_default("n: None,"));
+        assert!(is_default("v: 0,"));
+        assert!(!is_default("\"k\": 0,"));
+        assert!(!is_default("v: 1,"));
+    }
 }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::core::v3::{
-    TrafficDirection, TransportSocket, transport_socket,
+    DataSource, TrafficDirection, TransportSocket, data_source, transport_socket,
 };
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
 use envoy_types::pb::envoy::config::route::v3::{
@@ -379,16 +379,6 @@ fn terminated(
 fn downstream_tls(ctx: &Ctx<'_>, s: &Server<'_>) -> Option<tls::DownstreamTlsContext> {
     let f = format!("{}.tls", s.field());
     let t = s.server.tls.as_ref()?;
-    let sds = |name: String| tls::SdsSecretConfig {
-        name,
-        sds_config: Some(pb::ads()),
-    };
-    let file = |p: &String| envoy_types::pb::envoy::config::core::v3::DataSource {
-        specifier: Some(
-            envoy_types::pb::envoy::config::core::v3::data_source::Specifier::Filename(p.clone()),
-        ),
-        ..Default::default()
-    };
     let mut common = tls::CommonTlsContext::default();
     if let Some(cred) = &t.credential_name {
         common
@@ -404,27 +394,7 @@ fn downstream_tls(ctx: &Ctx<'_>, s: &Server<'_>) -> Option<tls::DownstreamTlsCon
         ctx.warn(&s.gw.object, &f, "needs credentialName or serverCertificate+privateKey (credentialNames/tlsCertificates are not translated yet); server left out");
         return None;
     }
-    for (set, name) in [
-        (!t.cipher_suites.is_empty(), "cipherSuites"),
-        (
-            t.min_protocol_version.is_some() || t.max_protocol_version.is_some(),
-            "min/maxProtocolVersion",
-        ),
-        (!t.subject_alt_names.is_empty(), "subjectAltNames"),
-        (
-            !t.verify_certificate_spki.is_empty() || !t.verify_certificate_hash.is_empty(),
-            "verifyCertificateSpki/Hash",
-        ),
-        (t.ca_crl.is_some(), "caCrl"),
-    ] {
-        if set {
-            ctx.warn(
-                &s.gw.object,
-                &format!("{f}.{}", name.split('/').next().unwrap_or(name)),
-                format!("{name} is not translated yet"),
-            );
-        }
-    }
+    untranslated_tls_fields(ctx, s, t, &f);
     let mutual = t.mode == Some(ServerTlsMode::Mutual);
     if mutual {
         common.validation_context_type = if let Some(ca) = &t.ca_certificates {
@@ -453,6 +423,46 @@ fn downstream_tls(ctx: &Ctx<'_>, s: &Server<'_>) -> Option<tls::DownstreamTlsCon
         require_client_certificate: mutual.then(|| pb::boolv(true)),
         ..Default::default()
     })
+}
+
+/// An SDS secret fetched over the ADS stream.
+fn sds(name: String) -> tls::SdsSecretConfig {
+    tls::SdsSecretConfig {
+        name,
+        sds_config: Some(pb::ads()),
+    }
+}
+
+fn file(path: &str) -> DataSource {
+    DataSource {
+        specifier: Some(data_source::Specifier::Filename(path.to_string())),
+        ..Default::default()
+    }
+}
+
+/// Server TLS settings Plexus does not translate yet, reported by field.
+fn untranslated_tls_fields(ctx: &Ctx<'_>, s: &Server<'_>, t: &kinds::ServerTlsSettings, f: &str) {
+    for (set, name) in [
+        (!t.cipher_suites.is_empty(), "cipherSuites"),
+        (
+            t.min_protocol_version.is_some() || t.max_protocol_version.is_some(),
+            "min/maxProtocolVersion",
+        ),
+        (!t.subject_alt_names.is_empty(), "subjectAltNames"),
+        (
+            !t.verify_certificate_spki.is_empty() || !t.verify_certificate_hash.is_empty(),
+            "verifyCertificateSpki/Hash",
+        ),
+        (t.ca_crl.is_some(), "caCrl"),
+    ] {
+        if set {
+            ctx.warn(
+                &s.gw.object,
+                &format!("{f}.{}", name.split('/').next().unwrap_or(name)),
+                format!("{name} is not translated yet"),
+            );
+        }
+    }
 }
 
 fn passthrough(ctx: &Ctx<'_>, s: &Server<'_>, seen: &mut BTreeSet<String>) -> Vec<FilterChain> {

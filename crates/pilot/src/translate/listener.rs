@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use envoy_types::pb::envoy::config::core::v3::{Http1ProtocolOptions, TrafficDirection};
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
@@ -79,71 +79,56 @@ fn outbound_ports<'a>(ctx: &Ctx<'a>) -> OutboundPorts<'a> {
 fn bound(ctx: &Ctx<'_>, ports: &OutboundPorts<'_>, routes: &[RouteConfiguration]) -> Vec<Listener> {
     let node = ctx.node;
     let addr = node.outbound_address.as_str();
-    let inbound = inbound::ports(ctx);
-    // Addresses+ports already bound: an outbound port that collides loses (with a warning).
-    let mut taken: BTreeMap<(String, u16), String> = BTreeMap::new();
-    let mut out = Vec::new();
-    for p in &inbound {
-        taken.insert(
-            (node.ip.clone(), p.port),
-            format!("inbound port {}", p.port),
-        );
+    let mut b = Bound {
+        taken: BTreeMap::new(),
+        out: Vec::new(),
+    };
+    for p in inbound::ports(ctx) {
+        b.take(&node.ip, p.port, format!("inbound port {}", p.port));
         let mut l = listener(
             &listener_name(&node.ip, p.port),
             &node.ip,
             p.port,
             TrafficDirection::Inbound,
         );
-        l.filter_chains.push(inbound::chain(*p));
-        out.push(l);
+        l.filter_chains.push(inbound::chain(p));
+        b.out.push(l);
     }
     let proxy_port = node.http_proxy_port;
-    taken.insert(
-        (addr.to_string(), proxy_port),
-        "the HTTP_PROXY listener".into(),
-    );
+    b.take(addr, proxy_port, "the HTTP_PROXY listener".into());
     let mut proxy = listener(
         &listener_name(addr, proxy_port),
         addr,
         proxy_port,
         TrafficDirection::Outbound,
     );
-    proxy.filter_chains.push(hcm_chain(
-        addr,
-        RouteSpec::Rds(HTTP_PROXY_ROUTE.into()),
-        needs(routes, HTTP_PROXY_ROUTE),
-    ));
+    proxy.filter_chains.push(http_proxy_chain(addr, routes));
     for &port in &ports.http {
-        if let Some(owner) = taken.get(&(addr.to_string(), port)) {
+        if let Some(owner) = b.owner(addr, port) {
             ctx.warn_node(format!("HTTP port {port} cannot get a bound outbound listener on {addr}: {owner} uses it; use the HTTP_PROXY listener"));
             continue;
         }
-        taken.insert(
-            (addr.to_string(), port),
-            format!("HTTP services on port {port}"),
-        );
+        b.take(addr, port, format!("HTTP services on port {port}"));
         let mut l = listener(
             &listener_name(addr, port),
             addr,
             port,
             TrafficDirection::Outbound,
         );
+        let name = port.to_string();
         l.filter_chains.push(hcm_chain(
-            &port.to_string(),
-            RouteSpec::Rds(port.to_string()),
-            needs(routes, &port.to_string()),
+            &name,
+            RouteSpec::Rds(name.clone()),
+            needs(routes, &name),
         ));
-        out.push(l);
+        b.out.push(l);
     }
     for (svc, port) in &ports.tcp {
-        if let Some(owner) = taken.get(&(addr.to_string(), *port)) {
+        if let Some(owner) = b.owner(addr, *port) {
             ctx.warn_service(svc, format!("TCP port {port} cannot get a bound outbound listener on {addr}: {owner} uses it"));
             continue;
         }
-        taken.insert(
-            (addr.to_string(), *port),
-            format!("{} port {port}", svc.hostname),
-        );
+        b.take(addr, *port, format!("{} port {port}", svc.hostname));
         let mut l = listener(
             &listener_name(addr, *port),
             addr,
@@ -151,10 +136,47 @@ fn bound(ctx: &Ctx<'_>, ports: &OutboundPorts<'_>, routes: &[RouteConfiguration]
             TrafficDirection::Outbound,
         );
         l.filter_chains = tcp::service_chains(ctx, svc, *port);
-        out.push(l);
+        b.out.push(l);
     }
-    out.push(proxy);
-    out
+    b.out.push(proxy);
+    b.out
+}
+
+/// Bound listeners so far, and who holds each address and port: a later listener that
+/// collides loses, with a warning.
+struct Bound {
+    taken: BTreeMap<(String, u16), String>,
+    out: Vec<Listener>,
+}
+
+impl Bound {
+    fn take(&mut self, addr: &str, port: u16, owner: String) {
+        self.taken.insert((addr.to_string(), port), owner);
+    }
+
+    fn owner(&self, addr: &str, port: u16) -> Option<&String> {
+        self.taken.get(&(addr.to_string(), port))
+    }
+}
+
+/// The HTTP_PROXY listener's chain: absolute-form request URIs (`GET http://host:port/path`) are
+/// routed by their host, as Istio's HTTP proxy listener does.
+fn http_proxy_chain(addr: &str, routes: &[RouteConfiguration]) -> FilterChain {
+    let filters = needs(routes, HTTP_PROXY_ROUTE);
+    let mut hcm = http_manager(
+        addr,
+        RouteSpec::Rds(HTTP_PROXY_ROUTE.into()),
+        filters,
+        false,
+    );
+    hcm.http_protocol_options = Some(Http1ProtocolOptions {
+        allow_absolute_url: Some(pb::boolv(true)),
+        ..Default::default()
+    });
+    FilterChain {
+        filters: vec![pb::network_filter(HCM, hcm)],
+        ..Default::default()
+    }
 }
 
 /// Interception REDIRECT.
@@ -322,8 +344,9 @@ pub(crate) fn http_manager(
         stat_prefix: stat_prefix.to_string(),
         route_specifier: Some(route_specifier),
         http_filters,
-        // Istio: gateways see external clients; sidecars trust the app's x-envoy-* headers.
-        use_remote_address: Some(pb::boolv(gateway)),
+        // Istio: gateways see external clients; sidecars keep Envoy's default (false) and so
+        // trust the app's x-envoy-* headers.
+        use_remote_address: gateway.then(|| pb::boolv(true)),
         normalize_path: Some(pb::boolv(true)),
         ..Default::default()
     }

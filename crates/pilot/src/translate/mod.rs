@@ -37,6 +37,8 @@ mod tcp;
 mod virtual_host;
 
 pub use affects::{Change, affects};
+pub use http_route::grpc_code;
+pub use route_action::{DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_ON, retry_policy};
 
 /// Port of the capture listener for outbound traffic (REDIRECT mode).
 pub const VIRTUAL_OUTBOUND_PORT: u16 = 15001;
@@ -78,8 +80,41 @@ pub fn generate(snapshot: &Snapshot, node: &ProxyNode) -> Generated {
             out.routes = routes;
         }
     }
+    untranslated_kinds(&ctx);
+    if snapshot.mesh.outbound_egress_proxy && node.kind == NodeKind::Sidecar {
+        ctx.warn_node("MeshConfig outboundTrafficPolicy.egressProxy is not translated yet");
+    }
     out.warnings = ctx.into_warnings();
     out
+}
+
+/// Kinds Plexus does not translate yet: say so for every such object that could apply to this
+/// proxy (its namespace or the root namespace), instead of ignoring it.
+fn untranslated_kinds(ctx: &Ctx<'_>) {
+    let c = &ctx.snap.config;
+    let root = ctx.snap.mesh.root_namespace.as_str();
+    let objects = c
+        .peer_authentications
+        .iter()
+        .map(|x| &x.object)
+        .chain(c.request_authentications.iter().map(|x| &x.object))
+        .chain(c.authorization_policies.iter().map(|x| &x.object))
+        .chain(c.envoy_filters.iter().map(|x| &x.object))
+        .chain(c.telemetries.iter().map(|x| &x.object))
+        .chain(c.others.iter());
+    for o in objects {
+        let ns = o.namespace_or_default();
+        if ns == ctx.node.namespace || ns == root {
+            ctx.warn(
+                o,
+                "spec",
+                format!(
+                    "{} is not translated yet: it has no effect on this proxy",
+                    o.kind
+                ),
+            );
+        }
+    }
 }
 
 /// Only the cluster load assignments (for endpoint-only pushes): the same as

@@ -94,7 +94,7 @@ pub(crate) fn apply(
     }
     let mut applied = Applied::default();
     if let Some(od) = &pol.outlier_detection {
-        outlier(c, od);
+        outlier(c, od, &warn);
         let locality = pol
             .load_balancer
             .as_ref()
@@ -306,6 +306,13 @@ fn load_balancer(c: &mut Cluster, lb: &LoadBalancerSettings, warn: &dyn Fn(&str,
         } as i32;
     }
     if let Some(ch) = &lb.consistent_hash {
+        if ch
+            .http_cookie
+            .as_ref()
+            .is_some_and(|c| !c.attributes.is_empty())
+        {
+            warn(field, "loadBalancer.consistentHash.httpCookie.attributes");
+        }
         if let Some(m) = &ch.maglev {
             c.lb_policy = cluster::LbPolicy::Maglev as i32;
             c.lb_config = Some(cluster::LbConfig::MaglevLbConfig(cluster::MaglevLbConfig {
@@ -329,7 +336,13 @@ fn load_balancer(c: &mut Cluster, lb: &LoadBalancerSettings, warn: &dyn Fn(&str,
     }
 }
 
-fn outlier(c: &mut Cluster, od: &kinds::OutlierDetection) {
+fn outlier(c: &mut Cluster, od: &kinds::OutlierDetection, warn: &dyn Fn(&str, &str)) {
+    if !od.outlier_detection_http_error_codes.is_empty() {
+        warn(
+            "spec.trafficPolicy.outlierDetection",
+            "outlierDetection.outlierDetectionHttpErrorCodes",
+        );
+    }
     let mut o = cv3::OutlierDetection {
         // Istio never turns on success-rate ejection.
         enforcing_success_rate: Some(pb::u32v(0)),

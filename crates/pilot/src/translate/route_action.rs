@@ -32,6 +32,8 @@ const HOST_SELECTION_ATTEMPTS: i64 = 5;
 pub(crate) struct Target {
     pub cluster: String,
     pub consistent_hash: Option<kinds::ConsistentHashLb>,
+    /// DestinationRule `connectionPool.tcp.idleTimeout` of the destination's cluster.
+    pub tcp_idle_timeout: Option<std::time::Duration>,
 }
 
 /// The cluster of a VirtualService destination (`host` expanded in the VS namespace). The
@@ -70,7 +72,7 @@ pub(crate) fn target(
         return None;
     };
     let subset = d.subset.clone().unwrap_or_default();
-    let mut consistent_hash = None;
+    let mut policy = None;
     match svc {
         None => ctx.warn(
             obj,
@@ -78,21 +80,26 @@ pub(crate) fn target(
             format!("no visible service {host}: traffic to it fails (no cluster)"),
         ),
         Some(s) => {
+            if s.port(port).is_none() {
+                ctx.warn(obj, &format!("{field}.destination.port"), format!("{host} has no port {port} (the route does not name a port and the service has several): traffic to it fails"));
+            }
             let rule = destination_rule::lookup(ctx, &s.hostname, &s.namespace);
             let sub = rule.as_ref().and_then(|r| r.subset(&subset));
             if !subset.is_empty() && sub.is_none() {
                 ctx.warn(obj, &format!("{field}.destination.subset"), format!("subset {subset:?} of {host} is not defined by any DestinationRule: traffic to it fails"));
             }
-            consistent_hash = rule
-                .as_ref()
-                .map(|r| r.policy(port, sub))
-                .and_then(|p| p.load_balancer)
-                .and_then(|lb| lb.consistent_hash);
+            policy = rule.as_ref().map(|r| r.policy(port, sub));
         }
     }
+    let policy = policy.unwrap_or_default();
     Some(Target {
         cluster: outbound_cluster_name(port, &subset, &host),
-        consistent_hash,
+        consistent_hash: policy.load_balancer.and_then(|lb| lb.consistent_hash),
+        tcp_idle_timeout: policy
+            .connection_pool
+            .and_then(|c| c.tcp)
+            .and_then(|t| t.idle_timeout)
+            .and_then(|t| duration::parse(&t)),
     })
 }
 
@@ -198,36 +205,60 @@ fn timeout_and_retries(
     action.retry_policy = retry_policy(r.retries.as_ref(), hashing);
 }
 
+/// An Istio `retries` block with Istio's defaults filled in.
+struct RetrySettings {
+    attempts: u32,
+    retry_on: String,
+    per_try: Option<std::time::Duration>,
+    ignore_previous: bool,
+    remote: bool,
+    backoff: Option<std::time::Duration>,
+}
+
+impl RetrySettings {
+    /// `None`: retries disabled (`attempts: 0`).
+    fn of(retries: Option<&HttpRetry>) -> Option<RetrySettings> {
+        let Some(r) = retries else {
+            return Some(RetrySettings {
+                attempts: DEFAULT_RETRY_ATTEMPTS,
+                retry_on: DEFAULT_RETRY_ON.to_string(),
+                per_try: None,
+                ignore_previous: true,
+                remote: false,
+                backoff: None,
+            });
+        };
+        let attempts = r.attempts.unwrap_or(DEFAULT_RETRY_ATTEMPTS as i32);
+        if attempts <= 0 {
+            return None;
+        }
+        Some(RetrySettings {
+            attempts: attempts as u32,
+            retry_on: r
+                .retry_on
+                .clone()
+                .unwrap_or_else(|| DEFAULT_RETRY_ON.to_string()),
+            per_try: r.per_try_timeout.as_deref().and_then(duration::parse),
+            ignore_previous: r.retry_ignore_previous_hosts.unwrap_or(true),
+            remote: r.retry_remote_localities == Some(true),
+            backoff: r.backoff.as_deref().and_then(duration::parse),
+        })
+    }
+}
+
 /// Envoy retry policy for an Istio `retries` block (`None`: Istio's default policy).
 /// `attempts: 0` disables retries. With consistent hashing the previous-hosts predicate is
 /// left out, as Istio does.
 pub fn retry_policy(retries: Option<&HttpRetry>, consistent_hash: bool) -> Option<RetryPolicy> {
-    let (attempts, retry_on, per_try, ignore_previous, remote, backoff) = match retries {
-        None => (
-            DEFAULT_RETRY_ATTEMPTS,
-            DEFAULT_RETRY_ON.to_string(),
-            None,
-            true,
-            false,
-            None,
-        ),
-        Some(r) => {
-            let attempts = r.attempts.unwrap_or(DEFAULT_RETRY_ATTEMPTS as i32);
-            if attempts <= 0 {
-                return None;
-            }
-            (
-                attempts as u32,
-                r.retry_on
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_RETRY_ON.to_string()),
-                r.per_try_timeout.as_deref().and_then(duration::parse),
-                r.retry_ignore_previous_hosts.unwrap_or(true),
-                r.retry_remote_localities == Some(true),
-                r.backoff.as_deref().and_then(duration::parse),
-            )
-        }
-    };
+    let r = RetrySettings::of(retries)?;
+    let RetrySettings {
+        attempts,
+        retry_on,
+        per_try,
+        ignore_previous,
+        remote,
+        backoff,
+    } = r;
     let mut policy = RetryPolicy {
         num_retries: Some(pb::u32v(attempts)),
         per_try_timeout: per_try.map(pb::duration),

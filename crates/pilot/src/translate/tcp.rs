@@ -201,6 +201,7 @@ pub(crate) fn destinations(
     site: &Site,
 ) -> Option<TcpProxy> {
     let mut clusters = Vec::new();
+    let mut idle = None;
     for (i, d) in route.iter().enumerate() {
         let weight = d.weight.unwrap_or(0).max(0) as u32;
         if route.len() > 1 && weight == 0 {
@@ -213,10 +214,14 @@ pub(crate) fn destinations(
             d.destination.as_ref()?,
             site,
         )?;
+        // The idle timeout is a listener property: the first destination's applies (Istio).
+        if clusters.is_empty() {
+            idle = t.tcp_idle_timeout;
+        }
         clusters.push((t.cluster, weight.max(1)));
     }
     let stat = clusters.first()?.0.clone();
-    Some(proxy(&stat, clusters, TCP_IDLE_TIMEOUT))
+    Some(proxy(&stat, clusters, idle.unwrap_or(TCP_IDLE_TIMEOUT)))
 }
 
 fn proxy(stat: &str, clusters: Vec<(String, u32)>, idle: Duration) -> TcpProxy {

@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::listener::v3 as l;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
 use prost::Name;
 
-use super::{FieldError, FieldResult, RouteConfig, socket_address, unpack_field};
+use super::fault::Fault;
+use super::{FieldError, FieldResult, RouteConfig, duration, socket_address, unpack_field};
 use crate::deny_set;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,17 @@ pub enum Codec {
 pub struct HttpManager {
     pub codec: Codec,
     pub routes: RouteSource,
+    /// The fault filter in the chain, if any (its name keys per-route overrides).
+    pub fault: Option<FaultFilter>,
+    /// `upgrade_configs` allows `websocket` (routes may override).
+    pub websocket: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultFilter {
+    pub name: String,
+    /// Filter-level config; a route's or virtual host's `typed_per_filter_config` replaces it.
+    pub config: Arc<Fault>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,8 +63,14 @@ pub enum RouteSource {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcpProxy {
-    pub cluster: String,
+    /// (cluster, weight); a single `cluster` is one entry of weight 1.
+    pub clusters: Vec<(String, u32)>,
+    /// Envoy closes a connection with no bytes either way for this long (default 1 h).
+    pub idle_timeout: Option<std::time::Duration>,
 }
+
+/// Envoy's default TCP proxy idle timeout.
+pub const TCP_DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl TryFrom<&l::Listener> for Listener {
     type Error = FieldError;
@@ -291,7 +310,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         forward_client_cert_matcher,
         proxy_100_continue,
         represent_ipv4_remote_address_as_ipv4_mapped_ipv6,
-        upgrade_configs,
         normalize_path,
         merge_slashes,
         path_with_escaped_slashes_action,
@@ -315,7 +333,7 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         2 => Codec::Http2,
         n => return Err(FieldError::unsupported(format!("codec_type ({n})"))),
     };
-    router_only(http_filters).map_err(|e| e.within("http_filters"))?;
+    let fault = filter_chain_http(http_filters).map_err(|e| e.within("http_filters"))?;
     let routes = match route_specifier {
         Some(hcm::http_connection_manager::RouteSpecifier::Rds(hcm::Rds {
             config_source,
@@ -339,49 +357,111 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
             ));
         }
     };
-    Ok(HttpManager { codec, routes })
+    let websocket = websocket_upgrades(upgrade_configs).map_err(|e| e.within("upgrade_configs"))?;
+    Ok(HttpManager {
+        codec,
+        routes,
+        fault,
+        websocket,
+    })
 }
 
-/// The filter chain must be exactly the router with default options; Plexus has no other HTTP
-/// filters yet, and skipping one silently would change behaviour.
-fn router_only(filters: &[hcm::HttpFilter]) -> FieldResult<()> {
-    let [router] = filters else {
-        let names: Vec<&str> = filters.iter().map(|f| f.name.as_str()).collect();
-        return Err(FieldError::unsupported(format!(
-            "{names:?} (only the router filter, envoy.filters.http.router, is supported)"
-        )));
+/// The HTTP filter chain: optional fault filters, then the router with default options.
+/// Plexus has no other HTTP filters yet, and skipping one silently would change behaviour.
+fn filter_chain_http(filters: &[hcm::HttpFilter]) -> FieldResult<Option<FaultFilter>> {
+    let Some((router, before)) = filters.split_last() else {
+        return Err(FieldError::invalid("", "the router filter is required"));
     };
+    let at = filters.len() - 1;
+    router_filter(router).map_err(|e| e.within(&format!("[{at}]")))?;
+    let mut fault = None;
+    for (i, f) in before.iter().enumerate() {
+        let parsed = fault_filter(f).map_err(|e| e.within(&format!("[{i}]")))?;
+        if fault.is_some() {
+            return Err(FieldError::unsupported(format!(
+                "[{i}] (a second fault filter)"
+            )));
+        }
+        fault = Some(parsed);
+    }
+    Ok(fault)
+}
+
+fn typed_config(f: &hcm::HttpFilter) -> FieldResult<&envoy_types::pb::google::protobuf::Any> {
     let hcm::HttpFilter {
-        name: _,
+        name,
         is_optional: _,
         disabled,
         config_type,
-    } = router;
+    } = f;
     if *disabled {
-        return Err(FieldError::invalid(
-            "[0].disabled",
-            "the router filter cannot be disabled",
-        ));
+        return Err(FieldError::unsupported(format!("disabled ({name})")));
     }
     match config_type {
-        Some(hcm::http_filter::ConfigType::TypedConfig(any)) => {
-            if any.type_url != Router::type_url() {
-                return Err(FieldError::unsupported(format!(
-                    "[0].typed_config ({})",
-                    any.type_url
-                )));
-            }
-            let r: Router = unpack_field(any, "[0].typed_config")?;
-            if r != Router::default() {
-                return Err(FieldError::unsupported("[0].typed_config (router options)"));
-            }
-            Ok(())
-        }
-        _ => Err(FieldError::invalid(
-            "[0].typed_config",
-            "the router filter needs a typed_config",
+        Some(hcm::http_filter::ConfigType::TypedConfig(any)) => Ok(any),
+        Some(hcm::http_filter::ConfigType::ConfigDiscovery(_)) => Err(FieldError::unsupported(
+            format!("config_discovery ({name})"),
+        )),
+        None => Err(FieldError::invalid(
+            "typed_config",
+            format!("filter {name:?} needs a typed_config"),
         )),
     }
+}
+
+fn router_filter(f: &hcm::HttpFilter) -> FieldResult<()> {
+    let any = typed_config(f)?;
+    if any.type_url != Router::type_url() {
+        return Err(FieldError::unsupported(format!(
+            "typed_config ({}; the last filter must be envoy.filters.http.router)",
+            any.type_url
+        )));
+    }
+    let r: Router = unpack_field(any, "typed_config")?;
+    if r != Router::default() {
+        return Err(FieldError::unsupported("typed_config (router options)"));
+    }
+    Ok(())
+}
+
+fn fault_filter(f: &hcm::HttpFilter) -> FieldResult<FaultFilter> {
+    let any = typed_config(f)?;
+    if any.type_url != HttpFault::type_url() {
+        return Err(FieldError::unsupported(format!(
+            "typed_config ({}; only envoy.filters.http.fault may precede the router)",
+            any.type_url
+        )));
+    }
+    let cfg: HttpFault = unpack_field(any, "typed_config")?;
+    let fault = Fault::try_from(&cfg).map_err(|e| e.within("typed_config"))?;
+    Ok(FaultFilter {
+        name: f.name.clone(),
+        config: Arc::new(fault),
+    })
+}
+
+/// Only WebSocket upgrades without upgrade filters are supported.
+fn websocket_upgrades(
+    configs: &[hcm::http_connection_manager::UpgradeConfig],
+) -> FieldResult<bool> {
+    let mut websocket = false;
+    for (i, c) in configs.iter().enumerate() {
+        let hcm::http_connection_manager::UpgradeConfig {
+            upgrade_type,
+            filters,
+            enabled,
+        } = c;
+        if !upgrade_type.eq_ignore_ascii_case("websocket") {
+            return Err(FieldError::unsupported(format!(
+                "[{i}].upgrade_type ({upgrade_type})"
+            )));
+        }
+        if !filters.is_empty() {
+            return Err(FieldError::unsupported(format!("[{i}].filters")));
+        }
+        websocket = enabled.as_ref().is_none_or(|b| b.value);
+    }
+    Ok(websocket)
 }
 
 fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {
@@ -412,7 +492,6 @@ fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {
     deny_set!(
         on_demand,
         metadata_match,
-        idle_timeout,
         downstream_idle_timeout,
         upstream_idle_timeout,
         access_log,
@@ -431,14 +510,50 @@ fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {
         max_early_data_bytes,
         check_drain_close
     );
-    match cluster_specifier {
-        Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(c)) => Ok(TcpProxy { cluster: c.clone() }),
-        Some(tcp::tcp_proxy::ClusterSpecifier::WeightedClusters(_)) => {
-            Err(FieldError::unsupported("weighted_clusters"))
+    let clusters = match cluster_specifier {
+        Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(c)) => vec![(c.clone(), 1)],
+        Some(tcp::tcp_proxy::ClusterSpecifier::WeightedClusters(w)) => {
+            tcp_weighted(w).map_err(|e| e.within("weighted_clusters"))?
         }
-        None => Err(FieldError::invalid(
-            "cluster_specifier",
-            "a cluster is required",
-        )),
+        None => {
+            return Err(FieldError::invalid(
+                "cluster_specifier",
+                "a cluster is required",
+            ));
+        }
+    };
+    let idle_timeout = match idle_timeout {
+        Some(d) => {
+            Some(duration(d).map_err(|e| e.within("idle_timeout"))?).filter(|d| !d.is_zero())
+        }
+        None => Some(TCP_DEFAULT_IDLE_TIMEOUT),
+    };
+    Ok(TcpProxy {
+        clusters,
+        idle_timeout,
+    })
+}
+
+fn tcp_weighted(w: &tcp::tcp_proxy::WeightedCluster) -> FieldResult<Vec<(String, u32)>> {
+    let mut out = Vec::new();
+    for (i, c) in w.clusters.iter().enumerate() {
+        let tcp::tcp_proxy::weighted_cluster::ClusterWeight {
+            name,
+            weight,
+            metadata_match,
+        } = c;
+        if metadata_match.is_some() {
+            return Err(FieldError::unsupported(format!(
+                "clusters[{i}].metadata_match"
+            )));
+        }
+        out.push((name.clone(), *weight));
     }
+    if out.iter().map(|(_, w)| u64::from(*w)).sum::<u64>() == 0 {
+        return Err(FieldError::invalid(
+            "clusters",
+            "the sum of weights must be greater than 0",
+        ));
+    }
+    Ok(out)
 }

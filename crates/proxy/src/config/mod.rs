@@ -7,9 +7,15 @@
 // or is honoured, never ignored.
 #![allow(deprecated)]
 
+pub mod action;
+pub mod circuit;
 pub mod cluster;
+pub mod fault;
 pub mod listener;
+pub mod outlier;
+pub mod retry;
 pub mod route;
+pub mod route_match;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,12 +26,18 @@ use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 use envoy_types::pb::google::protobuf;
 use http::{HeaderName, HeaderValue};
 
+pub use action::{Action, ClusterChoice, Forward, Redirect, WeightedTarget};
+pub use circuit::Limits;
 pub use cluster::{Cluster, Discovery, Endpoint, LbPolicy, LoadAssignment, UpstreamProtocol};
-pub use listener::{HttpManager, Listener, ListenerKind, RouteSource, TcpProxy};
-pub use route::{
-    Action, ClusterChoice, DomainMatch, Forward, HeaderMatcher, PathMatch, QueryMatcher, Redirect,
-    Route, RouteConfig, RouteMatch, VirtualHost,
+pub use fault::{Abort, FAULT_FILTER, Fault, Fraction};
+pub use listener::{
+    FaultFilter, HttpManager, Listener, ListenerKind, RouteSource, TCP_DEFAULT_IDLE_TIMEOUT,
+    TcpProxy,
 };
+pub use outlier::OutlierDetection;
+pub use retry::{RetryOn, RetryPolicy};
+pub use route::{DomainMatch, Route, RouteConfig, VirtualHost};
+pub use route_match::{HeaderMatcher, PathMatch, QueryMatcher, RouteMatch};
 
 /// A resource Plexus cannot run, naming the resource and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -399,6 +411,31 @@ fn compile_regex(r: &matcher::RegexMatcher, anchored: bool) -> FieldResult<regex
         .size_limit(1 << 20)
         .build()
         .map_err(|e| FieldError::invalid("regex", format!("invalid regex {regex:?}: {e}")))
+}
+
+/// `typed_per_filter_config`: only fault filter overrides are understood; the result is keyed
+/// by filter name.
+pub fn per_filter_faults(
+    map: &HashMap<String, protobuf::Any>,
+) -> FieldResult<Vec<(String, fault::Fault)>> {
+    use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+    use prost::Name;
+    let mut names: Vec<&String> = map.keys().collect();
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let Some(any) = map.get(name) else { continue };
+        let at = format!("typed_per_filter_config[{name:?}]");
+        if any.type_url != HttpFault::type_url() {
+            return Err(FieldError::unsupported(format!("{at} ({})", any.type_url)));
+        }
+        let cfg: HttpFault = unpack_field(any, &at)?;
+        out.push((
+            name.clone(),
+            fault::Fault::try_from(&cfg).map_err(|e| e.within(&at))?,
+        ));
+    }
+    Ok(out)
 }
 
 /// Decode a typed `Any` payload, naming the field on failure.

@@ -9,6 +9,10 @@ use envoy_types::pb::envoy::config::route::v3 as rt;
 use envoy_types::pb::envoy::r#type::matcher::v3 as m;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration as PbDuration, UInt32Value};
 
+use envoy_types::pb::envoy::extensions::filters::common::fault::v3 as common_fault;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{self as fault, HttpFault};
+use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
+
 use crate::common::*;
 
 /// The backends every scenario can use.
@@ -17,6 +21,12 @@ pub struct Backends {
     pub b: SocketAddr,
     /// A port with nothing listening (connect failures).
     pub closed: SocketAddr,
+    /// Answers every request with 503 (workload `flaky`).
+    pub flaky: SocketAddr,
+    /// Answers after 2 s (workload `slow`).
+    pub slow: SocketAddr,
+    /// TCP byte echo.
+    pub tcp: SocketAddr,
 }
 
 /// One request and what must be observed.
@@ -25,6 +35,8 @@ pub struct Check {
     pub host: &'static str,
     pub path: &'static str,
     pub method: &'static str,
+    /// Send as h2c with prior knowledge instead of HTTP/1.1.
+    pub h2: bool,
     pub headers: Vec<(&'static str, &'static str)>,
     pub status: u16,
     /// `workload` in the echo's JSON (which backend answered).
@@ -37,6 +49,19 @@ pub struct Check {
     /// Request header at the backend: `Some(value)` present with value, `None` absent.
     pub upstream_header: Option<(&'static str, Option<&'static str>)>,
     pub response_header: Option<(&'static str, Option<&'static str>)>,
+    /// The response may not arrive sooner (injected delays).
+    pub min_elapsed: Option<std::time::Duration>,
+    /// Path of a slow request (1 s at backend `a`) kept in flight while this check runs.
+    pub in_flight: Option<&'static str>,
+    /// Send a unary gRPC call over h2c instead (`path` is the method).
+    pub grpc: bool,
+    /// Expected `grpc-status` (trailers, or headers of a trailers-only reply).
+    pub grpc_status: Option<&'static str>,
+    /// Response header naming the backend (gRPC replies have no JSON body).
+    pub backend: Option<&'static str>,
+    /// Ask to upgrade to this protocol on a raw HTTP/1.1 connection; with status 101 the
+    /// tunnel must echo bytes.
+    pub upgrade: Option<&'static str>,
 }
 
 pub struct Scenario {
@@ -44,6 +69,9 @@ pub struct Scenario {
     pub routes: Vec<rt::VirtualHost>,
     pub checks: Vec<Check>,
 }
+
+/// `status` value meaning "any status" (warm-up requests whose outcome is not asserted).
+pub const ANY: u16 = 0;
 
 fn get(host: &'static str, path: &'static str, status: u16) -> Check {
     Check {
@@ -133,6 +161,69 @@ fn forward(f: impl FnOnce(&mut rt::RouteAction)) -> rt::route::Action {
     };
     f(&mut a);
     rt::route::Action::Route(a)
+}
+
+fn retrying(
+    cluster: &str,
+    retry_on: &str,
+    f: impl FnOnce(&mut rt::RetryPolicy),
+) -> rt::route::Action {
+    let mut policy = rt::RetryPolicy {
+        retry_on: retry_on.into(),
+        num_retries: Some(UInt32Value { value: 2 }),
+        retry_back_off: Some(rt::retry_policy::RetryBackOff {
+            base_interval: Some(PbDuration { seconds: 0, nanos: 5_000_000 }),
+            max_interval: None,
+        }),
+        retry_host_predicate: vec![rt::retry_policy::RetryHostPredicate {
+            name: "envoy.retry_host_predicates.previous_hosts".into(),
+            config_type: Some(rt::retry_policy::retry_host_predicate::ConfigType::TypedConfig(
+                envoy_types::util::pack_any(
+                    envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate {},
+                ),
+            )),
+        }],
+        host_selection_retry_max_attempts: 5,
+        ..Default::default()
+    };
+    f(&mut policy);
+    forward(|a| {
+        a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster(cluster.into()));
+        a.retry_policy = Some(policy);
+    })
+}
+
+fn fault_config(
+    f: impl FnOnce(&mut HttpFault),
+) -> std::collections::HashMap<String, envoy_types::pb::google::protobuf::Any> {
+    let mut cfg = HttpFault::default();
+    f(&mut cfg);
+    std::collections::HashMap::from([(
+        "envoy.filters.http.fault".to_string(),
+        envoy_types::util::pack_any(cfg),
+    )])
+}
+
+fn percent(n: u32) -> Option<FractionalPercent> {
+    Some(FractionalPercent {
+        numerator: n,
+        denominator: 0,
+    })
+}
+
+fn abort(error: fault::fault_abort::ErrorType, pct: u32) -> Option<fault::FaultAbort> {
+    Some(fault::FaultAbort {
+        error_type: Some(error),
+        percentage: percent(pct),
+        ..Default::default()
+    })
+}
+
+fn with_fault(path: &str, f: impl FnOnce(&mut HttpFault)) -> rt::Route {
+    rt::Route {
+        typed_per_filter_config: fault_config(f),
+        ..route(prefix(path), forward(|_| {}))
+    }
 }
 
 fn redirect(r: rt::RedirectAction) -> rt::route::Action {
@@ -299,6 +390,14 @@ pub fn all() -> Vec<Scenario> {
                 Check { response_header: Some(("x-echo-replica", None)), ..get("h", "/hdr", 200) },
                 Check { upstream_header: Some(("x-vh", Some("vh"))), response_header: Some(("x-vh-resp", Some("1"))), ..get("h", "/", 200) },
                 Check { workload: Some("b"), upstream_protocol: Some("HTTP/1.1"), ..get("h", "/b", 200) },
+                Check {
+                    h2: true,
+                    workload: Some("b"),
+                    upstream_protocol: Some("HTTP/1.1"),
+                    upstream_host: Some("h"),
+                    upstream_path: Some("/b/over-h2c?x=1"),
+                    ..get("h", "/b/over-h2c?x=1", 200)
+                },
                 Check { workload: Some("a"), upstream_protocol: Some("HTTP/2.0"), upstream_host: Some("h"), ..get("h", "/h2", 200) },
             ],
         },
@@ -367,6 +466,190 @@ pub fn all() -> Vec<Scenario> {
                 get("fail.test", "/closed", 503),
                 Check { headers: vec![("x-echo-delay-ms", "2000")], ..get("fail.test", "/slow", 504) },
                 Check { workload: Some("a"), ..get("fail.test", "/only", 200) },
+            ],
+        },
+        Scenario {
+            name: "retries: 5xx, connect-failure, status codes, per-try timeout, exhaustion",
+            routes: vec![vhost(
+                "retry",
+                &["*"],
+                vec![
+                    route(prefix("/5xx"), retrying("mixed", "5xx", |_| {})),
+                    route(prefix("/gateway"), retrying("mixed", "gateway-error", |_| {})),
+                    route(prefix("/cf"), retrying("cf", "connect-failure", |_| {})),
+                    route(
+                        prefix("/codes"),
+                        retrying("mixed", "retriable-status-codes", |p| p.retriable_status_codes = vec![503]),
+                    ),
+                    route(
+                        prefix("/pertry"),
+                        retrying("slowmixed", "5xx", |p| {
+                            p.per_try_timeout = Some(PbDuration { seconds: 0, nanos: 300_000_000 })
+                        }),
+                    ),
+                    route(prefix("/exhaust"), retrying("flakyonly", "5xx", |_| {})),
+                    route(prefix("/not-retriable"), retrying("flakyonly", "connect-failure", |_| {})),
+                ],
+            )],
+            checks: vec![
+                Check { workload: Some("a"), ..get("h", "/5xx", 200) },
+                Check { workload: Some("a"), ..get("h", "/5xx", 200) },
+                Check { workload: Some("a"), ..get("h", "/gateway", 200) },
+                Check { workload: Some("a"), ..get("h", "/cf", 200) },
+                Check { workload: Some("a"), ..get("h", "/cf", 200) },
+                Check { workload: Some("a"), ..get("h", "/codes", 200) },
+                Check { workload: Some("a"), ..get("h", "/pertry", 200) },
+                Check { workload: Some("a"), ..get("h", "/pertry", 200) },
+                Check { workload: Some("flaky"), ..get("h", "/exhaust", 503) },
+                Check { workload: Some("flaky"), ..get("h", "/not-retriable", 503) },
+            ],
+        },
+        Scenario {
+            name: "fault injection: aborts, delays, header-gated, virtual host override",
+            routes: vec![
+                rt::VirtualHost {
+                    typed_per_filter_config: fault_config(|f| {
+                        f.abort = abort(fault::fault_abort::ErrorType::HttpStatus(429), 100)
+                    }),
+                    ..vhost("vh-fault", &["vh-fault.test"], vec![route(prefix("/"), forward(|_| {}))])
+                },
+                vhost(
+                    "faults",
+                    &["*"],
+                    vec![
+                        with_fault("/abort-zero", |f| f.abort = abort(fault::fault_abort::ErrorType::HttpStatus(418), 0)),
+                        with_fault("/abort", |f| f.abort = abort(fault::fault_abort::ErrorType::HttpStatus(418), 100)),
+                        with_fault("/gated", |f| {
+                            f.abort = abort(fault::fault_abort::ErrorType::HttpStatus(503), 100);
+                            f.headers = vec![header("x-fault", H::PresentMatch(true), false)];
+                        }),
+                        with_fault("/grpc", |f| f.abort = abort(fault::fault_abort::ErrorType::GrpcStatus(14), 100)),
+                        with_fault("/delay", |f| {
+                            f.delay = Some(common_fault::FaultDelay {
+                                percentage: percent(100),
+                                fault_delay_secifier: Some(common_fault::fault_delay::FaultDelaySecifier::FixedDelay(PbDuration {
+                                    seconds: 0,
+                                    nanos: 300_000_000,
+                                })),
+                            })
+                        }),
+                        route(prefix("/"), forward(|_| {})),
+                    ],
+                ),
+            ],
+            checks: vec![
+                Check { workload: Some("a"), ..get("h", "/abort-zero", 200) },
+                get("h", "/abort", 418),
+                Check { headers: vec![("x-fault", "1")], ..get("h", "/gated", 503) },
+                Check { workload: Some("a"), ..get("h", "/gated", 200) },
+                Check {
+                    headers: vec![("content-type", "application/grpc")],
+                    response_header: Some(("grpc-status", Some("14"))),
+                    ..get("h", "/grpc", 200)
+                },
+                Check { workload: Some("a"), min_elapsed: Some(std::time::Duration::from_millis(250)), ..get("h", "/delay", 200) },
+                get("vh-fault.test", "/", 429),
+                Check { workload: Some("a"), ..get("h", "/", 200) },
+            ],
+        },
+        Scenario {
+            name: "circuit breakers: max_requests and max_pending_requests overflow (UO), queueing",
+            routes: vec![vhost(
+                "cb",
+                &["*"],
+                vec![
+                    route(prefix("/cb-requests"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("cb_requests".into())))),
+                    route(prefix("/cb-pending"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("cb_pending".into())))),
+                    route(prefix("/cb-queue"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("cb_queue".into())))),
+                ],
+            )],
+            checks: vec![
+                Check { workload: Some("a"), ..get("h", "/cb-requests", 200) },
+                Check { in_flight: Some("/cb-requests"), ..get("h", "/cb-requests", 503) },
+                Check { workload: Some("a"), ..get("h", "/cb-requests", 200) },
+                // Every new connection waits as pending, so max_pending_requests 0 refuses all.
+                get("h", "/cb-pending", 503),
+                get("h", "/cb-pending", 503),
+                // One connection allowed, one pending: the check waits for the slow request.
+                Check { workload: Some("a"), ..get("h", "/cb-queue", 200) },
+                Check {
+                    in_flight: Some("/cb-queue"),
+                    workload: Some("a"),
+                    min_elapsed: Some(std::time::Duration::from_millis(500)),
+                    ..get("h", "/cb-queue", 200)
+                },
+            ],
+        },
+        Scenario {
+            name: "outlier detection: consecutive 5xx ejects; a cluster with every host ejected panics",
+            routes: vec![vhost(
+                "od",
+                &["*"],
+                vec![
+                    route(prefix("/od-single"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("outlier_single".into())))),
+                    route(prefix("/od"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("outlier".into())))),
+                ],
+            )],
+            checks: vec![
+                // Round robin over [flaky, a] from wherever it starts: within four requests
+                // flaky fails twice in a row for the detector and is ejected.
+                Check { status: ANY, ..get("h", "/od", 0) },
+                Check { status: ANY, ..get("h", "/od", 0) },
+                Check { status: ANY, ..get("h", "/od", 0) },
+                Check { status: ANY, ..get("h", "/od", 0) },
+                Check { workload: Some("a"), ..get("h", "/od", 200) },
+                Check { workload: Some("a"), ..get("h", "/od", 200) },
+                Check { workload: Some("a"), ..get("h", "/od", 200) },
+                Check { workload: Some("a"), ..get("h", "/od", 200) },
+                // The only host is ejected after one 503, yet traffic still reaches it (panic).
+                Check { workload: Some("flaky"), ..get("h", "/od-single", 503) },
+                Check { workload: Some("flaky"), ..get("h", "/od-single", 503) },
+            ],
+        },
+        Scenario {
+            name: "gRPC: unary through HTTP/2 upstream with trailers; local replies carry grpc-status",
+            routes: vec![
+                vhost(
+                    "grpc",
+                    &["grpc.test"],
+                    vec![
+                        route(prefix("/echo.Echo/"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("a2".into())))),
+                        route(prefix("/empty.Svc/"), forward(|a| a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("empty".into())))),
+                    ],
+                ),
+            ],
+            checks: vec![
+                Check { grpc: true, backend: Some("a"), grpc_status: Some("0"), ..get("grpc.test", "/echo.Echo/Say", 200) },
+                Check { grpc: true, grpc_status: Some("12"), ..get("grpc.test", "/no.Such/Method", 200) },
+                Check { grpc: true, grpc_status: Some("12"), ..get("other.test", "/echo.Echo/Say", 200) },
+                Check { grpc: true, grpc_status: Some("14"), ..get("grpc.test", "/empty.Svc/Call", 200) },
+            ],
+        },
+        Scenario {
+            name: "WebSocket upgrades: tunnel after 101, refused when the route disables it or for other protocols",
+            routes: vec![vhost(
+                "ws",
+                &["*"],
+                vec![
+                    route(
+                        prefix("/ws-off"),
+                        forward(|a| {
+                            a.upgrade_configs = vec![rt::route_action::UpgradeConfig {
+                                upgrade_type: "websocket".into(),
+                                enabled: Some(BoolValue { value: false }),
+                                connect_config: None,
+                            }]
+                        }),
+                    ),
+                    route(prefix("/"), forward(|_| {})),
+                ],
+            )],
+            checks: vec![
+                Check { upgrade: Some("websocket"), backend: Some("a"), ..get("h", "/ws", 101) },
+                Check { upgrade: Some("WebSocket"), backend: Some("a"), ..get("h", "/ws", 101) },
+                Check { upgrade: Some("websocket"), ..get("h", "/ws-off", 403) },
+                Check { upgrade: Some("foo"), ..get("h", "/ws", 403) },
+                Check { workload: Some("a"), ..get("h", "/plain", 200) },
             ],
         },
         Scenario {
