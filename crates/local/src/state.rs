@@ -183,6 +183,7 @@ fn wait_gone(pids: &[u32], grace: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
     use std::process::Command;
 
     fn tmp(tag: &str) -> PathBuf {
@@ -217,8 +218,12 @@ mod tests {
     #[test]
     fn down_kills_leftovers_of_a_dead_up_and_removes_the_state() {
         let d = tmp("down");
+        // A group leader, as up's children are; `sleep &` is a grandchild that must die too.
         let child = Command::new("sh")
-            .args(["-c", "sleep 30"])
+            .args(["-c", "sleep 30 & wait"])
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn");
         let pid = child.id();

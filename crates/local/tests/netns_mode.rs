@@ -138,7 +138,8 @@ fn scenario_netns_mode_bookinfo_envoy() {
         std::fs::copy(&p, mesh.join(p.file_name().expect("name"))).expect("copy");
     }
     std::fs::write(mesh.join("tcpecho.yaml"), TCP_ECHO).expect("write");
-    let block = 50 + (std::process::id() % 40) as u8;
+    // Blocks are disjoint between test files, which nextest runs in parallel.
+    let block = 225 + (std::process::id() % 25) as u8;
     let gw_host = format!("127.{block}.0.3");
     let out = Command::new(&bin)
         .args([

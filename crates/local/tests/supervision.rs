@@ -98,7 +98,8 @@ fn up_keep_exec_restart_and_down_with_stand_ins() {
     std::fs::create_dir_all(&mesh).expect("mkdir");
     std::fs::write(mesh.join("w.yaml"), WORKLOAD).expect("write");
     let fake = stand_in(&tmp, &bin);
-    let block = 150 + (std::process::id() % 100) as u8;
+    // Blocks are disjoint between test files, which nextest runs in parallel.
+    let block = 10 + (std::process::id() % 40) as u8;
     let up = |extra: &[&str]| {
         Command::new(&bin)
             .args([
@@ -235,7 +236,7 @@ fn netns_up_exec_and_down_with_stand_ins() {
     for d in [&tmp, &tmp.join("plexus-stand-in")] {
         let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
     }
-    let block = 200 + (std::process::id() % 50) as u8;
+    let block = 200 + (std::process::id() % 25) as u8;
     let prefix = format!("plx{block}");
     let out = Command::new(&bin)
         .args([
