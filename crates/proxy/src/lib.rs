@@ -11,6 +11,7 @@ pub mod flags;
 pub mod http;
 pub mod listener;
 pub mod outlier;
+pub mod overrides;
 pub mod pool;
 pub mod select;
 pub mod stats;

@@ -68,6 +68,7 @@ pub async fn forward(
     let downstream = hyper::upgrade::on(&mut req);
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    crate::overrides::sanitize(&mut parts.headers);
     if let Some((req_h, _)) = weighted {
         req_h.apply(&mut parts.headers);
     }

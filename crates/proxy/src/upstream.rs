@@ -141,6 +141,9 @@ pub async fn forward(
     } else if let Ok(v) = HeaderValue::from_str(&host) {
         parts.headers.insert(http::header::HOST, v);
     }
+    // Every request is external for now (see `overrides`): the override headers are dropped.
+    crate::overrides::sanitize(&mut parts.headers);
+    let (retry, timeout) = (target.retry.cloned(), f.timeout);
     let template = Template {
         method: parts.method,
         uri: upstream_uri(h2, &host, target.path),
@@ -151,8 +154,8 @@ pub async fn forward(
         },
         headers: parts.headers,
     };
-    let retry = target.retry.filter(|p| p.num_retries > 0);
-    let body = match retry {
+    let retry = retry.as_ref();
+    let body = match retry.filter(|p| p.num_retries > 0) {
         Some(_) => match Limited::new(body, RETRY_BUFFER_LIMIT).collect().await {
             Ok(b) => RequestBody::Buffered(b.to_bytes()),
             Err(e) => {
@@ -162,7 +165,7 @@ pub async fn forward(
         },
         None => RequestBody::Stream(Some(body)),
     };
-    let deadline = f.timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.map(|t| Instant::now() + t);
     let mut resp = attempts(store, &cluster, &template, body, retry, deadline).await;
     if let Some((_, resp_h)) = weighted {
         resp_h.apply(resp.headers_mut());
