@@ -92,6 +92,123 @@ fn golden_translations_pass_envoy_validation() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
+/// Write the bootstrap for `g` to `file` and run `envoy --mode validate` on it.
+fn validate(bin: &Path, file: &Path, node_id: &str, g: &Generated) -> Result<(), String> {
+    std::fs::write(file, bootstrap(node_id, g).encode_to_vec()).map_err(|e| e.to_string())?;
+    let out = Command::new(bin)
+        .args(["--mode", "validate", "--log-level", "error", "-c"])
+        .arg(file)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// Istio's bookinfo networking samples, istiod's `tests/testdata/config` and networking test
+/// configs, and the pilot integration configs that are not templates, each with
+/// the bookinfo registry, translated for a REDIRECT sidecar, a process-mode sidecar and an
+/// ingress gateway: every translation must pass Envoy's validation.
+#[test]
+fn corpus_translations_pass_envoy_validation() {
+    let Some(bin) = envoy() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "Envoy is required under CI"
+        );
+        println!("envoy not installed (run scripts/test.sh): skipping corpus validation");
+        return;
+    };
+    let corpus = common::corpus_dir();
+    let mut files = Vec::new();
+    for dir in [
+        "samples/bookinfo/networking",
+        "pilot/config",
+        "pilot/networking",
+        "pilot/integration",
+    ] {
+        collect_yaml(&corpus.join(dir), &mut files);
+    }
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "corpus not found at {}",
+        corpus.display()
+    );
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("envoy-corpus");
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bookinfo-base.yaml");
+    let nodes = common::corpus_nodes();
+    let (mut runs, mut warnings, mut failed, mut need_files) = (0, 0, Vec::new(), 0);
+    for file in &files {
+        let loaded = plexus_api::load_paths(&[base.clone(), file.clone()]);
+        let valid: Vec<_> = loaded
+            .objects
+            .into_iter()
+            .filter(|o| {
+                plexus_api::validate_object(o, plexus_api::Options::default())
+                    .iter()
+                    .all(|d| d.level != plexus_api::Level::Error)
+            })
+            .collect();
+        let (snap, _) = plexus_model::Snapshot::build(
+            "corpus",
+            &valid,
+            Default::default(),
+            &common::bookinfo_replicas(),
+        );
+        for (label, node) in &nodes {
+            let g = plexus_pilot::translate::generate(&snap, node);
+            warnings += g.warnings.len();
+            if std::env::var_os("PLEXUS_SHOW_WARNINGS").is_some() {
+                g.warnings.iter().for_each(|w| println!("{label}: {w}"));
+            }
+            runs += 1;
+            let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("f");
+            match validate(&bin, &tmp.join(format!("{stem}-{label}.pb")), &node.id, &g) {
+                Ok(()) => {}
+                // Certificate files named by the config live on the proxy's machine, not here.
+                Err(e)
+                    if e.contains("from path: /etc/certs")
+                        || e.contains("Invalid path: tests/testdata/certs") =>
+                {
+                    need_files += 1
+                }
+                Err(e) => failed.push(format!("{} ({label}): {e}", file.display())),
+            }
+        }
+    }
+    println!(
+        "corpus translation scenarios: {} files x {} proxies, {} of {runs} accepted by Envoy, {need_files} need certificate files the config names, {warnings} warnings",
+        files.len(),
+        nodes.len(),
+        runs - failed.len() - need_files
+    );
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// YAML files under `dir` (recursively), except Go templates (`{{ ... }}`), which are not config
+/// until rendered.
+fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for p in entries.flatten().map(|e| e.path()) {
+        if p.is_dir() {
+            collect_yaml(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yaml")
+            && std::fs::read_to_string(&p).is_ok_and(|t| !t.contains("{{"))
+        {
+            out.push(p);
+        }
+    }
+}
+
 /// The harness itself can fail: a cluster Envoy rejects makes validation fail.
 #[test]
 fn envoy_validation_rejects_a_broken_cluster() {

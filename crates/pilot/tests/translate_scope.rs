@@ -366,3 +366,80 @@ fn process_mode_listeners() {
         "inbound cluster targets the app address"
     );
 }
+
+#[test]
+fn upstream_tls_origination() {
+    let extra = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: app}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+  subjectAltNames: [se.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ext, namespace: app}
+spec:
+  host: api.example.com
+  trafficPolicy:
+    tls: {mode: SIMPLE, caCertificates: /etc/ca.pem, subjectAltNames: [api.example.com, "spiffe://td/ns/x/sa/y"]}
+"#;
+    let g = translated(extra, &client());
+    let text = translate::dump::message(cluster_named(&g, "outbound|80||api.example.com"));
+    for want in [
+        "sni: \"api.example.com\"",
+        "/etc/ca.pem",
+        "san_type: Dns",
+        "san_type: Uri",
+        "spiffe://td/ns/x/sa/y",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert!(
+        !text.contains("se.example.com"),
+        "DestinationRule SANs override the ServiceEntry's"
+    );
+}
+
+#[test]
+fn sidecar_ingress_listeners_replace_registry_ports() {
+    let extra = r#"
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: svc, namespace: app}
+spec:
+  workloadSelector: {labels: {app: svc}}
+  ingress:
+  - port: {number: 9000, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:8080
+  - port: {number: 9001, protocol: TCP, name: tcp}
+    defaultEndpoint: unix:///var/run/app.sock
+"#;
+    let md: BTreeMap<String, serde_json::Value> = serde_json::from_value(json!({
+        "INTERCEPTION_MODE": "NONE", "PLEXUS_OUTBOUND_ADDRESS": "127.0.1.1",
+        "LABELS": {"app": "svc", "version": "v1"}
+    }))
+    .expect("md");
+    let n =
+        ProxyNode::parse("sidecar~10.0.0.2~svc-v1-0.app~app.svc.cluster.local", &md).expect("node");
+    let g = translated(extra, &n);
+    let names: Vec<&str> = g.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert!(names.contains(&"10.0.0.2_9000"), "{names:?}");
+    assert!(
+        !names.contains(&"10.0.0.2_80"),
+        "registry ports are replaced: {names:?}"
+    );
+    let c = translate::dump::message(cluster_named(&g, "inbound|9000||"));
+    assert!(c.contains("127.0.0.1") && c.contains("8080"), "{c}");
+    assert!(
+        g.warnings.iter().any(
+            |w| w.to_string().contains("spec.ingress[1].defaultEndpoint")
+                || w.message.contains("unix")
+        ),
+        "{:?}",
+        g.warnings
+    );
+}

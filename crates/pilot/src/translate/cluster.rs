@@ -54,7 +54,7 @@ pub(crate) fn build(ctx: &Ctx<'_>) -> (Vec<Cluster>, Vec<EdsCluster>) {
             clusters.push(passthrough(INBOUND_PASSTHROUGH_CLUSTER, ctx));
         }
         for p in inbound::ports(ctx) {
-            clusters.push(inbound_cluster(ctx, p.port));
+            clusters.push(inbound_cluster(ctx, &p));
         }
     }
     (clusters, eds)
@@ -194,19 +194,17 @@ fn passthrough(name: &str, ctx: &Ctx<'_>) -> Cluster {
     }
 }
 
-/// `inbound|<port>||`: the application on `app_address:<port>`.
-fn inbound_cluster(ctx: &Ctx<'_>, port: u16) -> Cluster {
-    let name = inbound_cluster_name(port);
+/// `inbound|<port>||`: the application (`PLEXUS_APP_ADDRESS:<port>` or the Sidecar ingress
+/// `defaultEndpoint`).
+fn inbound_cluster(ctx: &Ctx<'_>, p: &inbound::InboundPort) -> Cluster {
+    let name = inbound_cluster_name(p.port);
     Cluster {
         name: name.clone(),
         cluster_discovery_type: Some(discovery(cluster::DiscoveryType::Static)),
         connect_timeout: Some(pb::duration(ctx.snap.mesh.connect_timeout)),
         lb_policy: cluster::LbPolicy::LeastRequest as i32,
         circuit_breakers: Some(policy::default_circuit_breakers()),
-        load_assignment: Some(static_assignment(
-            &name,
-            &[(ctx.node.app_address.clone(), port)],
-        )),
+        load_assignment: Some(static_assignment(&name, std::slice::from_ref(&p.app))),
         ..Default::default()
     }
 }

@@ -380,18 +380,32 @@ fn downstream_tls(ctx: &Ctx<'_>, s: &Server<'_>) -> Option<tls::DownstreamTlsCon
     let f = format!("{}.tls", s.field());
     let t = s.server.tls.as_ref()?;
     let mut common = tls::CommonTlsContext::default();
-    if let Some(cred) = &t.credential_name {
-        common
-            .tls_certificate_sds_secret_configs
-            .push(sds(cred.clone()));
-    } else if let (Some(cert), Some(key)) = (&t.server_certificate, &t.private_key) {
-        common.tls_certificates.push(tls::TlsCertificate {
+    // One certificate source (CEL-validated); two entries give RSA + ECDSA certificates.
+    let credentials: Vec<&String> = t
+        .credential_name
+        .iter()
+        .chain(&t.credential_names)
+        .collect();
+    let files: Vec<(&String, &String)> = match (&t.server_certificate, &t.private_key) {
+        (Some(c), Some(k)) => vec![(c, k)],
+        _ => t
+            .tls_certificates
+            .iter()
+            .filter_map(|c| Some((c.server_certificate.as_ref()?, c.private_key.as_ref()?)))
+            .collect(),
+    };
+    common.tls_certificate_sds_secret_configs =
+        credentials.iter().map(|c| sds((*c).clone())).collect();
+    common.tls_certificates = files
+        .iter()
+        .map(|(cert, key)| tls::TlsCertificate {
             certificate_chain: Some(file(cert)),
             private_key: Some(file(key)),
             ..Default::default()
-        });
-    } else {
-        ctx.warn(&s.gw.object, &f, "needs credentialName or serverCertificate+privateKey (credentialNames/tlsCertificates are not translated yet); server left out");
+        })
+        .collect();
+    if common.tls_certificate_sds_secret_configs.is_empty() && common.tls_certificates.is_empty() {
+        ctx.warn(&s.gw.object, &f, "needs credentialName(s), serverCertificate+privateKey or tlsCertificates; server left out");
         return None;
     }
     untranslated_tls_fields(ctx, s, t, &f);
@@ -410,7 +424,7 @@ fn downstream_tls(ctx: &Ctx<'_>, s: &Server<'_>) -> Option<tls::DownstreamTlsCon
             let cred = t
                 .ca_cert_credential_name
                 .clone()
-                .or_else(|| t.credential_name.as_ref().map(|c| format!("{c}-cacert")));
+                .or_else(|| credentials.first().map(|c| format!("{c}-cacert")));
             cred.map(|c| {
                 tls::common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(
                     sds(c),

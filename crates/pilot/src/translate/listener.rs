@@ -13,6 +13,7 @@ use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     self as hcm, HttpConnectionManager, http_connection_manager,
 };
@@ -84,14 +85,15 @@ fn bound(ctx: &Ctx<'_>, ports: &OutboundPorts<'_>, routes: &[RouteConfiguration]
         out: Vec::new(),
     };
     for p in inbound::ports(ctx) {
-        b.take(&node.ip, p.port, format!("inbound port {}", p.port));
+        let ip = p.bind.clone().unwrap_or_else(|| node.ip.clone());
+        b.take(&ip, p.port, format!("inbound port {}", p.port));
         let mut l = listener(
-            &listener_name(&node.ip, p.port),
-            &node.ip,
+            &listener_name(&ip, p.port),
+            &ip,
             p.port,
             TrafficDirection::Inbound,
         );
-        l.filter_chains.push(inbound::chain(p));
+        l.filter_chains.push(inbound::chain(&p));
         b.out.push(l);
     }
     let proxy_port = node.http_proxy_port;
@@ -124,19 +126,18 @@ fn bound(ctx: &Ctx<'_>, ports: &OutboundPorts<'_>, routes: &[RouteConfiguration]
         b.out.push(l);
     }
     for (svc, port) in &ports.tcp {
-        if let Some(owner) = b.owner(addr, *port) {
-            ctx.warn_service(svc, format!("TCP port {port} cannot get a bound outbound listener on {addr}: {owner} uses it"));
+        let name = listener_name(addr, *port);
+        let chains = tcp_chains(ctx, svc, *port);
+        if let Some(owner) = b.owner(addr, *port).cloned() {
+            let shared = b.out.iter().any(|l| l.name == name)
+                && add_chains(&mut b.out, &name, addr, *port, chains, true);
+            if !shared {
+                ctx.warn_service(svc, format!("TCP port {port} cannot get a bound outbound listener on {addr}: {owner} uses it"));
+            }
             continue;
         }
         b.take(addr, *port, format!("{} port {port}", svc.hostname));
-        let mut l = listener(
-            &listener_name(addr, *port),
-            addr,
-            *port,
-            TrafficDirection::Outbound,
-        );
-        l.filter_chains = tcp::service_chains(ctx, svc, *port);
-        b.out.push(l);
+        add_chains(&mut b.out, &name, addr, *port, chains, true);
     }
     b.out.push(proxy);
     b.out
@@ -157,6 +158,76 @@ impl Bound {
     fn owner(&self, addr: &str, port: u16) -> Option<&String> {
         self.taken.get(&(addr.to_string(), port))
     }
+}
+
+/// Filter chains of a TCP-class service port. On TLS ports a chain without its own match
+/// matches the service's host by SNI, so TLS services without a VIP can share a listener
+/// (Istio does the same).
+fn tcp_chains(ctx: &Ctx<'_>, svc: &Service, port: u16) -> Vec<FilterChain> {
+    let mut chains = tcp::service_chains(ctx, svc, port);
+    if svc.port(port).is_some_and(|p| p.protocol.is_tls()) {
+        for c in chains.iter_mut().filter(|c| c.filter_chain_match.is_none()) {
+            c.filter_chain_match = Some(FilterChainMatch {
+                server_names: vec![svc.hostname.clone()],
+                transport_protocol: "tls".into(),
+                ..Default::default()
+            });
+        }
+    }
+    chains
+}
+
+fn matches_sni(c: &FilterChain) -> bool {
+    c.filter_chain_match
+        .as_ref()
+        .is_some_and(|m| !m.server_names.is_empty())
+}
+
+/// Put `chains` on listener `name` in `out`, creating it. An existing listener takes them only
+/// when every chain on both sides matches on SNI; server names it already serves are dropped.
+/// `false`: the listener is taken.
+fn add_chains(
+    out: &mut Vec<Listener>,
+    name: &str,
+    addr: &str,
+    port: u16,
+    chains: Vec<FilterChain>,
+    bind: bool,
+) -> bool {
+    if let Some(l) = out.iter_mut().find(|l| l.name == name) {
+        if !(l.filter_chains.iter().all(matches_sni) && chains.iter().all(matches_sni)) {
+            return false;
+        }
+        let mut seen: BTreeSet<String> = l
+            .filter_chains
+            .iter()
+            .filter_map(|c| c.filter_chain_match.as_ref())
+            .flat_map(|m| m.server_names.iter().cloned())
+            .collect();
+        for mut c in chains {
+            if let Some(m) = c.filter_chain_match.as_mut() {
+                m.server_names.retain(|n| seen.insert(n.clone()));
+                if m.server_names.is_empty() {
+                    continue;
+                }
+            }
+            l.filter_chains.push(c);
+        }
+        return true;
+    }
+    let mut l = listener(name, addr, port, TrafficDirection::Outbound);
+    if !bind {
+        l.bind_to_port = Some(pb::boolv(false));
+    }
+    if chains.iter().any(matches_sni) {
+        l.listener_filters.push(pb::listener_filter(
+            "envoy.filters.listener.tls_inspector",
+            TlsInspector::default(),
+        ));
+    }
+    l.filter_chains = chains;
+    out.push(l);
+    true
 }
 
 /// The HTTP_PROXY listener's chain: absolute-form request URIs (`GET http://host:port/path`) are
@@ -186,10 +257,8 @@ fn captured(
     routes: &[RouteConfiguration],
 ) -> Vec<Listener> {
     let mut out = Vec::new();
-    let mut names = BTreeSet::new();
     for &port in &ports.http {
         let name = listener_name("0.0.0.0", port);
-        names.insert(name.clone());
         let mut l = listener(&name, "0.0.0.0", port, TrafficDirection::Outbound);
         l.bind_to_port = Some(pb::boolv(false));
         l.filter_chains.push(hcm_chain(
@@ -213,14 +282,10 @@ fn captured(
         };
         for a in addrs {
             let name = listener_name(&a, *port);
-            if !names.insert(name.clone()) {
+            let chains = tcp_chains(ctx, svc, *port);
+            if !add_chains(&mut out, &name, &a, *port, chains, false) {
                 ctx.warn_service(svc, format!("listener {name} is already used by another service; {} port {port} is reachable only by another address", svc.hostname));
-                continue;
             }
-            let mut l = listener(&name, &a, *port, TrafficDirection::Outbound);
-            l.bind_to_port = Some(pb::boolv(false));
-            l.filter_chains = tcp::service_chains(ctx, svc, *port);
-            out.push(l);
         }
     }
     out.push(virtual_outbound(ctx));
@@ -261,7 +326,7 @@ fn virtual_inbound(ctx: &Ctx<'_>) -> Listener {
         OriginalDst {},
     ));
     for p in inbound::ports(ctx) {
-        let mut chain = inbound::chain(p);
+        let mut chain = inbound::chain(&p);
         chain.filter_chain_match = Some(FilterChainMatch {
             destination_port: Some(pb::u32v(u32::from(p.port))),
             ..Default::default()

@@ -397,7 +397,6 @@ fn upstream_tls(
     }
     for (set, name) in [
         (t.credential_name.is_some(), "tls.credentialName"),
-        (!t.subject_alt_names.is_empty(), "tls.subjectAltNames"),
         (t.ca_crl.is_some(), "tls.caCrl"),
     ] {
         if set {
@@ -423,10 +422,17 @@ fn upstream_tls(
         if trusted.is_none() {
             ctx.warn_service(svc, "upstream TLS without caCertificates: the server certificate is not verified (system roots are not configured)");
         }
+        // DestinationRule SANs win over the ServiceEntry's.
+        let sans = if t.subject_alt_names.is_empty() {
+            &svc.subject_alt_names
+        } else {
+            &t.subject_alt_names
+        };
         common.validation_context_type = trusted.map(|ca| {
             tls::common_tls_context::ValidationContextType::ValidationContext(
                 tls::CertificateValidationContext {
                     trusted_ca: Some(ca),
+                    match_typed_subject_alt_names: sans.iter().map(|s| san_matcher(s)).collect(),
                     ..Default::default()
                 },
             )
@@ -450,6 +456,20 @@ fn upstream_tls(
             ctx_tls,
         ))),
     });
+}
+
+/// A SAN to verify: SPIFFE ids are URI SANs, anything else a DNS SAN.
+fn san_matcher(san: &str) -> tls::SubjectAltNameMatcher {
+    let san_type = if san.starts_with("spiffe://") {
+        tls::subject_alt_name_matcher::SanType::Uri
+    } else {
+        tls::subject_alt_name_matcher::SanType::Dns
+    };
+    tls::SubjectAltNameMatcher {
+        san_type: san_type as i32,
+        matcher: pb::string_match(Some(san), None, None),
+        ..Default::default()
+    }
 }
 
 /// Route `hash_policy` for a consistent-hash load balancer.

@@ -11,6 +11,8 @@ use plexus_model::host::{self, DEFAULT_DOMAIN_SUFFIX, exported_to, fqdn};
 use plexus_model::{Config, NodeKind, OutboundMode, ProxyNode, Service, Snapshot, selects};
 
 pub(crate) struct Scope<'a> {
+    /// The Sidecar resource that applies to the proxy, if any.
+    pub sidecar: Option<&'a Config<kinds::Sidecar>>,
     /// Indices of visible services, one per hostname, in registry order.
     pub services: Vec<usize>,
     pub outbound_mode: OutboundMode,
@@ -50,6 +52,7 @@ impl<'a> Scope<'a> {
             }
         }
         let mut scope = Scope {
+            sidecar,
             services: Vec::new(),
             outbound_mode,
             mesh_virtual_services: Vec::new(),
@@ -190,12 +193,6 @@ fn check_sidecar(sc: &Config<kinds::Sidecar>, warnings: &RefCell<Vec<Diagnostic>
             .borrow_mut()
             .push(sc.object.diag(Level::Warning, &field, msg));
     };
-    if !sc.spec.ingress.is_empty() {
-        warn(
-            "spec.ingress".into(),
-            "Sidecar ingress listeners are not translated yet; inbound ports come from the registry",
-        );
-    }
     if sc.spec.inbound_connection_pool.is_some() {
         warn("spec.inboundConnectionPool".into(), "not translated yet");
     }

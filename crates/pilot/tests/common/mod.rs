@@ -106,3 +106,37 @@ pub fn translate(case: &Case) -> Generated {
     assert!(diags.is_empty(), "{diags:?}");
     generate(&snap, &case.node)
 }
+
+/// Replica addresses of the bookinfo registry in `tests/golden/bookinfo-base.yaml`.
+pub fn bookinfo_replicas() -> ReplicaAddresses {
+    let mut r = ReplicaAddresses::default();
+    for (i, w) in [
+        "productpage-v1",
+        "details-v1",
+        "reviews-v1",
+        "reviews-v2",
+        "reviews-v3",
+        "ratings-v1",
+    ]
+    .iter()
+    .enumerate()
+    {
+        r.insert("default", w, vec![format!("127.0.0.{}", 10 + i)]);
+    }
+    r
+}
+
+/// Proxies the corpus translations run for: productpage's sidecar in REDIRECT and NONE mode and
+/// an ingress gateway.
+pub fn corpus_nodes() -> Vec<(&'static str, ProxyNode)> {
+    let md = |v: serde_json::Value| -> BTreeMap<String, serde_json::Value> {
+        serde_json::from_value(v).expect("metadata")
+    };
+    let id = "sidecar~127.0.0.10~productpage-v1-0.default~default.svc.cluster.local";
+    let labels = serde_json::json!({"app": "productpage", "version": "v1"});
+    vec![
+        ("redirect", ProxyNode::parse(id, &md(serde_json::json!({"LABELS": labels}))).expect("node")),
+        ("none", ProxyNode::parse(id, &md(serde_json::json!({"LABELS": labels, "INTERCEPTION_MODE": "NONE", "PLEXUS_OUTBOUND_ADDRESS": "127.0.1.10"}))).expect("node")),
+        ("gateway", ProxyNode::parse("router~127.0.0.20~gw-0.istio-system~istio-system.svc.cluster.local", &md(serde_json::json!({"LABELS": {"istio": "ingressgateway"}}))).expect("node")),
+    ]
+}
