@@ -267,6 +267,14 @@ pub fn config_dump(hub: &Hub, proxy_id: &str, only: Option<&str>) -> Result<Valu
     Ok(Value::Object(out))
 }
 
+/// NACKs received so far, by xDS type (`LDS`, `CDS`...), whatever proxy sent them.
+pub fn nack_counts(hub: &Hub) -> Vec<(String, u64)> {
+    crate::ads::hub::lock(&hub.counters.nacks)
+        .iter()
+        .map(|(t, n)| (t.clone(), *n))
+        .collect()
+}
+
 fn metrics(state: &DebugState) -> String {
     let hub = &state.hub;
     let proxies = hub.proxies();

@@ -45,10 +45,15 @@ async fn scenario_edit_reroutes_within_2s_and_invalid_edit_keeps_routing() {
     }
     let mut failures = Vec::new();
     let mut ready = Vec::new();
+    // Sidecars that never routed stay up, so their NACKs stay visible on the hub.
+    let mut not_ready = Vec::new();
     for s in sidecars {
         match s.wait_ready("reviews").await {
             Ok(()) => ready.push(s),
-            Err(e) => failures.push(format!("[{}] never routed: {e}", s.plane)),
+            Err(e) => {
+                failures.push(format!("[{}] never routed: {e}", s.plane));
+                not_ready.push(s);
+            }
         }
     }
     let ids: Vec<String> = ready.iter().map(|s| s.node_id.clone()).collect();
@@ -118,5 +123,10 @@ async fn scenario_edit_reroutes_within_2s_and_invalid_edit_keeps_routing() {
         ready.len(),
         ready.iter().map(|s| s.plane).collect::<Vec<_>>().join(", ")
     );
+    let nacked = mesh.nacks();
+    if !nacked.is_empty() {
+        failures.push(format!("NACKs: {nacked:#?}"));
+    }
+    drop(not_ready);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -227,6 +227,26 @@ impl Mesh {
     }
 }
 
+impl Mesh {
+    /// Every NACK the control plane has seen (counters survive disconnects), plus the last
+    /// message of each connected proxy that NACKed.
+    pub fn nacks(&self) -> Vec<String> {
+        let hub = &self.control.hub;
+        let mut out: Vec<String> = plexus_control::debug::nack_counts(hub)
+            .into_iter()
+            .map(|(t, n)| format!("{n} {t} NACKs"))
+            .collect();
+        for p in hub.proxies() {
+            for (t, st) in &p.types {
+                if let Some(msg) = &st.nack {
+                    out.push(format!("{} {}: {msg}", p.id, plexus_xds::short_type(t)));
+                }
+            }
+        }
+        out
+    }
+}
+
 impl Drop for Mesh {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -254,7 +274,11 @@ fn identity(name: &str, ip: &str) -> NodeIdentity {
         ip: ip.into(),
         pod: format!("{name}-0"),
         namespace: "default".into(),
-        labels: BTreeMap::from([("app".to_string(), name.to_string())]),
+        // `version: v1` lets `sourceLabels: {version: v1}` rules (pilot/config) apply.
+        labels: BTreeMap::from([
+            ("app".to_string(), name.to_string()),
+            ("version".to_string(), "v1".to_string()),
+        ]),
         service_account: "default".into(),
         interception_mode: InterceptionMode::None,
         cluster_id: "Kubernetes".into(),
@@ -454,6 +478,58 @@ impl Sidecar {
             *out.entry(key).or_insert(0) += 1;
         }
         Ok(out)
+    }
+}
+
+/// A full response: status, headers, body as JSON (echo replies).
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub json: serde_json::Value,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Sidecar {
+    /// One request on a new connection to this sidecar's listener for `port`, with
+    /// `Host: <host>:<port>`.
+    pub async fn request(
+        &self,
+        method: &str,
+        host: &str,
+        port: u16,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, String> {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}:{port}/", self.addr.ip()))
+            .header("host", format!("{host}:{port}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::default()).map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(WAIT, client().request(req))
+            .await
+            .map_err(|_| format!("{}: no response within {WAIT:?}", self.plane))?
+            .map_err(|e| format!("{}: {e}", self.plane))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Response {
+            status,
+            headers,
+            json: serde_json::from_slice(&body).unwrap_or_default(),
+        })
     }
 }
 
