@@ -175,11 +175,9 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
     let timeout = Duration::from_secs(2);
     let mut s = TcpStream::connect_timeout(&sock, timeout).map_err(|e| format!("{addr}: {e}"))?;
     let _ = s.set_read_timeout(Some(timeout));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    // One write: a server may answer (and close) as soon as it has the header block.
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)
         .map_err(|e| format!("{addr}{path}: {e}"))?;
@@ -281,8 +279,14 @@ mod tests {
         let addr = l.local_addr().expect("addr").to_string();
         let t = std::thread::spawn(move || {
             let (mut s, _) = l.accept().expect("accept");
+            let mut req = Vec::new();
             let mut buf = [0u8; 256];
-            let _ = s.read(&mut buf);
+            while !req.ends_with(b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]");
         });
         assert_eq!(
