@@ -131,7 +131,7 @@ pub struct DownReport {
 pub fn down(run_dir: &Path, grace: Duration) -> Result<DownReport, LocalError> {
     let Some(state) = RunState::read(run_dir)? else {
         return Err(LocalError::Usage(format!(
-            "no mesh is running (no {} )",
+            "no mesh is running ({} does not exist)",
             RunState::path(run_dir).display()
         )));
     };
