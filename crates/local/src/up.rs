@@ -83,6 +83,14 @@ fn prepare(opts: &UpOptions) -> Result<(MeshSpec, Plan, Vips), LocalError> {
             old.up_pid
         )));
     }
+    if opts.data_plane == DataPlane::Plexus && !opts.netns && !proxy_takes_metadata(&opts.exe) {
+        return Err(LocalError::Usage(format!(
+            "{} proxy has no --metadata KEY=VALUE, which process mode needs to tell each sidecar \
+             where its app listens (PLEXUS_APP_ADDRESS); use --data-plane envoy, or a plexus \
+             whose proxy has it",
+            opts.exe.display()
+        )));
+    }
     let spec = spec::load_dir(&opts.dir)?;
     let mut plan = plan::plan(&spec, opts.block, opts.gateway_host)?;
     let mut vips = Vips::new();
@@ -411,6 +419,14 @@ pub fn run(mut mesh: Mesh, out: &mut dyn FnMut(&str)) {
     out("stopping the mesh");
     mesh.stop();
     out("stopped");
+}
+
+/// Whether `exe proxy` accepts `--metadata` (checked once, before anything starts).
+fn proxy_takes_metadata(exe: &Path) -> bool {
+    std::process::Command::new(exe)
+        .args(["proxy", "--help"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--metadata"))
 }
 
 fn tcp_open(addr: &str) -> bool {

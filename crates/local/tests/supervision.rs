@@ -51,6 +51,9 @@ fn stand_in(dir: &Path, real: &Path) -> PathBuf {
         r#"#!/bin/sh
 real='{}'
 case "$1" in
+  proxy) [ "$2" = --help ] && {{ echo "--metadata <KEY=VALUE>"; exit 0; }} ;;
+esac
+case "$1" in
   control|proxy)
     addr=""
     while [ $# -gt 0 ]; do
