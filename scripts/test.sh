@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # --- What the tests need -------------------------------------------------------------------
 # Debian packages the tests use. Installed only when missing.
-# python3-venv: the venv that holds Envoy (below).
-DEB_PACKAGES=(python3-venv)
+# python3-venv: the venv that holds Envoy (below). iproute2, iptables: the local mesh's
+# network-namespace tests (run when root).
+DEB_PACKAGES=(python3-venv iproute2 iptables)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

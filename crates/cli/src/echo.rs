@@ -41,6 +41,14 @@ pub struct EchoArgs {
     /// Status code for failed requests.
     #[arg(long, env = "PLEXUS_ECHO_FAIL_STATUS", default_value_t = 503)]
     fail_status: u16,
+    /// Call these URLs on every request (through HTTP_PROXY when set) and include their
+    /// answers as `upstreams` in the reply (repeat or comma-separate).
+    #[arg(
+        long = "upstream",
+        env = "PLEXUS_ECHO_UPSTREAMS",
+        value_delimiter = ','
+    )]
+    upstreams: Vec<String>,
 }
 
 pub fn run(args: EchoArgs) -> ExitCode {
@@ -53,6 +61,7 @@ pub fn run(args: EchoArgs) -> ExitCode {
         delay_ms,
         fail_fraction,
         fail_status,
+        upstreams,
     } = args;
     if !(0.0..=1.0).contains(&fail_fraction) {
         eprintln!("error: --fail-fraction must be between 0.0 and 1.0, got {fail_fraction}");
@@ -73,6 +82,9 @@ pub fn run(args: EchoArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if !upstreams.is_empty() {
+        return run_chain(&rt, cfg, &upstreams, http_address);
+    }
     rt.block_on(async move {
         let http = match echo::start_http(cfg, http_address).await {
             Ok(h) => h,
@@ -95,6 +107,37 @@ pub fn run(args: EchoArgs) -> ExitCode {
             },
             None => None,
         };
+        crate::proxy::wait_for_signal().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// The upstream-calling mode (plexus-local's chain server): HTTP only.
+fn run_chain(
+    rt: &tokio::runtime::Runtime,
+    cfg: EchoConfig,
+    urls: &[String],
+    addr: SocketAddr,
+) -> ExitCode {
+    let proxy = std::env::var("HTTP_PROXY")
+        .or_else(|_| std::env::var("http_proxy"))
+        .ok();
+    let ups = match plexus_local::chain::Upstreams::parse(urls, proxy.as_deref()) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(async move {
+        let h = match plexus_local::chain::start(cfg, ups, addr).await {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: cannot bind HTTP echo on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("echo http listening on {} (calling upstreams)", h.addr);
         crate::proxy::wait_for_signal().await;
         ExitCode::SUCCESS
     })

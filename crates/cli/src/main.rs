@@ -9,6 +9,7 @@ mod analyze;
 mod bootstrap;
 mod control;
 mod echo;
+mod local;
 mod proxy;
 mod status;
 mod validate;
@@ -52,6 +53,13 @@ enum Command {
     Proxy(proxy::ProxyArgs),
     /// The control plane: watch a config directory, serve xDS (ADS) and the debug API.
     Control(control::ControlArgs),
+    /// Run a whole mesh on this machine from a directory of YAML (control plane, sidecars,
+    /// workloads, ingress gateway).
+    Up(local::UpArgs),
+    /// Run a command as a workload of the running local mesh (its proxy environment).
+    Exec(local::ExecArgs),
+    /// Stop the local mesh and undo everything `plexus up` set up.
+    Down(local::DownArgs),
     /// Each connected proxy's xDS sync state, and config the control plane rejected.
     ProxyStatus(status::StatusArgs),
     /// What the control plane sends one proxy: listeners, routes, clusters or endpoints.
@@ -87,6 +95,9 @@ fn main() -> ExitCode {
         Command::Echo(args) => echo::run(args),
         Command::Proxy(args) => proxy::run(args),
         Command::Control(args) => control::run(args),
+        Command::Up(args) => local::up(args),
+        Command::Exec(args) => local::exec(args),
+        Command::Down(args) => local::down(args),
         Command::ProxyStatus(args) => status::status(args),
         Command::ProxyConfig(args) => status::config(args),
         Command::EnvoyBootstrap(args) => bootstrap::run(args),
