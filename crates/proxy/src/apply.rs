@@ -1,0 +1,282 @@
+//! The xDS handler: converts each pushed resource, keeps the last good version of any resource
+//! that fails (and NACKs naming it), reconciles bound listeners, and publishes a new `Runtime`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use envoy_types::pb::envoy::config::cluster::v3 as pb_cluster;
+use envoy_types::pb::envoy::config::endpoint::v3 as pb_endpoint;
+use envoy_types::pb::envoy::config::listener::v3 as pb_listener;
+use envoy_types::pb::envoy::config::route::v3 as pb_route;
+use envoy_types::pb::google::protobuf::Any;
+use plexus_xds::client::Handler;
+use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+
+use crate::cluster::ClusterRuntime;
+use crate::config::{
+    Cluster, ConfigError, Discovery, Endpoint, FieldError, Listener, ListenerKind, LoadAssignment,
+    RouteConfig, RouteSource,
+};
+use crate::listener::{self, ActiveListener};
+use crate::store::{ListenerView, Runtime, Store};
+
+pub struct XdsHandler {
+    store: Arc<Store>,
+    listeners: BTreeMap<String, ActiveListener>,
+    routes: BTreeMap<String, Arc<RouteConfig>>,
+    clusters: BTreeMap<String, Arc<ClusterRuntime>>,
+    assignments: HashMap<String, Vec<Endpoint>>,
+    seen_cds: bool,
+    seen_lds: bool,
+}
+
+impl XdsHandler {
+    pub fn new(store: Arc<Store>) -> Self {
+        XdsHandler {
+            store,
+            listeners: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            assignments: HashMap::new(),
+            seen_cds: false,
+            seen_lds: false,
+        }
+    }
+
+    fn publish(&self) {
+        let runtime = Runtime {
+            routes: self
+                .routes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            clusters: self
+                .clusters
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        self.store.runtime.store(Arc::new(runtime));
+        let views = self
+            .listeners
+            .iter()
+            .map(|(k, l)| {
+                (
+                    k.clone(),
+                    ListenerView {
+                        config: l.config.load_full(),
+                        bound: l.bound,
+                    },
+                )
+            })
+            .collect();
+        self.store.listeners.store(Arc::new(views));
+        if self.seen_cds && self.seen_lds {
+            self.store.ready.store(true, Ordering::Release);
+        }
+    }
+
+    fn apply_listeners(&mut self, resources: &[Any]) -> Vec<String> {
+        let (converted, mut errors) =
+            convert_all::<pb_listener::Listener, Listener>(resources, "Listener", |l| {
+                l.name.clone()
+            });
+        let mut next = BTreeMap::new();
+        for (name, result) in converted {
+            let Some(cfg) = result else {
+                // Keep the last good version of a listener whose update failed.
+                if let Some(old) = self.listeners.remove(&name) {
+                    next.insert(name, old);
+                }
+                continue;
+            };
+            match self.listeners.remove(&name) {
+                Some(old) if old.config.load().address == cfg.address => {
+                    old.config.store(Arc::new(cfg));
+                    next.insert(name, old);
+                }
+                old => {
+                    // A new address needs a new socket; drop the old one first so the port is free.
+                    drop(old);
+                    match listener::start(cfg, self.store.clone()) {
+                        Ok(active) => {
+                            next.insert(name, active);
+                        }
+                        Err(e) => {
+                            errors.push(format!("Listener {name:?}: address: cannot bind: {e}"))
+                        }
+                    }
+                }
+            }
+        }
+        self.listeners = next;
+        errors
+    }
+
+    fn apply_routes(&mut self, resources: &[Any]) -> Vec<String> {
+        let (converted, errors) = convert_all::<pb_route::RouteConfiguration, RouteConfig>(
+            resources,
+            "RouteConfiguration",
+            |r| r.name.clone(),
+        );
+        let mut next = BTreeMap::new();
+        for (name, result) in converted {
+            match result {
+                Some(rc) => {
+                    next.insert(name, Arc::new(rc));
+                }
+                None => {
+                    if let Some(old) = self.routes.get(&name) {
+                        next.insert(name, old.clone());
+                    }
+                }
+            }
+        }
+        self.routes = next;
+        errors
+    }
+
+    fn apply_clusters(&mut self, resources: &[Any]) -> Vec<String> {
+        let (converted, errors) =
+            convert_all::<pb_cluster::Cluster, Cluster>(resources, "Cluster", |c| c.name.clone());
+        let mut next = BTreeMap::new();
+        for (name, result) in converted {
+            let Some(cfg) = result else {
+                if let Some(old) = self.clusters.get(&name) {
+                    next.insert(name, old.clone());
+                }
+                continue;
+            };
+            let runtime = match self.clusters.get(&name) {
+                Some(old) if old.config == cfg => old.clone(),
+                _ => {
+                    let endpoints = match &cfg.discovery {
+                        Discovery::Static(eps) => eps.clone(),
+                        Discovery::Eds(service) => {
+                            self.assignments.get(service).cloned().unwrap_or_default()
+                        }
+                    };
+                    let stats = self.store.stats.cluster(&name);
+                    Arc::new(ClusterRuntime::new(cfg, endpoints, stats))
+                }
+            };
+            next.insert(name, runtime);
+        }
+        self.clusters = next;
+        errors
+    }
+
+    fn apply_endpoints(&mut self, resources: &[Any]) -> Vec<String> {
+        let (converted, errors) = convert_all::<pb_endpoint::ClusterLoadAssignment, LoadAssignment>(
+            resources,
+            "ClusterLoadAssignment",
+            |c| c.cluster_name.clone(),
+        );
+        let mut next = HashMap::new();
+        for (name, result) in converted {
+            match result {
+                Some(la) => {
+                    next.insert(name, la.endpoints);
+                }
+                None => {
+                    if let Some(old) = self.assignments.get(&name) {
+                        next.insert(name, old.clone());
+                    }
+                }
+            }
+        }
+        self.assignments = next;
+        for c in self.clusters.values() {
+            if let Discovery::Eds(service) = &c.config.discovery {
+                c.set_endpoints(self.assignments.get(service).cloned().unwrap_or_default());
+            }
+        }
+        errors
+    }
+}
+
+/// Decode and convert every resource. Returns `(name, Some(config) | None on failure)` in
+/// order, plus one error line per failed resource.
+fn convert_all<P, D>(
+    resources: &[Any],
+    kind: &'static str,
+    name_of: impl Fn(&P) -> String,
+) -> (Vec<(String, Option<D>)>, Vec<String>)
+where
+    P: prost::Message + prost::Name + Default,
+    D: for<'a> TryFrom<&'a P, Error = FieldError>,
+{
+    let mut out = Vec::with_capacity(resources.len());
+    let mut errors = Vec::new();
+    for (i, any) in resources.iter().enumerate() {
+        let msg = match plexus_xds::unpack::<P>(any) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(format!("{kind} resources[{i}]: {e}"));
+                continue;
+            }
+        };
+        let name = name_of(&msg);
+        match D::try_from(&msg) {
+            Ok(d) => out.push((name, Some(d))),
+            Err(e) => {
+                errors.push(ConfigError::to_string(&e.into_config(kind, &name)));
+                out.push((name, None));
+            }
+        }
+    }
+    (out, errors)
+}
+
+impl Handler for XdsHandler {
+    fn apply(&mut self, type_url: &str, resources: &[Any]) -> Result<(), String> {
+        let errors = match type_url {
+            LISTENER_TYPE => {
+                self.seen_lds = true;
+                self.apply_listeners(resources)
+            }
+            ROUTE_TYPE => self.apply_routes(resources),
+            CLUSTER_TYPE => {
+                self.seen_cds = true;
+                self.apply_clusters(resources)
+            }
+            ENDPOINT_TYPE => self.apply_endpoints(resources),
+            other => vec![format!("unsupported type {other}")],
+        };
+        self.publish();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    fn subscriptions(&self, type_url: &str) -> Vec<String> {
+        let mut names: Vec<String> = match type_url {
+            ROUTE_TYPE => self
+                .listeners
+                .values()
+                .filter_map(|l| match &l.config.load().kind {
+                    ListenerKind::Http(m) => match &m.routes {
+                        RouteSource::Rds(name) => Some(name.clone()),
+                        RouteSource::Inline(_) => None,
+                    },
+                    ListenerKind::Tcp(_) => None,
+                })
+                .collect(),
+            ENDPOINT_TYPE => self
+                .clusters
+                .values()
+                .filter_map(|c| match &c.config.discovery {
+                    Discovery::Eds(service) => Some(service.clone()),
+                    Discovery::Static(_) => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        names.sort();
+        names.dedup();
+        names
+    }
+}

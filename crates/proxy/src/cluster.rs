@@ -1,0 +1,163 @@
+//! Runtime side of a cluster: its current endpoints, load balancer state and per-endpoint
+//! pools. A `ClusterRuntime` is reused across pushes while its config is unchanged so pools and
+//! round-robin state survive EDS updates.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use rand::Rng;
+
+use crate::config::{Cluster, Endpoint, LbPolicy};
+use crate::pool::EndpointPool;
+use crate::stats::ClusterStats;
+
+pub struct ClusterRuntime {
+    pub config: Cluster,
+    endpoints: ArcSwap<Vec<Endpoint>>,
+    rr: AtomicUsize,
+    /// Smooth weighted round robin state (only used when weights differ).
+    wrr: Mutex<Vec<i64>>,
+    pools: Mutex<HashMap<SocketAddr, Arc<EndpointPool>>>,
+    pub stats: Arc<ClusterStats>,
+}
+
+impl ClusterRuntime {
+    pub fn new(config: Cluster, endpoints: Vec<Endpoint>, stats: Arc<ClusterStats>) -> Self {
+        ClusterRuntime {
+            config,
+            endpoints: ArcSwap::from_pointee(endpoints),
+            rr: AtomicUsize::new(0),
+            wrr: Mutex::new(Vec::new()),
+            pools: Mutex::new(HashMap::new()),
+            stats,
+        }
+    }
+
+    pub fn endpoints(&self) -> Arc<Vec<Endpoint>> {
+        self.endpoints.load_full()
+    }
+
+    /// Replace the endpoint set; pools of endpoints that left are dropped.
+    pub fn set_endpoints(&self, endpoints: Vec<Endpoint>) {
+        let keep: std::collections::HashSet<SocketAddr> =
+            endpoints.iter().map(|e| e.addr).collect();
+        self.pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|a, _| keep.contains(a));
+        self.wrr.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.endpoints.store(Arc::new(endpoints));
+    }
+
+    /// Choose an endpoint per the cluster's policy; `None` when there are none.
+    pub fn pick(&self) -> Option<Endpoint> {
+        let eps = self.endpoints.load();
+        if eps.is_empty() {
+            return None;
+        }
+        let uniform = eps.iter().all(|e| e.weight == eps[0].weight);
+        let i = match (self.config.lb, uniform) {
+            (LbPolicy::RoundRobin, true) => self.rr.fetch_add(1, Ordering::Relaxed) % eps.len(),
+            (LbPolicy::RoundRobin, false) => self.smooth_wrr(&eps),
+            (LbPolicy::Random, _) => weighted_random(&eps),
+        };
+        eps.get(i).copied()
+    }
+
+    /// nginx-style smooth weighted round robin: deterministic, spreads heavy endpoints out.
+    fn smooth_wrr(&self, eps: &[Endpoint]) -> usize {
+        let mut cur = self.wrr.lock().unwrap_or_else(|p| p.into_inner());
+        if cur.len() != eps.len() {
+            *cur = vec![0; eps.len()];
+        }
+        let total: i64 = eps.iter().map(|e| i64::from(e.weight)).sum();
+        let mut best = 0;
+        for (i, e) in eps.iter().enumerate() {
+            cur[i] += i64::from(e.weight);
+            if cur[i] > cur[best] {
+                best = i;
+            }
+        }
+        cur[best] -= total;
+        best
+    }
+
+    pub fn pool(&self, addr: SocketAddr) -> Arc<EndpointPool> {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools
+            .entry(addr)
+            .or_insert_with(|| {
+                Arc::new(EndpointPool::new(
+                    addr,
+                    self.config.protocol,
+                    self.config.connect_timeout,
+                    self.stats.clone(),
+                ))
+            })
+            .clone()
+    }
+}
+
+fn weighted_random(eps: &[Endpoint]) -> usize {
+    let total: u64 = eps.iter().map(|e| u64::from(e.weight)).sum();
+    let mut x = rand::rng().random_range(0..total.max(1));
+    for (i, e) in eps.iter().enumerate() {
+        if x < u64::from(e.weight) {
+            return i;
+        }
+        x -= u64::from(e.weight);
+    }
+    eps.len() - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Discovery, UpstreamProtocol};
+
+    fn runtime(lb: LbPolicy, weights: &[u32]) -> ClusterRuntime {
+        let eps = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| Endpoint {
+                addr: SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)),
+                weight: *w,
+            })
+            .collect();
+        let cfg = Cluster {
+            name: "c".into(),
+            discovery: Discovery::Static(vec![]),
+            lb,
+            connect_timeout: std::time::Duration::from_secs(1),
+            protocol: UpstreamProtocol::Http1,
+        };
+        ClusterRuntime::new(cfg, eps, Arc::default())
+    }
+
+    fn counts(rt: &ClusterRuntime, n: usize) -> Vec<usize> {
+        let mut c = vec![0; rt.endpoints().len()];
+        for _ in 0..n {
+            let picked = rt.pick().map(|e| usize::from(e.addr.port() - 1000));
+            c[picked.unwrap_or(0)] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn round_robin_is_even_and_weighted_is_proportional() {
+        assert_eq!(
+            counts(&runtime(LbPolicy::RoundRobin, &[1, 1, 1]), 9),
+            vec![3, 3, 3]
+        );
+        assert_eq!(
+            counts(&runtime(LbPolicy::RoundRobin, &[1, 3]), 8),
+            vec![2, 6]
+        );
+        let random = counts(&runtime(LbPolicy::Random, &[1, 1]), 2000);
+        assert!(random.iter().all(|c| *c > 800), "{random:?}");
+        assert!(runtime(LbPolicy::Random, &[]).pick().is_none());
+    }
+}

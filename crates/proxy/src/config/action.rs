@@ -1,0 +1,377 @@
+//! RouteAction, RedirectAction, DirectResponseAction -> `Action`.
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::route::v3 as rt;
+use regex::Regex;
+
+use super::{FieldError, FieldResult, HeaderMutation, RetryPolicy, duration, search_regex};
+use crate::deny_set;
+
+/// Envoy's default route timeout when `timeout` is not set.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Forward(Forward),
+    Redirect(Redirect),
+    Direct {
+        status: u16,
+        body: Option<bytes::Bytes>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterChoice {
+    Single(String),
+    /// (cluster, weight, request headers, response headers); weights are summed, not normalised.
+    Weighted(Vec<WeightedTarget>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightedTarget {
+    pub cluster: String,
+    pub weight: u32,
+    pub request_headers: HeaderMutation,
+    pub response_headers: HeaderMutation,
+}
+
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub clusters: ClusterChoice,
+    /// Status when the chosen cluster does not exist (Envoy: 503 by default).
+    pub cluster_not_found_status: u16,
+    pub prefix_rewrite: Option<String>,
+    pub regex_rewrite: Option<(Regex, String)>,
+    pub host_rewrite: Option<String>,
+    /// `None` disables the timeout (`0s` in xDS).
+    pub timeout: Option<Duration>,
+    /// The route's retry policy; `None` falls back to the virtual host's.
+    pub retry: Option<RetryPolicy>,
+}
+
+impl PartialEq for Forward {
+    fn eq(&self, o: &Self) -> bool {
+        self.clusters == o.clusters
+            && self.cluster_not_found_status == o.cluster_not_found_status
+            && self.prefix_rewrite == o.prefix_rewrite
+            && self.regex_rewrite.as_ref().map(|(r, s)| (r.as_str(), s))
+                == o.regex_rewrite.as_ref().map(|(r, s)| (r.as_str(), s))
+            && self.host_rewrite == o.host_rewrite
+            && self.timeout == o.timeout
+            && self.retry == o.retry
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub prefix_rewrite: Option<String>,
+    pub status: u16,
+    pub strip_query: bool,
+}
+
+impl TryFrom<&rt::RouteAction> for Forward {
+    type Error = FieldError;
+    fn try_from(a: &rt::RouteAction) -> FieldResult<Self> {
+        use rt::route_action::{ClusterSpecifier as C, HostRewriteSpecifier as H};
+        let rt::RouteAction {
+            cluster_not_found_response_code,
+            metadata_match,
+            prefix_rewrite,
+            regex_rewrite,
+            path_rewrite_policy,
+            path_rewrite,
+            append_x_forwarded_host,
+            timeout,
+            idle_timeout,
+            flush_timeout,
+            early_data_policy,
+            retry_policy,
+            retry_policy_typed_config,
+            request_mirror_policies,
+            priority,
+            rate_limits,
+            include_vh_rate_limits,
+            hash_policy,
+            cors,
+            max_grpc_timeout,
+            grpc_timeout_offset,
+            upgrade_configs,
+            internal_redirect_policy,
+            internal_redirect_action,
+            max_internal_redirects,
+            hedge_policy,
+            max_stream_duration,
+            cluster_specifier,
+            host_rewrite_specifier,
+        } = a;
+        deny_set!(
+            metadata_match,
+            path_rewrite_policy,
+            path_rewrite,
+            append_x_forwarded_host,
+            idle_timeout,
+            flush_timeout,
+            early_data_policy,
+            retry_policy_typed_config,
+            request_mirror_policies,
+            priority,
+            rate_limits,
+            include_vh_rate_limits,
+            hash_policy,
+            cors,
+            max_grpc_timeout,
+            grpc_timeout_offset,
+            upgrade_configs,
+            internal_redirect_policy,
+            internal_redirect_action,
+            max_internal_redirects,
+            hedge_policy,
+            max_stream_duration
+        );
+        let clusters = match cluster_specifier {
+            Some(C::Cluster(c)) => ClusterChoice::Single(c.clone()),
+            Some(C::WeightedClusters(w)) => {
+                weighted(w).map_err(|e| e.within("weighted_clusters"))?
+            }
+            Some(C::ClusterHeader(_)) => return Err(FieldError::unsupported("cluster_header")),
+            Some(C::ClusterSpecifierPlugin(_)) => {
+                return Err(FieldError::unsupported("cluster_specifier_plugin"));
+            }
+            Some(C::InlineClusterSpecifierPlugin(_)) => {
+                return Err(FieldError::unsupported("inline_cluster_specifier_plugin"));
+            }
+            None => {
+                return Err(FieldError::invalid(
+                    "cluster_specifier",
+                    "a cluster is required",
+                ));
+            }
+        };
+        let host_rewrite = match host_rewrite_specifier {
+            Some(H::HostRewriteLiteral(h)) => Some(h.clone()),
+            Some(H::AutoHostRewrite(_)) => {
+                return Err(FieldError::unsupported("auto_host_rewrite"));
+            }
+            Some(H::HostRewriteHeader(_)) => {
+                return Err(FieldError::unsupported("host_rewrite_header"));
+            }
+            Some(H::HostRewritePathRegex(_)) => {
+                return Err(FieldError::unsupported("host_rewrite_path_regex"));
+            }
+            Some(H::HostRewrite(_)) => return Err(FieldError::unsupported("host_rewrite")),
+            None => None,
+        };
+        if !prefix_rewrite.is_empty() && regex_rewrite.is_some() {
+            return Err(FieldError::invalid(
+                "regex_rewrite",
+                "cannot be combined with prefix_rewrite",
+            ));
+        }
+        let regex_rewrite = match regex_rewrite {
+            Some(r) => {
+                let pattern = r
+                    .pattern
+                    .as_ref()
+                    .ok_or_else(|| FieldError::invalid("regex_rewrite.pattern", "required"))?;
+                Some((
+                    search_regex(pattern).map_err(|e| e.within("regex_rewrite.pattern"))?,
+                    envoy_substitution(&r.substitution),
+                ))
+            }
+            None => None,
+        };
+        let timeout = match timeout {
+            Some(d) => Some(duration(d).map_err(|e| e.within("timeout"))?).filter(|d| !d.is_zero()),
+            None => Some(DEFAULT_ROUTE_TIMEOUT),
+        };
+        let cluster_not_found_status = match cluster_not_found_response_code {
+            0 => 503,
+            1 => 404,
+            2 => 500,
+            n => {
+                return Err(FieldError::invalid(
+                    "cluster_not_found_response_code",
+                    format!("unknown value {n}"),
+                ));
+            }
+        };
+        let retry = match retry_policy {
+            Some(p) => Some(RetryPolicy::try_from(p).map_err(|e| e.within("retry_policy"))?),
+            None => None,
+        };
+        Ok(Forward {
+            clusters,
+            cluster_not_found_status,
+            prefix_rewrite: Some(prefix_rewrite.clone()).filter(|p| !p.is_empty()),
+            regex_rewrite,
+            host_rewrite,
+            timeout,
+            retry,
+        })
+    }
+}
+
+/// Envoy substitutions use `\1` for capture groups; the regex crate uses `${1}`.
+fn envoy_substitution(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('\\', Some(d)) if d.is_ascii_digit() => {
+                out.push_str(&format!("${{{d}}}"));
+                chars.next();
+            }
+            ('$', _) => out.push_str("$$"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn weighted(w: &rt::WeightedCluster) -> FieldResult<ClusterChoice> {
+    let rt::WeightedCluster {
+        clusters,
+        total_weight,
+        runtime_key_prefix,
+        random_value_specifier,
+    } = w;
+    deny_set!(total_weight, runtime_key_prefix, random_value_specifier);
+    let mut targets = Vec::with_capacity(clusters.len());
+    for (i, c) in clusters.iter().enumerate() {
+        let rt::weighted_cluster::ClusterWeight {
+            name,
+            cluster_header,
+            weight,
+            metadata_match,
+            request_headers_to_add,
+            request_headers_to_remove,
+            response_headers_to_add,
+            response_headers_to_remove,
+            typed_per_filter_config,
+            host_rewrite_specifier,
+        } = c;
+        let at = format!("clusters[{i}]");
+        (|| {
+            deny_set!(
+                cluster_header,
+                metadata_match,
+                typed_per_filter_config,
+                host_rewrite_specifier
+            );
+            Ok(())
+        })()
+        .map_err(|e: FieldError| e.within(&at))?;
+        targets.push(WeightedTarget {
+            cluster: name.clone(),
+            weight: weight.as_ref().map_or(0, |w| w.value),
+            request_headers: HeaderMutation::parse(
+                request_headers_to_add,
+                request_headers_to_remove,
+            )
+            .map_err(|e| e.within(&format!("{at}.request")))?,
+            response_headers: HeaderMutation::parse(
+                response_headers_to_add,
+                response_headers_to_remove,
+            )
+            .map_err(|e| e.within(&format!("{at}.response")))?,
+        });
+    }
+    if targets.iter().map(|t| u64::from(t.weight)).sum::<u64>() == 0 {
+        return Err(FieldError::invalid(
+            "clusters",
+            "the sum of weights must be greater than 0",
+        ));
+    }
+    Ok(ClusterChoice::Weighted(targets))
+}
+
+pub(super) fn redirect(r: &rt::RedirectAction) -> FieldResult<Action> {
+    use rt::redirect_action::{PathRewriteSpecifier as P, SchemeRewriteSpecifier as S};
+    let rt::RedirectAction {
+        host_redirect,
+        port_redirect,
+        response_code,
+        strip_query,
+        scheme_rewrite_specifier,
+        path_rewrite_specifier,
+    } = r;
+    let status = match response_code {
+        0 => 301,
+        1 => 302,
+        2 => 303,
+        3 => 307,
+        4 => 308,
+        n => {
+            return Err(FieldError::invalid(
+                "response_code",
+                format!("unknown value {n}"),
+            ));
+        }
+    };
+    let scheme = match scheme_rewrite_specifier {
+        Some(S::HttpsRedirect(true)) => Some("https".to_string()),
+        Some(S::HttpsRedirect(false)) | None => None,
+        Some(S::SchemeRedirect(s)) => Some(s.to_ascii_lowercase()),
+    };
+    let (path, prefix_rewrite) = match path_rewrite_specifier {
+        Some(P::PathRedirect(p)) => (Some(p.clone()), None),
+        Some(P::PrefixRewrite(p)) => (None, Some(p.clone())),
+        Some(P::RegexRewrite(_)) => return Err(FieldError::unsupported("regex_rewrite")),
+        Some(P::PathRewrite(_)) => return Err(FieldError::unsupported("path_rewrite")),
+        None => (None, None),
+    };
+    let port = match port_redirect {
+        0 => None,
+        p => Some(
+            u16::try_from(*p).map_err(|_| FieldError::invalid("port_redirect", "not a port"))?,
+        ),
+    };
+    Ok(Action::Redirect(Redirect {
+        scheme,
+        host: Some(host_redirect.clone()).filter(|h| !h.is_empty()),
+        port,
+        path,
+        prefix_rewrite,
+        status,
+        strip_query: *strip_query,
+    }))
+}
+
+pub(super) fn direct(d: &rt::DirectResponseAction) -> FieldResult<Action> {
+    use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+    let rt::DirectResponseAction {
+        status,
+        body,
+        body_format,
+    } = d;
+    deny_set!(body_format);
+    let status = u16::try_from(*status)
+        .ok()
+        .filter(|s| (200..600).contains(s))
+        .ok_or_else(|| FieldError::invalid("status", format!("{status} is not an HTTP status")))?;
+    let body = match body.as_ref().and_then(|b| b.specifier.as_ref()) {
+        Some(Specifier::InlineString(s)) => Some(bytes::Bytes::from(s.clone())),
+        Some(Specifier::InlineBytes(b)) => Some(bytes::Bytes::from(b.clone())),
+        Some(Specifier::Filename(_)) => return Err(FieldError::unsupported("body.filename")),
+        Some(Specifier::EnvironmentVariable(_)) => {
+            return Err(FieldError::unsupported("body.environment_variable"));
+        }
+        None => None,
+    };
+    Ok(Action::Direct { status, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitution_syntax() {
+        assert_eq!(envoy_substitution(r"/v2/\1/x$"), "/v2/${1}/x$$");
+    }
+}

@@ -1,0 +1,193 @@
+//! RetryPolicy -> `RetryPolicy`: Envoy's `retry_on` conditions, retry count, per-try timeout,
+//! backoff and the previous-hosts predicate.
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::route::v3 as rt;
+use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
+use prost::Name;
+
+use super::{FieldError, FieldResult, duration};
+use crate::deny_set;
+
+/// Envoy's default retry backoff base interval.
+pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(25);
+
+/// The `retry_on` conditions Plexus understands (HTTP ones; gRPC conditions are not yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryOn {
+    /// Any 5xx response, a reset, a connect failure or a per-try timeout.
+    pub server_error: bool,
+    /// 502, 503, 504, a reset, a connect failure or a per-try timeout.
+    pub gateway_error: bool,
+    /// No response at all: disconnect, reset, connect failure or per-try timeout.
+    pub reset: bool,
+    pub connect_failure: bool,
+    /// 409.
+    pub retriable_4xx: bool,
+    /// The codes in `retriable_status_codes`.
+    pub retriable_status_codes: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub on: RetryOn,
+    pub num_retries: u32,
+    pub per_try_timeout: Option<Duration>,
+    pub retriable_status_codes: Vec<u16>,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// `envoy.retry_host_predicates.previous_hosts`: retries avoid hosts already tried.
+    pub avoid_previous_hosts: bool,
+    pub host_selection_max_attempts: u32,
+}
+
+impl TryFrom<&rt::RetryPolicy> for RetryPolicy {
+    type Error = FieldError;
+    fn try_from(p: &rt::RetryPolicy) -> FieldResult<Self> {
+        let rt::RetryPolicy {
+            retry_on,
+            num_retries,
+            per_try_timeout,
+            per_try_idle_timeout,
+            retry_priority,
+            retry_host_predicate,
+            retry_options_predicates,
+            host_selection_retry_max_attempts,
+            retriable_status_codes,
+            retry_back_off,
+            rate_limited_retry_back_off,
+            retriable_headers,
+            retriable_request_headers,
+            refresh_cluster_on_retry,
+        } = p;
+        deny_set!(
+            per_try_idle_timeout,
+            retry_priority,
+            retry_options_predicates,
+            rate_limited_retry_back_off,
+            retriable_headers,
+            retriable_request_headers,
+            refresh_cluster_on_retry
+        );
+        let on = parse_retry_on(retry_on).map_err(|e| e.within("retry_on"))?;
+        let codes = retriable_status_codes
+            .iter()
+            .map(|c| u16::try_from(*c).ok().filter(|c| (100..600).contains(c)))
+            .collect::<Option<Vec<u16>>>()
+            .ok_or_else(|| FieldError::invalid("retriable_status_codes", "not an HTTP status"))?;
+        let per_try_timeout = match per_try_timeout {
+            Some(d) => {
+                Some(duration(d).map_err(|e| e.within("per_try_timeout"))?).filter(|d| !d.is_zero())
+            }
+            None => None,
+        };
+        let (backoff_base, backoff_max) =
+            backoff(retry_back_off.as_ref()).map_err(|e| e.within("retry_back_off"))?;
+        let mut avoid_previous_hosts = false;
+        for (i, pred) in retry_host_predicate.iter().enumerate() {
+            let is_previous = match &pred.config_type {
+                Some(rt::retry_policy::retry_host_predicate::ConfigType::TypedConfig(any)) => {
+                    any.type_url == PreviousHostsPredicate::type_url()
+                }
+                None => pred.name == "envoy.retry_host_predicates.previous_hosts",
+            };
+            if !is_previous {
+                return Err(FieldError::unsupported(format!(
+                    "retry_host_predicate[{i}] ({})",
+                    pred.name
+                )));
+            }
+            avoid_previous_hosts = true;
+        }
+        Ok(RetryPolicy {
+            on,
+            num_retries: num_retries.as_ref().map_or(1, |n| n.value),
+            per_try_timeout,
+            retriable_status_codes: codes,
+            backoff_base,
+            backoff_max,
+            avoid_previous_hosts,
+            host_selection_max_attempts: u32::try_from((*host_selection_retry_max_attempts).max(1))
+                .unwrap_or(1),
+        })
+    }
+}
+
+fn backoff(b: Option<&rt::retry_policy::RetryBackOff>) -> FieldResult<(Duration, Duration)> {
+    let Some(rt::retry_policy::RetryBackOff {
+        base_interval,
+        max_interval,
+    }) = b
+    else {
+        return Ok((DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_BASE * 10));
+    };
+    let base = match base_interval {
+        Some(d) => duration(d).map_err(|e| e.within("base_interval"))?,
+        None => return Err(FieldError::invalid("base_interval", "required")),
+    };
+    if base.is_zero() {
+        return Err(FieldError::invalid(
+            "base_interval",
+            "must be greater than 0",
+        ));
+    }
+    let max = match max_interval {
+        Some(d) => duration(d).map_err(|e| e.within("max_interval"))?,
+        None => base * 10,
+    };
+    if max < base {
+        return Err(FieldError::invalid(
+            "max_interval",
+            "must not be less than base_interval",
+        ));
+    }
+    Ok((base, max))
+}
+
+fn parse_retry_on(s: &str) -> FieldResult<RetryOn> {
+    let mut on = RetryOn::default();
+    for cond in s.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        match cond {
+            "5xx" => on.server_error = true,
+            "gateway-error" => on.gateway_error = true,
+            "reset" => on.reset = true,
+            "connect-failure" => on.connect_failure = true,
+            "retriable-4xx" => on.retriable_4xx = true,
+            "retriable-status-codes" => on.retriable_status_codes = true,
+            other => return Err(FieldError::unsupported(format!("condition {other:?}"))),
+        }
+    }
+    Ok(on)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_conditions_and_defaults() {
+        let p = rt::RetryPolicy {
+            retry_on: "5xx, connect-failure".into(),
+            ..Default::default()
+        };
+        let got = RetryPolicy::try_from(&p);
+        assert!(
+            got.as_ref().is_ok_and(|r| r.on.server_error
+                && r.on.connect_failure
+                && !r.on.reset
+                && r.num_retries == 1
+                && r.backoff_base == DEFAULT_BACKOFF_BASE
+                && r.backoff_max == DEFAULT_BACKOFF_BASE * 10),
+            "{got:?}"
+        );
+        let grpc = rt::RetryPolicy {
+            retry_on: "unavailable".into(),
+            ..Default::default()
+        };
+        assert!(
+            RetryPolicy::try_from(&grpc)
+                .is_err_and(|e| e.field == "retry_on.condition \"unavailable\"")
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! The HTTP path of a listener with an HTTP connection manager: route, then forward to an
+//! endpoint of the chosen cluster, or answer locally (direct response, redirect, error).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use rand::Rng;
+
+use crate::config::{
+    Abort, Action, Fault, Forward, HeaderMutation, HttpManager, PathMatch, Redirect, RouteSource,
+};
+use crate::flags::{ERROR_HEADER, ResponseFlag};
+use crate::pool::Body;
+use crate::select::{RequestView, find_route, header_matches, select_vhost};
+use crate::store::Store;
+use crate::upstream::Target;
+
+/// Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+pub async fn handle(
+    store: Arc<Store>,
+    manager: HttpManager,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    store.stats.downstream_rq.fetch_add(1, Ordering::Relaxed);
+    let runtime = store.runtime.load_full();
+    let rc = match &manager.routes {
+        RouteSource::Inline(rc) => rc.clone(),
+        RouteSource::Rds(name) => match runtime.routes.get(name) {
+            Some(rc) => rc.clone(),
+            None => {
+                return local_error(
+                    &store,
+                    ResponseFlag::NoRoute,
+                    404,
+                    &format!("route configuration {name:?} not received yet"),
+                );
+            }
+        },
+    };
+    let authority = authority_of(&req);
+    let Some(vh) = select_vhost(&rc, &authority) else {
+        return local_error(
+            &store,
+            ResponseFlag::NoRoute,
+            404,
+            &format!(
+                "no virtual host in {:?} matches host {authority:?}",
+                rc.name
+            ),
+        );
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let view = RequestView {
+        method: req.method().as_str(),
+        path: &path,
+        authority: &authority,
+        scheme: req.uri().scheme_str().unwrap_or("http"),
+        headers: req.headers(),
+    };
+    let Some(route) = find_route(vh, &view) else {
+        return local_error(
+            &store,
+            ResponseFlag::NoRoute,
+            404,
+            &format!("no route in virtual host {:?} matches {path}", vh.name),
+        );
+    };
+    if let Some(filter) = &manager.fault {
+        // The most specific `typed_per_filter_config` replaces the filter's own config.
+        let fault = fault_for(&filter.name, &route.faults)
+            .or_else(|| fault_for(&filter.name, &vh.faults))
+            .unwrap_or(&filter.config);
+        if let Some(resp) = inject_fault(&store, fault, &view).await {
+            return resp;
+        }
+    }
+    let levels: [&HeaderMutation; 3] = [
+        &route.response_headers,
+        &vh.response_headers,
+        &rc.response_headers,
+    ];
+    let mut resp = match &route.action {
+        Action::Direct { status, body } => direct(*status, body.clone()),
+        Action::Redirect(r) => redirect(r, &authority, &path, &route.matcher.path),
+        Action::Forward(f) => {
+            let req_levels = [
+                &route.request_headers,
+                &vh.request_headers,
+                &rc.request_headers,
+            ];
+            let new_path = rewrite_path(f, &path, &route.matcher.path);
+            let target = Target {
+                forward: f,
+                retry: f.retry.as_ref().or(vh.retry.as_ref()),
+                request_headers: req_levels,
+                authority: &authority,
+                path: &new_path,
+            };
+            crate::upstream::forward(&store, &runtime, target, req).await
+        }
+    };
+    for m in levels {
+        m.apply(resp.headers_mut());
+    }
+    resp
+}
+
+fn fault_for<'a>(filter: &str, faults: &'a [(String, Fault)]) -> Option<&'a Fault> {
+    faults.iter().find(|(n, _)| n == filter).map(|(_, f)| f)
+}
+
+/// The fault filter: maybe delay, then maybe abort. Returns the abort response.
+async fn inject_fault(
+    store: &Store,
+    fault: &Fault,
+    view: &RequestView<'_>,
+) -> Option<Response<Body>> {
+    if !fault.headers.iter().all(|h| header_matches(h, view)) {
+        return None;
+    }
+    // Roll both dice up front: the thread-local RNG must not live across the delay's await.
+    let (delay_roll, abort_roll): (u32, u32) = {
+        let mut rng = rand::rng();
+        (rng.random(), rng.random())
+    };
+    if let Some((delay, _)) = fault.delay.filter(|(_, f)| f.sample(delay_roll)) {
+        store.stats.flag(ResponseFlag::DelayInjected);
+        tokio::time::sleep(delay).await;
+    }
+    let (abort, fraction) = fault.abort?;
+    if !fraction.sample(abort_roll) {
+        return None;
+    }
+    Some(match abort {
+        Abort::Http(status) => local_error(
+            store,
+            ResponseFlag::FaultInjected,
+            status,
+            "fault filter abort",
+        ),
+        Abort::Grpc(code) => {
+            let mut resp = local_error(
+                store,
+                ResponseFlag::FaultInjected,
+                200,
+                "fault filter abort",
+            );
+            let headers = resp.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from(code));
+            headers.insert(
+                "grpc-message",
+                HeaderValue::from_static("fault filter abort"),
+            );
+            resp
+        }
+    })
+}
+
+fn authority_of(req: &Request<Incoming>) -> String {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
+fn full(status: u16, body: Bytes) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp
+}
+
+/// A response the proxy produced itself because something failed: counted by flag and
+/// labelled with `x-plexus-error`.
+pub fn local_error(store: &Store, flag: ResponseFlag, status: u16, cause: &str) -> Response<Body> {
+    store.stats.flag(flag);
+    tracing::debug!(flag = flag.code(), status, cause, "local reply");
+    let message = format!("{}: {cause}", flag.code());
+    let mut resp = full(status, Bytes::from(message.clone()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&message) {
+        resp.headers_mut().insert(ERROR_HEADER, v);
+    }
+    resp
+}
+
+fn direct(status: u16, body: Option<Bytes>) -> Response<Body> {
+    match body {
+        Some(b) => {
+            let mut resp = full(status, b);
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain"),
+            );
+            resp
+        }
+        None => full(status, Bytes::new()),
+    }
+}
+
+/// Build the `location` the way Envoy does: each part of the original URL is replaced only
+/// when the redirect names it.
+fn redirect(r: &Redirect, authority: &str, path: &str, matched: &PathMatch) -> Response<Body> {
+    let (orig_path, query) = path
+        .split_once('?')
+        .map_or((path, None), |(p, q)| (p, Some(q)));
+    let scheme = r.scheme.clone().unwrap_or_else(|| "http".to_string());
+    let (orig_host, orig_port) = split_port(authority);
+    let host = r.host.clone().unwrap_or_else(|| orig_host.to_string());
+    let port = match (r.port, r.host.is_some(), r.scheme.is_some()) {
+        (Some(p), _, _) => Some(p.to_string()),
+        (None, false, false) => orig_port.map(str::to_string),
+        _ => None,
+    };
+    let port = port.filter(|p| !(scheme == "http" && p == "80" || scheme == "https" && p == "443"));
+    let mut new_path = match (&r.path, &r.prefix_rewrite) {
+        (Some(p), _) => p.clone(),
+        (None, Some(prefix)) => replace_prefix(orig_path, matched, prefix),
+        (None, None) => orig_path.to_string(),
+    };
+    if let Some(q) = query.filter(|_| !r.strip_query && !new_path.contains('?')) {
+        new_path.push('?');
+        new_path.push_str(q);
+    }
+    let location = match port {
+        Some(p) => format!("{scheme}://{host}:{p}{new_path}"),
+        None => format!("{scheme}://{host}{new_path}"),
+    };
+    let mut resp = full(r.status, Bytes::new());
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(http::header::LOCATION, v);
+    }
+    resp
+}
+
+/// Envoy's `prefix_rewrite`: the part of the path the route matched (its prefix, or the whole
+/// path for an exact match) is swapped for `replacement`.
+fn replace_prefix(path: &str, matched: &PathMatch, replacement: &str) -> String {
+    let len = match matched {
+        PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len(),
+        PathMatch::Exact(_) | PathMatch::Regex(_) => path.len(),
+    };
+    format!("{replacement}{}", path.get(len..).unwrap_or(""))
+}
+
+fn split_port(authority: &str) -> (&str, Option<&str>) {
+    match authority.rsplit_once(':') {
+        Some((h, p))
+            if !h.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(']')
+                || h.starts_with('[') =>
+        {
+            (h, Some(p))
+        }
+        _ => (authority, None),
+    }
+}
+
+fn rewrite_path(f: &Forward, path: &str, matched: &PathMatch) -> String {
+    let (p, query) = path
+        .split_once('?')
+        .map_or((path, None), |(p, q)| (p, Some(q)));
+    let rewritten = match (&f.regex_rewrite, &f.prefix_rewrite) {
+        (Some((re, sub)), _) => re.replace_all(p, sub.as_str()).into_owned(),
+        (None, Some(prefix)) => replace_prefix(p, matched, prefix),
+        (None, None) => p.to_string(),
+    };
+    match query {
+        Some(q) => format!("{rewritten}?{q}"),
+        None => rewritten,
+    }
+}
+
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(listed.iter().map(String::as_str))
+    {
+        if name == "te" && headers.get("te").is_some_and(|v| v == "trailers") {
+            continue;
+        }
+        headers.remove(name);
+    }
+}

@@ -1,0 +1,109 @@
+//! Bound listeners: accept loops that hand each connection to the HTTP connection manager
+//! (HTTP/1.1 keep-alive and h2c via hyper-util's auto builder) or the TCP proxy.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::config::{Listener, ListenerKind, listener::Codec};
+use crate::flags::ResponseFlag;
+use crate::store::Store;
+
+/// A running accept loop. Dropping it stops accepting; open connections finish on their own.
+pub struct ActiveListener {
+    pub config: Arc<ArcSwap<Listener>>,
+    pub bound: SocketAddr,
+    _stop: watch::Sender<bool>,
+}
+
+/// Bind synchronously so a bind failure can NACK the push that asked for it.
+pub fn start(config: Listener, store: Arc<Store>) -> std::io::Result<ActiveListener> {
+    let std_listener = std::net::TcpListener::bind(config.address)?;
+    std_listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(std_listener)?;
+    let bound = listener.local_addr()?;
+    let config = Arc::new(ArcSwap::from_pointee(config));
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(accept_loop(listener, config.clone(), store, stopped));
+    Ok(ActiveListener {
+        config,
+        bound,
+        _stop: stop,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    config: Arc<ArcSwap<Listener>>,
+    store: Arc<Store>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        store.stats.downstream_cx.fetch_add(1, Ordering::Relaxed);
+        let cfg = config.load_full();
+        let store = store.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            store.active_connections.fetch_add(1, Ordering::AcqRel);
+            match &cfg.kind {
+                ListenerKind::Http(_) => serve_http(stream, config, store.clone()).await,
+                ListenerKind::Tcp(t) => crate::tcp::proxy(stream, peer, &t.cluster, &store).await,
+            }
+            store.active_connections.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+async fn serve_http(stream: TcpStream, config: Arc<ArcSwap<Listener>>, store: Arc<Store>) {
+    let codec = match &config.load().kind {
+        ListenerKind::Http(m) => m.codec,
+        ListenerKind::Tcp(_) => return,
+    };
+    let svc = service_fn(move |req| {
+        let store = store.clone();
+        // Route source is read per request so an LDS update applies to open connections too.
+        let routes = match &config.load().kind {
+            ListenerKind::Http(m) => Some(m.clone()),
+            ListenerKind::Tcp(_) => None,
+        };
+        async move {
+            let resp = match routes {
+                Some(manager) => crate::http::handle(store, manager, req).await,
+                None => crate::http::local_error(
+                    &store,
+                    ResponseFlag::NoRoute,
+                    404,
+                    "listener is no longer HTTP",
+                ),
+            };
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder = match codec {
+        Codec::Auto => builder,
+        Codec::Http1 => builder.http1_only(),
+        Codec::Http2 => builder.http2_only(),
+    };
+    if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+        tracing::debug!(error = %e, "downstream connection ended with error");
+    }
+}

@@ -1,0 +1,393 @@
+//! Forwarding a routed request: pick the cluster and endpoint, send through the endpoint's pool,
+//! and retry per the route's policy (Envoy semantics: `retry_on` conditions, `num_retries`,
+//! per-try timeout, jittered exponential backoff, previous-hosts predicate), all inside the
+//! route timeout.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::cluster::ClusterRuntime;
+use crate::config::{
+    ClusterChoice, Forward, HeaderMutation, RetryOn, RetryPolicy, UpstreamProtocol,
+};
+use crate::flags::ResponseFlag;
+use crate::http::{local_error, strip_hop_by_hop};
+use crate::pool::{Body, UpstreamError};
+use crate::store::{Runtime, Store};
+
+/// Largest request body buffered so that it can be replayed on retry.
+pub const RETRY_BUFFER_LIMIT: usize = 1 << 20;
+
+/// How one attempt ended, as far as retry decisions care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Status(u16),
+    ConnectFailure,
+    Reset,
+    PerTryTimeout,
+}
+
+/// Envoy's `retry_on` semantics for one finished attempt.
+pub fn should_retry(on: &RetryOn, codes: &[u16], attempt: Attempt) -> bool {
+    match attempt {
+        Attempt::Status(s) => {
+            (on.server_error && s >= 500)
+                || (on.gateway_error && (502..=504).contains(&s))
+                || (on.retriable_4xx && s == 409)
+                || (on.retriable_status_codes && codes.contains(&s))
+        }
+        Attempt::ConnectFailure => {
+            on.server_error || on.gateway_error || on.reset || on.connect_failure
+        }
+        Attempt::Reset | Attempt::PerTryTimeout => on.server_error || on.gateway_error || on.reset,
+    }
+}
+
+/// Jittered exponential backoff before retry `n` (0-based): uniform in [0, min(base * 2^n, max)).
+pub fn backoff(policy: &RetryPolicy, n: u32) -> Duration {
+    let ceiling = policy
+        .backoff_base
+        .saturating_mul(1u32 << n.min(16))
+        .min(policy.backoff_max);
+    let micros = u64::try_from(ceiling.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    Duration::from_micros(rand::rng().random_range(0..micros))
+}
+
+/// What every attempt sends: method, headers and target, with the body replayable or not.
+struct Template {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+enum RequestBody {
+    Stream(Option<Incoming>),
+    Buffered(Bytes),
+}
+
+impl RequestBody {
+    fn take(&mut self) -> Body {
+        match self {
+            RequestBody::Stream(b) => match b.take() {
+                Some(b) => b.boxed(),
+                None => Full::new(Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed(),
+            },
+            RequestBody::Buffered(bytes) => Full::new(bytes.clone())
+                .map_err(|never| match never {})
+                .boxed(),
+        }
+    }
+}
+
+/// The parts of the route that shape the upstream request.
+pub struct Target<'a> {
+    pub forward: &'a Forward,
+    pub retry: Option<&'a RetryPolicy>,
+    pub request_headers: [&'a HeaderMutation; 3],
+    pub authority: &'a str,
+    pub path: &'a str,
+}
+
+pub async fn forward(
+    store: &Store,
+    runtime: &Runtime,
+    target: Target<'_>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let f = target.forward;
+    let (cluster_name, weighted) = choose_cluster(f);
+    let Some(cluster) = runtime.clusters.get(&cluster_name).cloned() else {
+        let cause = format!("cluster {cluster_name:?} not found");
+        return local_error(
+            store,
+            ResponseFlag::NoCluster,
+            f.cluster_not_found_status,
+            &cause,
+        );
+    };
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some((req_h, _)) = weighted {
+        req_h.apply(&mut parts.headers);
+    }
+    for m in target.request_headers {
+        m.apply(&mut parts.headers);
+    }
+    let host = f
+        .host_rewrite
+        .clone()
+        .unwrap_or_else(|| target.authority.to_string());
+    let h2 = cluster.config.protocol == UpstreamProtocol::Http2;
+    if h2 {
+        parts.headers.remove(http::header::HOST);
+    } else if let Ok(v) = HeaderValue::from_str(&host) {
+        parts.headers.insert(http::header::HOST, v);
+    }
+    let template = Template {
+        method: parts.method,
+        uri: upstream_uri(h2, &host, target.path),
+        version: if h2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        },
+        headers: parts.headers,
+    };
+    let retry = target.retry.filter(|p| p.num_retries > 0);
+    let body = match retry {
+        Some(_) => match Limited::new(body, RETRY_BUFFER_LIMIT).collect().await {
+            Ok(b) => RequestBody::Buffered(b.to_bytes()),
+            Err(e) => {
+                let cause = format!("request body not buffered for retries: {e}");
+                return local_error(store, ResponseFlag::RequestBodyTooLarge, 413, &cause);
+            }
+        },
+        None => RequestBody::Stream(Some(body)),
+    };
+    let deadline = f.timeout.map(|t| Instant::now() + t);
+    let mut resp = attempts(store, &cluster, &template, body, retry, deadline).await;
+    if let Some((_, resp_h)) = weighted {
+        resp_h.apply(resp.headers_mut());
+    }
+    resp
+}
+
+async fn attempts(
+    store: &Store,
+    cluster: &Arc<ClusterRuntime>,
+    template: &Template,
+    mut body: RequestBody,
+    retry: Option<&RetryPolicy>,
+    deadline: Option<Instant>,
+) -> Response<Body> {
+    let name = &cluster.config.name;
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut n = 0u32;
+    loop {
+        let Some(endpoint) = pick(cluster, retry, &tried) else {
+            let cause = format!("no healthy upstream for cluster {name:?}");
+            return local_error(store, ResponseFlag::NoHealthyUpstream, 503, &cause);
+        };
+        tried.push(endpoint);
+        let mut req = Request::new(body.take());
+        *req.method_mut() = template.method.clone();
+        *req.uri_mut() = template.uri.clone();
+        *req.version_mut() = template.version;
+        *req.headers_mut() = template.headers.clone();
+        cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
+        let per_try = retry.and_then(|p| p.per_try_timeout);
+        let limit = match (per_try.map(|t| Instant::now() + t), deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let pool = cluster.pool(endpoint);
+        let sent = match limit {
+            Some(at) => tokio::time::timeout_at(at, pool.send(req)).await.ok(),
+            None => Some(pool.send(req).await),
+        };
+        let global_expired = deadline.is_some_and(|d| Instant::now() >= d);
+        let attempt = match &sent {
+            None if global_expired => {
+                cluster.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
+                cluster.stats.response(504);
+                let cause = format!(
+                    "upstream request timeout (cluster {name:?}, {} attempts)",
+                    n + 1
+                );
+                return local_error(store, ResponseFlag::UpstreamRequestTimeout, 504, &cause);
+            }
+            None => Attempt::PerTryTimeout,
+            Some(Ok(r)) => Attempt::Status(r.status().as_u16()),
+            Some(Err(UpstreamError::Reset { .. })) => Attempt::Reset,
+            Some(Err(_)) => Attempt::ConnectFailure,
+        };
+        let retriable =
+            retry.is_some_and(|p| should_retry(&p.on, &p.retriable_status_codes, attempt));
+        let left = retry.is_some_and(|p| n < p.num_retries);
+        if retriable && left {
+            if let Some(p) = retry {
+                let wait = backoff(p, n);
+                if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                    cluster.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
+                    cluster.stats.response(504);
+                    let cause =
+                        format!("upstream request timeout while backing off (cluster {name:?})");
+                    return local_error(store, ResponseFlag::UpstreamRequestTimeout, 504, &cause);
+                }
+                tokio::time::sleep(wait).await;
+            }
+            cluster.stats.rq_retry.fetch_add(1, Ordering::Relaxed);
+            n += 1;
+            continue;
+        }
+        if retriable {
+            store.stats.flag(ResponseFlag::UpstreamRetryLimitExceeded);
+        }
+        return finish(store, cluster, sent, n);
+    }
+}
+
+/// An endpoint for the next attempt; with the previous-hosts predicate, re-pick up to
+/// `host_selection_max_attempts` times to avoid hosts already tried.
+fn pick(
+    cluster: &ClusterRuntime,
+    retry: Option<&RetryPolicy>,
+    tried: &[SocketAddr],
+) -> Option<SocketAddr> {
+    let first = cluster.pick()?.addr;
+    let Some(p) = retry.filter(|p| p.avoid_previous_hosts && !tried.is_empty()) else {
+        return Some(first);
+    };
+    let mut candidate = first;
+    for _ in 0..p.host_selection_max_attempts {
+        if !tried.contains(&candidate) {
+            return Some(candidate);
+        }
+        candidate = cluster.pick()?.addr;
+    }
+    Some(candidate)
+}
+
+fn finish(
+    store: &Store,
+    cluster: &ClusterRuntime,
+    sent: Option<Result<Response<Incoming>, UpstreamError>>,
+    retries: u32,
+) -> Response<Body> {
+    let name = &cluster.config.name;
+    match sent {
+        Some(Ok(resp)) => {
+            cluster.stats.response(resp.status().as_u16());
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, body.boxed())
+        }
+        Some(Err(e)) => {
+            cluster.stats.response(503);
+            let flag = match e {
+                UpstreamError::Reset { .. } => ResponseFlag::UpstreamConnectionTermination,
+                _ => ResponseFlag::UpstreamConnectFailure,
+            };
+            local_error(
+                store,
+                flag,
+                503,
+                &format!("cluster {name:?}: {e} (after {retries} retries)"),
+            )
+        }
+        None => {
+            cluster.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
+            cluster.stats.response(504);
+            let cause = format!("per-try timeout (cluster {name:?}, after {retries} retries)");
+            local_error(store, ResponseFlag::UpstreamRequestTimeout, 504, &cause)
+        }
+    }
+}
+
+fn choose_cluster(f: &Forward) -> (String, Option<(&HeaderMutation, &HeaderMutation)>) {
+    match &f.clusters {
+        ClusterChoice::Single(c) => (c.clone(), None),
+        ClusterChoice::Weighted(targets) => {
+            let total: u64 = targets.iter().map(|t| u64::from(t.weight)).sum();
+            let mut x = rand::rng().random_range(0..total.max(1));
+            for t in targets {
+                if x < u64::from(t.weight) {
+                    return (
+                        t.cluster.clone(),
+                        Some((&t.request_headers, &t.response_headers)),
+                    );
+                }
+                x -= u64::from(t.weight);
+            }
+            let last = targets.last();
+            (
+                last.map(|t| t.cluster.clone()).unwrap_or_default(),
+                last.map(|t| (&t.request_headers, &t.response_headers)),
+            )
+        }
+    }
+}
+
+fn upstream_uri(h2: bool, host: &str, path: &str) -> Uri {
+    let built = if h2 {
+        format!("http://{host}{path}")
+    } else {
+        path.to_string()
+    };
+    built.parse().unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_on_table() {
+        let on = |f: fn(&mut RetryOn)| {
+            let mut o = RetryOn::default();
+            f(&mut o);
+            o
+        };
+        let five = on(|o| o.server_error = true);
+        let gw = on(|o| o.gateway_error = true);
+        let reset = on(|o| o.reset = true);
+        let cf = on(|o| o.connect_failure = true);
+        let codes = on(|o| o.retriable_status_codes = true);
+        let four = on(|o| o.retriable_4xx = true);
+        let cases = [
+            (five, Attempt::Status(500), true),
+            (five, Attempt::Status(404), false),
+            (five, Attempt::PerTryTimeout, true),
+            (gw, Attempt::Status(500), false),
+            (gw, Attempt::Status(503), true),
+            (reset, Attempt::Status(503), false),
+            (reset, Attempt::Reset, true),
+            (reset, Attempt::ConnectFailure, true),
+            (cf, Attempt::ConnectFailure, true),
+            (cf, Attempt::Reset, false),
+            (codes, Attempt::Status(418), true),
+            (codes, Attempt::Status(419), false),
+            (four, Attempt::Status(409), true),
+            (four, Attempt::Status(400), false),
+        ];
+        for (on, attempt, want) in cases {
+            assert_eq!(
+                should_retry(&on, &[418], attempt),
+                want,
+                "{on:?} {attempt:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        let p = RetryPolicy {
+            on: RetryOn::default(),
+            num_retries: 3,
+            per_try_timeout: None,
+            retriable_status_codes: vec![],
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(35),
+            avoid_previous_hosts: false,
+            host_selection_max_attempts: 1,
+        };
+        for n in 0..20 {
+            let ceiling = Duration::from_millis(10 * (1 << n.min(16))).min(p.backoff_max);
+            assert!(backoff(&p, n) < ceiling, "retry {n}");
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! Shared by the proxy's integration and differential tests: xDS builders, a proxy or Envoy
+//! fed by the testkit's fake ADS server, and an HTTP client.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use envoy_types::pb::envoy::config::cluster::v3 as c;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::endpoint::v3 as e;
+use envoy_types::pb::envoy::config::listener::v3 as l;
+use envoy_types::pb::envoy::config::route::v3 as rt;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
+use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration};
+use envoy_types::util::pack_any;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use plexus_proxy::{ProxyConfig, ProxyHandle};
+use plexus_testkit::FakeAds;
+use plexus_xds::node::{InterceptionMode, NodeIdentity, ProxyType};
+use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn socket(addr: SocketAddr) -> core::Address {
+    core::Address {
+        address: Some(core::address::Address::SocketAddress(core::SocketAddress {
+            address: addr.ip().to_string(),
+            port_specifier: Some(core::socket_address::PortSpecifier::PortValue(u32::from(
+                addr.port(),
+            ))),
+            ..Default::default()
+        })),
+    }
+}
+
+fn ads_source() -> core::ConfigSource {
+    core::ConfigSource {
+        resource_api_version: core::ApiVersion::V3 as i32,
+        config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
+            Default::default(),
+        )),
+        ..Default::default()
+    }
+}
+
+fn router_filter() -> hcm::HttpFilter {
+    hcm::HttpFilter {
+        name: "envoy.filters.http.router".into(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(
+            Router::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+fn listener_with(name: &str, filter: Any) -> Any {
+    pack_any(l::Listener {
+        name: name.into(),
+        address: Some(socket("127.0.0.1:0".parse().expect("addr"))),
+        filter_chains: vec![l::FilterChain {
+            filters: vec![l::Filter {
+                name: "net".into(),
+                config_type: Some(l::filter::ConfigType::TypedConfig(filter)),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+/// An HTTP listener on 127.0.0.1:0 whose routes come over RDS as `route_name`.
+pub fn http_listener_rds(name: &str, route_name: &str) -> Any {
+    listener_with(
+        name,
+        pack_any(hcm::HttpConnectionManager {
+            stat_prefix: name.into(),
+            http_filters: vec![router_filter()],
+            route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(
+                hcm::Rds {
+                    config_source: Some(ads_source()),
+                    route_config_name: route_name.into(),
+                },
+            )),
+            ..Default::default()
+        }),
+    )
+}
+
+/// Like `http_listener_rds`, with an empty fault filter before the router (Istio's shape:
+/// faults come from `typed_per_filter_config` on routes).
+pub fn http_listener_rds_with_fault(name: &str, route_name: &str) -> Any {
+    use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+    let fault = hcm::HttpFilter {
+        name: "envoy.filters.http.fault".into(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(
+            HttpFault::default(),
+        ))),
+        ..Default::default()
+    };
+    listener_with(
+        name,
+        pack_any(hcm::HttpConnectionManager {
+            stat_prefix: name.into(),
+            http_filters: vec![fault, router_filter()],
+            route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(
+                hcm::Rds {
+                    config_source: Some(ads_source()),
+                    route_config_name: route_name.into(),
+                },
+            )),
+            ..Default::default()
+        }),
+    )
+}
+
+/// An HTTP listener with an inline route configuration.
+pub fn http_listener_inline(name: &str, rc: rt::RouteConfiguration) -> Any {
+    listener_with(
+        name,
+        pack_any(hcm::HttpConnectionManager {
+            stat_prefix: name.into(),
+            http_filters: vec![router_filter()],
+            route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(
+                rc,
+            )),
+            ..Default::default()
+        }),
+    )
+}
+
+pub fn tcp_listener(name: &str, cluster: &str) -> Any {
+    listener_with(
+        name,
+        pack_any(tcp::TcpProxy {
+            stat_prefix: name.into(),
+            cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
+            ..Default::default()
+        }),
+    )
+}
+
+pub fn lb_endpoints(addrs: &[SocketAddr]) -> Vec<e::LocalityLbEndpoints> {
+    vec![e::LocalityLbEndpoints {
+        lb_endpoints: addrs
+            .iter()
+            .map(|a| e::LbEndpoint {
+                host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
+                    address: Some(socket(*a)),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }]
+}
+
+pub fn static_cluster(name: &str, addrs: &[SocketAddr]) -> c::Cluster {
+    c::Cluster {
+        name: name.into(),
+        connect_timeout: Some(PbDuration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        cluster_discovery_type: Some(c::cluster::ClusterDiscoveryType::Type(
+            c::cluster::DiscoveryType::Static as i32,
+        )),
+        load_assignment: Some(e::ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: lb_endpoints(addrs),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn eds_cluster(name: &str) -> c::Cluster {
+    c::Cluster {
+        name: name.into(),
+        connect_timeout: Some(PbDuration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        cluster_discovery_type: Some(c::cluster::ClusterDiscoveryType::Type(
+            c::cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(c::cluster::EdsClusterConfig {
+            eds_config: Some(ads_source()),
+            service_name: String::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn assignment(name: &str, addrs: &[SocketAddr]) -> Any {
+    pack_any(e::ClusterLoadAssignment {
+        cluster_name: name.into(),
+        endpoints: lb_endpoints(addrs),
+        ..Default::default()
+    })
+}
+
+pub fn route_config(name: &str, vhosts: Vec<rt::VirtualHost>) -> rt::RouteConfiguration {
+    rt::RouteConfiguration {
+        name: name.into(),
+        virtual_hosts: vhosts,
+        ..Default::default()
+    }
+}
+
+pub fn vhost(name: &str, domains: &[&str], routes: Vec<rt::Route>) -> rt::VirtualHost {
+    rt::VirtualHost {
+        name: name.into(),
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        routes,
+        ..Default::default()
+    }
+}
+
+pub fn prefix(p: &str) -> rt::RouteMatch {
+    rt::RouteMatch {
+        path_specifier: Some(rt::route_match::PathSpecifier::Prefix(p.into())),
+        ..Default::default()
+    }
+}
+
+pub fn to_cluster(cluster: &str) -> rt::route::Action {
+    rt::route::Action::Route(rt::RouteAction {
+        cluster_specifier: Some(rt::route_action::ClusterSpecifier::Cluster(cluster.into())),
+        ..Default::default()
+    })
+}
+
+pub fn route(m: rt::RouteMatch, action: rt::route::Action) -> rt::Route {
+    rt::Route {
+        r#match: Some(m),
+        action: Some(action),
+        ..Default::default()
+    }
+}
+
+pub fn named(resources: Vec<Any>, name_of: impl Fn(&Any) -> String) -> Vec<(String, Any)> {
+    resources.into_iter().map(|a| (name_of(&a), a)).collect()
+}
+
+/// Push a whole config: listeners, route configs, clusters, assignments (each with its name).
+pub struct Config {
+    pub listeners: Vec<(String, Any)>,
+    pub routes: Vec<rt::RouteConfiguration>,
+    pub clusters: Vec<c::Cluster>,
+    pub endpoints: Vec<(String, Any)>,
+}
+
+pub fn push(ads: &FakeAds, cfg: &Config) -> (String, String) {
+    let clusters = cfg
+        .clusters
+        .iter()
+        .map(|c| (c.name.clone(), pack_any(c.clone())))
+        .collect();
+    let routes = cfg
+        .routes
+        .iter()
+        .map(|r| (r.name.clone(), pack_any(r.clone())))
+        .collect();
+    ads.push(CLUSTER_TYPE, clusters);
+    ads.push(ENDPOINT_TYPE, cfg.endpoints.clone());
+    ads.push(ROUTE_TYPE, routes);
+    let lds = ads.push(LISTENER_TYPE, cfg.listeners.clone());
+    (lds, String::new())
+}
+
+pub fn identity() -> NodeIdentity {
+    NodeIdentity {
+        proxy_type: ProxyType::Sidecar,
+        ip: "127.0.0.1".into(),
+        pod: "test-0".into(),
+        namespace: "default".into(),
+        labels: BTreeMap::new(),
+        service_account: "default".into(),
+        interception_mode: InterceptionMode::None,
+        cluster_id: "Kubernetes".into(),
+        workload_name: "test".into(),
+    }
+}
+
+pub async fn start_proxy(ads: &FakeAds) -> ProxyHandle {
+    let cfg = ProxyConfig {
+        xds_address: ads.url(),
+        node: identity(),
+        admin_address: "127.0.0.1:0".parse().expect("addr"),
+        drain: Duration::from_secs(2),
+        backoff: plexus_xds::client::Backoff {
+            base: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        },
+    };
+    plexus_proxy::start(cfg).await.expect("proxy starts")
+}
+
+pub async fn wait_listener(p: &ProxyHandle, name: &str) -> SocketAddr {
+    plexus_testkit::eventually(WAIT, &format!("listener {name}"), || async {
+        p.listener_addr(name)
+    })
+    .await
+    .expect("listener bound")
+}
+
+/// A response as tests see it.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+}
+
+pub async fn request(
+    addr: SocketAddr,
+    h2: bool,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Got, String> {
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(h2)
+        .build_http::<Full<Bytes>>();
+    let uri = format!("http://{addr}{path}");
+    let mut req = http::Request::builder().method(method).uri(uri);
+    req = if h2 {
+        req.version(http::Version::HTTP_2)
+    } else {
+        req.header("host", host)
+    };
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut req = req.body(Full::default()).map_err(|e| e.to_string())?;
+    if h2 {
+        // hyper sets :authority from the URI; point it at the wanted virtual host.
+        let uri = format!("http://{host}{path}")
+            .parse::<http::Uri>()
+            .map_err(|e| e.to_string())?;
+        *req.uri_mut() = uri;
+        let conn = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(conn),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        return collect(resp).await;
+    }
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+    collect(resp).await
+}
+
+async fn collect(resp: http::Response<hyper::body::Incoming>) -> Result<Got, String> {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Got {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// GET with the `host` header, polling until `ok` holds (config arrives asynchronously).
+pub async fn get_until(addr: SocketAddr, host: &str, path: &str, ok: impl Fn(&Got) -> bool) -> Got {
+    let what = format!("GET {host}{path} to reach the wanted state");
+    plexus_testkit::eventually(WAIT, &what, || async {
+        let got = request(addr, false, "GET", host, path, &[]).await.ok()?;
+        ok(&got).then_some(got)
+    })
+    .await
+    .expect("condition reached")
+}
+
+/// Upstream HTTP/2 through `typed_extension_protocol_options` (the non-deprecated way).
+pub fn h2_cluster(mut cl: c::Cluster) -> c::Cluster {
+    use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uh;
+    let opts = uh::HttpProtocolOptions {
+        upstream_protocol_options: Some(uh::http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+            uh::http_protocol_options::ExplicitHttpConfig {
+                protocol_config: Some(uh::http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                    Default::default(),
+                )),
+            },
+        )),
+        ..Default::default()
+    };
+    cl.typed_extension_protocol_options.insert(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
+        pack_any(opts),
+    );
+    cl
+}

@@ -1,0 +1,12 @@
+//! Test doubles shared by Plexus tests: echo servers (HTTP/1.1 + h2c, TCP), a fake ADS server
+//! with a push API that records ACKs and NACKs, a launcher for a real Envoy, and polling helpers.
+
+pub mod ads;
+pub mod echo;
+pub mod envoy;
+pub mod eventually;
+
+pub use ads::{AckRecord, FakeAds};
+pub use echo::{EchoConfig, EchoHandle, TcpEchoHandle};
+pub use envoy::{Envoy, EnvoyError};
+pub use eventually::eventually;
