@@ -251,6 +251,15 @@ impl Setup {
         CpuSnapshot::take(&pids)
     }
 
+    /// Real-time scheduling on or off for the proxies and this process (see
+    /// `procs::set_realtime`).
+    pub fn set_realtime(&self, rt: bool) -> anyhow::Result<()> {
+        for pid in self.procs.iter().map(|p| p.pid).chain([std::process::id()]) {
+            procs::set_realtime(pid, rt)?;
+        }
+        Ok(())
+    }
+
     /// Summed (VmRSS, RssAnon) of the setup's proxies, in MiB.
     pub fn rss(&self) -> anyhow::Result<(f64, f64)> {
         let mut out = (0.0, 0.0);
