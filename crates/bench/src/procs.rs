@@ -88,7 +88,7 @@ pub fn spawn_envoy(
     dir: &Path,
 ) -> anyhow::Result<ProxyProc> {
     let config = dir.join(format!("{label}.bootstrap.json"));
-    let bootstrap = plexus_testkit::envoy::bootstrap(label, ads);
+    let bootstrap = plexus_testkit::envoy::bootstrap(label, ads, false);
     std::fs::write(&config, bootstrap.to_string())?;
     let mut cmd = command(bin, cpu);
     cmd.arg("-c")

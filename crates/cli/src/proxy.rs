@@ -62,6 +62,9 @@ pub struct ProxyArgs {
     /// Seconds to let open connections finish after SIGTERM or /quitquitquit.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
+    /// Use delta (incremental) xDS instead of state-of-the-world.
+    #[arg(long, env = "PLEXUS_XDS_DELTA")]
+    xds_delta: bool,
 }
 
 pub fn run(args: ProxyArgs) -> ExitCode {
@@ -78,6 +81,7 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         workload_name,
         cluster_id,
         drain_seconds,
+        xds_delta,
     } = args;
     let mut label_map = BTreeMap::new();
     for l in labels {
@@ -110,12 +114,9 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         admin_address,
         drain: Duration::from_secs(drain_seconds),
         backoff: Backoff::default(),
+        delta: xds_delta,
+        log_control: Some(init_logging()),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .try_init();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -141,6 +142,29 @@ pub fn run(args: ProxyArgs) -> ExitCode {
             eprintln!("drain period over with {open} connections still open");
         }
         ExitCode::SUCCESS
+    })
+}
+
+/// Log to stderr with a filter from `RUST_LOG` (default `info`) that `/logging` can replace.
+fn init_logging() -> plexus_proxy::LogControl {
+    use tracing_subscriber::{
+        EnvFilter, Layer, fmt, layer::SubscriberExt, reload, util::SubscriberInitExt,
+    };
+    let initial = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(initial);
+    let layer = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+    std::sync::Arc::new(move |new: Option<&str>| {
+        if let Some(directive) = new {
+            let parsed = EnvFilter::try_new(directive)
+                .map_err(|e| format!("bad filter {directive:?}: {e}"))?;
+            handle.reload(parsed).map_err(|e| e.to_string())?;
+        }
+        handle
+            .with_current(|f| f.to_string())
+            .map_err(|e| e.to_string())
     })
 }
 

@@ -26,6 +26,7 @@ pub struct AdminState {
     pub node_id: String,
     /// Sending `true` asks the proxy to drain and exit.
     pub quit: watch::Sender<bool>,
+    pub log_control: Option<crate::LogControl>,
 }
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -72,12 +73,39 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/config_dump" => text(200, pretty(config_dump(state)), json_type),
         "/clusters" => text(200, pretty(clusters(&state.store)), json_type),
         "/listeners" => text(200, pretty(listeners(&state.store)), json_type),
+        "/logging" => logging(state, req),
         "/quitquitquit" if req.method() == http::Method::POST => {
             let _ = state.quit.send(true);
             text(200, "OK\n".into(), "text/plain")
         }
         "/quitquitquit" => text(405, "use POST\n".into(), "text/plain"),
         _ => text(404, "unknown admin path\n".into(), "text/plain"),
+    }
+}
+
+/// GET shows the log filter; POST `?level=FILTER` (an `EnvFilter` directive such as `debug` or
+/// `plexus_proxy=trace,info`) replaces it.
+fn logging(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(control) = &state.log_control else {
+        return text(
+            501,
+            "log control is not available in this process\n".into(),
+            "text/plain",
+        );
+    };
+    let level = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("level="))
+            .map(|v| v.replace("%2C", ",").replace("%3D", "="))
+    });
+    let result = match (req.method() == http::Method::POST, level) {
+        (true, Some(level)) => control(Some(&level)),
+        (true, None) => return text(400, "POST /logging?level=FILTER\n".into(), "text/plain"),
+        (false, _) => control(None),
+    };
+    match result {
+        Ok(current) => text(200, format!("{current}\n"), "text/plain"),
+        Err(e) => text(400, format!("{e}\n"), "text/plain"),
     }
 }
 
@@ -110,7 +138,11 @@ fn clusters(store: &Store) -> Value {
             let eps: Vec<Value> = c
                 .endpoints()
                 .iter()
-                .map(|e| json!({"address": e.addr.to_string(), "weight": e.weight, "health": "HEALTHY"}))
+                .map(|e| {
+                    let ejected = c.outlier.as_ref().is_some_and(|o| o.is_ejected(&e.addr));
+                    json!({"address": e.addr.to_string(), "weight": e.weight,
+                           "health": "HEALTHY", "outlier_ejected": ejected})
+                })
                 .collect();
             json!({"name": name, "endpoints": eps})
         })
@@ -131,7 +163,9 @@ fn config_dump(state: &AdminState) -> Value {
                     RouteSource::Rds(r) => json!({"http": {"codec": format!("{:?}", m.codec), "rds": r}}),
                     RouteSource::Inline(rc) => json!({"http": {"codec": format!("{:?}", m.codec), "route_config": format!("{rc:?}")}}),
                 },
-                ListenerKind::Tcp(t) => json!({"tcp_proxy": {"cluster": t.cluster}}),
+                ListenerKind::Tcp(t) => json!({"tcp_proxy": {
+                    "clusters": t.clusters.iter().map(|(c, w)| json!({"name": c, "weight": w})).collect::<Vec<_>>(),
+                    "idle_timeout_ms": t.idle_timeout.map(|d| d.as_millis() as u64)}}),
             };
             json!({"name": name, "address": l.config.address.to_string(), "bound": l.bound.to_string(), "filter": kind})
         })

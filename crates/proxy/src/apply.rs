@@ -77,31 +77,28 @@ impl XdsHandler {
         }
     }
 
-    fn apply_listeners(&mut self, resources: &[Any]) -> Vec<String> {
+    fn apply_listeners(&mut self, resources: &[Any], removal: Removal<'_>) -> Vec<String> {
         let (converted, mut errors) =
             convert_all::<pb_listener::Listener, Listener>(resources, "Listener", |l| {
                 l.name.clone()
             });
-        let mut next = BTreeMap::new();
-        for (name, result) in converted {
-            let Some(cfg) = result else {
-                // Keep the last good version of a listener whose update failed.
-                if let Some(old) = self.listeners.remove(&name) {
-                    next.insert(name, old);
-                }
-                continue;
-            };
+        let gone = removal.names(self.listeners.keys(), &converted);
+        for name in &gone {
+            self.listeners.remove(name);
+        }
+        // A failed resource keeps its last good version: only successes are merged.
+        for (name, cfg) in converted.into_iter().filter_map(|(n, c)| Some((n, c?))) {
             match self.listeners.remove(&name) {
                 Some(old) if old.config.load().address == cfg.address => {
                     old.config.store(Arc::new(cfg));
-                    next.insert(name, old);
+                    self.listeners.insert(name, old);
                 }
                 old => {
                     // A new address needs a new socket; drop the old one first so the port is free.
                     drop(old);
                     match listener::start(cfg, self.store.clone()) {
                         Ok(active) => {
-                            next.insert(name, active);
+                            self.listeners.insert(name, active);
                         }
                         Err(e) => {
                             errors.push(format!("Listener {name:?}: address: cannot bind: {e}"))
@@ -110,89 +107,121 @@ impl XdsHandler {
                 }
             }
         }
-        self.listeners = next;
         errors
     }
 
-    fn apply_routes(&mut self, resources: &[Any]) -> Vec<String> {
+    fn apply_routes(&mut self, resources: &[Any], removal: Removal<'_>) -> Vec<String> {
         let (converted, errors) = convert_all::<pb_route::RouteConfiguration, RouteConfig>(
             resources,
             "RouteConfiguration",
             |r| r.name.clone(),
         );
-        let mut next = BTreeMap::new();
-        for (name, result) in converted {
-            match result {
-                Some(rc) => {
-                    next.insert(name, Arc::new(rc));
-                }
-                None => {
-                    if let Some(old) = self.routes.get(&name) {
-                        next.insert(name, old.clone());
-                    }
-                }
-            }
+        for name in removal.names(self.routes.keys(), &converted) {
+            self.routes.remove(&name);
         }
-        self.routes = next;
+        for (name, rc) in converted.into_iter().filter_map(|(n, c)| Some((n, c?))) {
+            self.routes.insert(name, Arc::new(rc));
+        }
         errors
     }
 
-    fn apply_clusters(&mut self, resources: &[Any]) -> Vec<String> {
+    fn apply_clusters(&mut self, resources: &[Any], removal: Removal<'_>) -> Vec<String> {
         let (converted, errors) =
             convert_all::<pb_cluster::Cluster, Cluster>(resources, "Cluster", |c| c.name.clone());
-        let mut next = BTreeMap::new();
-        for (name, result) in converted {
-            let Some(cfg) = result else {
-                if let Some(old) = self.clusters.get(&name) {
-                    next.insert(name, old.clone());
-                }
-                continue;
-            };
-            let runtime = match self.clusters.get(&name) {
-                Some(old) if old.config == cfg => old.clone(),
-                _ => {
-                    let endpoints = match &cfg.discovery {
-                        Discovery::Static(eps) => eps.clone(),
-                        Discovery::Eds(service) => {
-                            self.assignments.get(service).cloned().unwrap_or_default()
-                        }
-                    };
-                    let stats = self.store.stats.cluster(&name);
-                    Arc::new(ClusterRuntime::new(cfg, endpoints, stats))
-                }
-            };
-            next.insert(name, runtime);
+        for name in removal.names(self.clusters.keys(), &converted) {
+            self.clusters.remove(&name);
         }
-        self.clusters = next;
+        for (name, cfg) in converted.into_iter().filter_map(|(n, c)| Some((n, c?))) {
+            // An unchanged cluster keeps its runtime: pools, LB and outlier state survive.
+            if self
+                .clusters
+                .get(&name)
+                .is_some_and(|old| old.config == cfg)
+            {
+                continue;
+            }
+            let endpoints = match &cfg.discovery {
+                Discovery::Static(eps) => eps.clone(),
+                Discovery::Eds(service) => {
+                    self.assignments.get(service).cloned().unwrap_or_default()
+                }
+            };
+            let stats = self.store.stats.cluster(&name);
+            self.clusters
+                .insert(name, Arc::new(ClusterRuntime::new(cfg, endpoints, stats)));
+        }
         errors
     }
 
-    fn apply_endpoints(&mut self, resources: &[Any]) -> Vec<String> {
+    fn apply_endpoints(&mut self, resources: &[Any], removal: Removal<'_>) -> Vec<String> {
         let (converted, errors) = convert_all::<pb_endpoint::ClusterLoadAssignment, LoadAssignment>(
             resources,
             "ClusterLoadAssignment",
             |c| c.cluster_name.clone(),
         );
-        let mut next = HashMap::new();
-        for (name, result) in converted {
-            match result {
-                Some(la) => {
-                    next.insert(name, la.endpoints);
-                }
-                None => {
-                    if let Some(old) = self.assignments.get(&name) {
-                        next.insert(name, old.clone());
-                    }
-                }
-            }
+        for name in removal.names(self.assignments.keys(), &converted) {
+            self.assignments.remove(&name);
         }
-        self.assignments = next;
+        for (name, la) in converted.into_iter().filter_map(|(n, c)| Some((n, c?))) {
+            self.assignments.insert(name, la.endpoints);
+        }
         for c in self.clusters.values() {
             if let Discovery::Eds(service) = &c.config.discovery {
                 c.set_endpoints(self.assignments.get(service).cloned().unwrap_or_default());
             }
         }
         errors
+    }
+
+    fn apply_any(
+        &mut self,
+        type_url: &str,
+        resources: &[Any],
+        removal: Removal<'_>,
+    ) -> Result<(), String> {
+        let errors = match type_url {
+            LISTENER_TYPE => {
+                self.seen_lds = true;
+                self.apply_listeners(resources, removal)
+            }
+            ROUTE_TYPE => self.apply_routes(resources, removal),
+            CLUSTER_TYPE => {
+                self.seen_cds = true;
+                self.apply_clusters(resources, removal)
+            }
+            ENDPOINT_TYPE => self.apply_endpoints(resources, removal),
+            other => vec![format!("unsupported type {other}")],
+        };
+        self.publish();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}
+
+/// Which resources an update removes: state-of-the-world removes every name it does not
+/// carry; delta names them.
+#[derive(Clone, Copy)]
+enum Removal<'a> {
+    Absent,
+    Named(&'a [String]),
+}
+
+impl Removal<'_> {
+    fn names<'k, D>(
+        self,
+        current: impl Iterator<Item = &'k String>,
+        converted: &[(String, Option<D>)],
+    ) -> Vec<String> {
+        match self {
+            Removal::Absent => current
+                .filter(|name| !converted.iter().any(|(n, _)| n == *name))
+                .cloned()
+                .collect(),
+            Removal::Named(names) => names.to_vec(),
+        }
     }
 }
 
@@ -231,25 +260,16 @@ where
 
 impl Handler for XdsHandler {
     fn apply(&mut self, type_url: &str, resources: &[Any]) -> Result<(), String> {
-        let errors = match type_url {
-            LISTENER_TYPE => {
-                self.seen_lds = true;
-                self.apply_listeners(resources)
-            }
-            ROUTE_TYPE => self.apply_routes(resources),
-            CLUSTER_TYPE => {
-                self.seen_cds = true;
-                self.apply_clusters(resources)
-            }
-            ENDPOINT_TYPE => self.apply_endpoints(resources),
-            other => vec![format!("unsupported type {other}")],
-        };
-        self.publish();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        self.apply_any(type_url, resources, Removal::Absent)
+    }
+
+    fn apply_delta(
+        &mut self,
+        type_url: &str,
+        updated: &[Any],
+        removed: &[String],
+    ) -> Result<(), String> {
+        self.apply_any(type_url, updated, Removal::Named(removed))
     }
 
     fn subscriptions(&self, type_url: &str) -> Vec<String> {

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use rand::Rng;
 
+use crate::budget::Budget;
 use crate::config::{Cluster, Endpoint, LbPolicy};
+use crate::outlier::Outlier;
 use crate::pool::EndpointPool;
 use crate::stats::ClusterStats;
 
@@ -22,11 +24,19 @@ pub struct ClusterRuntime {
     wrr: Mutex<Vec<i64>>,
     pools: Mutex<HashMap<SocketAddr, Arc<EndpointPool>>>,
     pub stats: Arc<ClusterStats>,
+    /// Circuit-breaker counters, shared by every endpoint pool of the cluster.
+    pub budget: Arc<Budget>,
+    pub outlier: Option<Arc<Outlier>>,
 }
+
+/// Envoy's default `healthy_panic_threshold`.
+const PANIC_THRESHOLD_PERCENT: usize = 50;
 
 impl ClusterRuntime {
     pub fn new(config: Cluster, endpoints: Vec<Endpoint>, stats: Arc<ClusterStats>) -> Self {
         ClusterRuntime {
+            budget: Budget::new(config.limits),
+            outlier: config.outlier.map(|cfg| Outlier::start(cfg, stats.clone())),
             config,
             endpoints: ArcSwap::from_pointee(endpoints),
             rr: AtomicUsize::new(0),
@@ -49,22 +59,71 @@ impl ClusterRuntime {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|a, _| keep.contains(a));
         self.wrr.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        if let Some(o) = &self.outlier {
+            o.retain(&keep);
+        }
         self.endpoints.store(Arc::new(endpoints));
     }
 
     /// Choose an endpoint per the cluster's policy; `None` when there are none.
     pub fn pick(&self) -> Option<Endpoint> {
-        let eps = self.endpoints.load();
-        if eps.is_empty() {
+        let all = self.endpoints.load();
+        if all.is_empty() {
             return None;
         }
+        let eps = self.available(&all);
         let uniform = eps.iter().all(|e| e.weight == eps[0].weight);
         let i = match (self.config.lb, uniform) {
             (LbPolicy::RoundRobin, true) => self.rr.fetch_add(1, Ordering::Relaxed) % eps.len(),
             (LbPolicy::RoundRobin, false) => self.smooth_wrr(&eps),
             (LbPolicy::Random, _) => weighted_random(&eps),
+            (LbPolicy::LeastRequest { choices }, _) => self.least_request(&eps, choices),
         };
         eps.get(i).copied()
+    }
+
+    /// Endpoints not ejected by outlier detection. Below Envoy's default healthy panic
+    /// threshold (50% of hosts available) the cluster is in panic and uses every host.
+    fn available<'a>(&self, all: &'a [Endpoint]) -> std::borrow::Cow<'a, [Endpoint]> {
+        let Some(o) = &self.outlier else {
+            return all.into();
+        };
+        let healthy: Vec<Endpoint> = all
+            .iter()
+            .filter(|e| !o.is_ejected(&e.addr))
+            .copied()
+            .collect();
+        if healthy.len() * 100 < all.len() * PANIC_THRESHOLD_PERCENT {
+            return all.into();
+        }
+        healthy.into()
+    }
+
+    /// Tell outlier detection how an attempt at `addr` ended.
+    pub fn report(&self, addr: SocketAddr, attempt: crate::upstream::Attempt) {
+        if let Some(o) = &self.outlier {
+            o.report(addr, attempt, self.endpoints.load().len());
+        }
+    }
+
+    /// Envoy's power-of-N-choices: `choices` weighted random picks (with replacement), the one
+    /// with the fewest active requests per unit of weight wins (first on ties).
+    fn least_request(&self, eps: &[Endpoint], choices: u32) -> usize {
+        let load = |i: usize| {
+            let active = self.pool(eps[i].addr).active.load(Ordering::Acquire);
+            f64::from(active) / f64::from(eps[i].weight.max(1))
+        };
+        let mut best = weighted_random(eps);
+        let mut best_load = load(best);
+        for _ in 1..choices {
+            let i = weighted_random(eps);
+            let l = load(i);
+            if l < best_load {
+                best = i;
+                best_load = l;
+            }
+        }
+        best
     }
 
     /// nginx-style smooth weighted round robin: deterministic, spreads heavy endpoints out.
@@ -95,6 +154,7 @@ impl ClusterRuntime {
                     self.config.protocol,
                     self.config.connect_timeout,
                     self.stats.clone(),
+                    self.budget.clone(),
                 ))
             })
             .clone()
@@ -133,6 +193,8 @@ mod tests {
             lb,
             connect_timeout: std::time::Duration::from_secs(1),
             protocol: UpstreamProtocol::Http1,
+            limits: Default::default(),
+            outlier: None,
         };
         ClusterRuntime::new(cfg, eps, Arc::default())
     }

@@ -20,6 +20,12 @@ pub enum ResponseFlag {
     UpstreamRequestTimeout,
     /// The downstream went away before the response was complete.
     DownstreamConnectionTermination,
+    /// A circuit breaker refused the request (`max_requests`, `max_pending_requests`).
+    UpstreamOverflow,
+    /// An HTTP upgrade the configuration does not allow (Envoy answers 403 too).
+    UpgradeFailed,
+    /// A TCP proxy connection was closed for inactivity.
+    StreamIdleTimeout,
     /// The fault filter aborted the request.
     FaultInjected,
     /// The fault filter delayed the request.
@@ -43,6 +49,10 @@ impl ResponseFlag {
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
             ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::StreamIdleTimeout => "SI",
+            // Envoy reports this only as response code detail `upgrade_failed`.
+            ResponseFlag::UpgradeFailed => "UPF",
+            ResponseFlag::UpstreamOverflow => "UO",
             ResponseFlag::DelayInjected => "DI",
             // Envoy has no flag for this; its buffer filter answers 413 the same way.
             ResponseFlag::RequestBodyTooLarge => "RBT",

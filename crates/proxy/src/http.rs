@@ -30,7 +30,75 @@ const HOP_BY_HOP: [&str; 7] = [
     "trailer",
 ];
 
+/// Serve one downstream request. Local replies to gRPC requests are turned into gRPC
+/// trailers-only responses (HTTP 200, `grpc-status` mapped from the HTTP status as Envoy does).
 pub async fn handle(
+    store: Arc<Store>,
+    manager: HttpManager,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let grpc = is_grpc(req.headers());
+    let resp = route_request(store, manager, req).await;
+    if grpc { grpc_local_reply(resp) } else { resp }
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// Envoy's `httpToGrpcStatus`.
+pub fn grpc_status_for(http_status: u16) -> u32 {
+    match http_status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+fn grpc_local_reply(resp: Response<Body>) -> Response<Body> {
+    let Some(cause) = resp.headers().get(ERROR_HEADER).cloned() else {
+        return resp;
+    };
+    if resp.headers().contains_key("grpc-status") {
+        return resp;
+    }
+    let mut out = full(200, Bytes::new());
+    let headers = out.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(grpc_status_for(resp.status().as_u16())),
+    );
+    if let Ok(v) = HeaderValue::from_str(&percent_encode(cause.to_str().unwrap_or(""))) {
+        headers.insert("grpc-message", v);
+    }
+    headers.insert(ERROR_HEADER, cause);
+    out
+}
+
+/// gRPC's `grpc-message` encoding: `%` and bytes outside printable ASCII are percent-encoded.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn route_request(
     store: Arc<Store>,
     manager: HttpManager,
     req: Request<Incoming>,
@@ -114,7 +182,13 @@ pub async fn handle(
                 authority: &authority,
                 path: &new_path,
             };
-            crate::upstream::forward(&store, &runtime, target, req).await
+            match crate::upgrade::requested(&req) {
+                Some(protocol) => {
+                    let allowed = f.websocket.unwrap_or(manager.websocket);
+                    crate::upgrade::forward(&store, &runtime, target, allowed, &protocol, req).await
+                }
+                None => crate::upstream::forward(&store, &runtime, target, req).await,
+            }
         }
     };
     for m in levels {
@@ -273,14 +347,17 @@ fn replace_prefix(path: &str, matched: &PathMatch, replacement: &str) -> String 
     format!("{replacement}{}", path.get(len..).unwrap_or(""))
 }
 
+/// `host:port` -> (`host`, `Some(port)`); IPv6 literals keep their brackets.
 fn split_port(authority: &str) -> (&str, Option<&str>) {
+    let digits = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
+    if authority.starts_with('[') {
+        return match authority.split_once("]:") {
+            Some((h, p)) if digits(p) => (&authority[..=h.len()], Some(p)),
+            _ => (authority, None),
+        };
+    }
     match authority.rsplit_once(':') {
-        Some((h, p))
-            if !h.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(']')
-                || h.starts_with('[') =>
-        {
-            (h, Some(p))
-        }
+        Some((h, p)) if !h.is_empty() && digits(p) => (h, Some(p)),
         _ => (authority, None),
     }
 }
@@ -316,5 +393,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             continue;
         }
         headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_ports() {
+        assert_eq!(split_port("a.test:8080"), ("a.test", Some("8080")));
+        assert_eq!(split_port("a.test"), ("a.test", None));
+        assert_eq!(split_port("[::1]:80"), ("[::1]", Some("80")));
+        assert_eq!(split_port("[::1]"), ("[::1]", None));
+        assert_eq!(split_port("a.test:"), ("a.test:", None));
+    }
+
+    #[test]
+    fn grpc_status_mapping() {
+        assert_eq!(grpc_status_for(404), 12);
+        assert_eq!(grpc_status_for(503), 14);
+        assert_eq!(grpc_status_for(418), 2);
+        assert_eq!(percent_encode("a%b\n"), "a%25b%0A");
     }
 }

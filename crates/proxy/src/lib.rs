@@ -4,16 +4,21 @@
 
 pub mod admin;
 pub mod apply;
+pub mod budget;
 pub mod cluster;
 pub mod config;
 pub mod flags;
 pub mod http;
 pub mod listener;
+pub mod mirror;
+pub mod outlier;
+pub mod overrides;
 pub mod pool;
 pub mod select;
 pub mod stats;
 pub mod store;
 pub mod tcp;
+pub mod upgrade;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -33,7 +38,7 @@ pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:15000";
 /// How long SIGTERM/quitquitquit waits for open connections before exiting.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProxyConfig {
     /// `http://host:port` of the ADS server.
     pub xds_address: String,
@@ -41,7 +46,15 @@ pub struct ProxyConfig {
     pub admin_address: SocketAddr,
     pub drain: Duration,
     pub backoff: Backoff,
+    /// Delta (incremental) xDS instead of state-of-the-world.
+    pub delta: bool,
+    /// Reads (`None`) or replaces (`Some(filter)`) the log filter for `/logging`; the binary
+    /// owns the subscriber, so it provides this.
+    pub log_control: Option<LogControl>,
 }
+
+/// See `ProxyConfig::log_control`. Returns the filter in force, or why a new one was refused.
+pub type LogControl = Arc<dyn Fn(Option<&str>) -> Result<String, String> + Send + Sync>;
 
 /// A running proxy.
 pub struct ProxyHandle {
@@ -61,6 +74,8 @@ pub async fn start(cfg: ProxyConfig) -> std::io::Result<ProxyHandle> {
         admin_address,
         drain,
         backoff,
+        delta,
+        log_control,
     } = cfg;
     let store = Arc::new(Store::default());
     let ads: StatusHandle = StatusHandle::default();
@@ -73,12 +88,14 @@ pub async fn start(cfg: ProxyConfig) -> std::io::Result<ProxyHandle> {
         ads: ads.clone(),
         node_id: node.node_id(),
         quit: quit_tx,
+        log_control,
     };
     tokio::spawn(admin::serve(admin_listener, state, stopped.clone()));
     let client_cfg = ClientConfig {
         address: xds_address,
         node: node.to_node(),
         backoff,
+        delta,
     };
     tracing::info!(node = %client_cfg.node.id, xds = %client_cfg.address, %admin, "plexus proxy starting");
     tokio::spawn(client::run(

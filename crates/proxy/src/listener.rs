@@ -65,7 +65,7 @@ async fn accept_loop(
             store.active_connections.fetch_add(1, Ordering::AcqRel);
             match &cfg.kind {
                 ListenerKind::Http(_) => serve_http(stream, config, store.clone()).await,
-                ListenerKind::Tcp(t) => crate::tcp::proxy(stream, peer, &t.cluster, &store).await,
+                ListenerKind::Tcp(t) => crate::tcp::proxy(stream, peer, t, &store).await,
             }
             store.active_connections.fetch_sub(1, Ordering::AcqRel);
         });
@@ -103,7 +103,10 @@ async fn serve_http(stream: TcpStream, config: Arc<ArcSwap<Listener>>, store: Ar
         Codec::Http1 => builder.http1_only(),
         Codec::Http2 => builder.http2_only(),
     };
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+        .await
+    {
         tracing::debug!(error = %e, "downstream connection ended with error");
     }
 }

@@ -1,7 +1,10 @@
 //! Per-endpoint upstream connection pools: idle HTTP/1.1 connections reused one request at a
-//! time, or one multiplexed HTTP/2 connection.
+//! time, or one multiplexed HTTP/2 connection. New connections take a unit of the cluster's
+//! connection budget; when none is left the request waits as pending (bounded by
+//! `max_pending_requests`) for a connection to close or come back idle, as in Envoy.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use crate::budget::{Budget, Guard};
 use crate::config::UpstreamProtocol;
 use crate::stats::ClusterStats;
 
@@ -37,6 +41,8 @@ pub enum UpstreamError {
         addr: SocketAddr,
         source: hyper::Error,
     },
+    #[error("circuit breaker overflow: {0}")]
+    Overflow(&'static str),
 }
 
 pub struct EndpointPool {
@@ -44,8 +50,11 @@ pub struct EndpointPool {
     protocol: UpstreamProtocol,
     connect_timeout: Duration,
     stats: Arc<ClusterStats>,
+    budget: Arc<Budget>,
     idle_h1: Mutex<Vec<http1::SendRequest<Body>>>,
     h2: Mutex<Option<http2::SendRequest<Body>>>,
+    /// Requests sent to this endpoint whose responses are not finished (least-request LB).
+    pub active: Arc<AtomicU32>,
 }
 
 impl EndpointPool {
@@ -54,14 +63,17 @@ impl EndpointPool {
         protocol: UpstreamProtocol,
         connect_timeout: Duration,
         stats: Arc<ClusterStats>,
+        budget: Arc<Budget>,
     ) -> Self {
         EndpointPool {
             addr,
             protocol,
             connect_timeout,
             stats,
+            budget,
             idle_h1: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
+            active: Arc::default(),
         }
     }
 
@@ -77,29 +89,21 @@ impl EndpointPool {
 
     async fn connect(&self) -> Result<TokioIo<TcpStream>, UpstreamError> {
         let addr = self.addr;
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(source)) => {
-                    self.stats
-                        .cx_connect_fail
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Err(UpstreamError::Connect { addr, source });
-                }
-                Err(_) => {
-                    self.stats
-                        .cx_connect_fail
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Err(UpstreamError::ConnectTimeout {
-                        addr,
-                        timeout: self.connect_timeout,
-                    });
-                }
-            };
+        let connected = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await;
+        let stream = match connected {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => {
+                self.stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+                return Err(UpstreamError::Connect { addr, source });
+            }
+            Err(_) => {
+                self.stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+                let timeout = self.connect_timeout;
+                return Err(UpstreamError::ConnectTimeout { addr, timeout });
+            }
+        };
         let _ = stream.set_nodelay(true);
-        self.stats
-            .cx_total
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.cx_total.fetch_add(1, Ordering::Relaxed);
         Ok(TokioIo::new(stream))
     }
 
@@ -113,23 +117,76 @@ impl EndpointPool {
         None
     }
 
+    fn existing_h2(&self) -> Option<http2::SendRequest<Body>> {
+        let h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+        h2.clone().filter(|s| !s.is_closed())
+    }
+
+    /// Either something reusable appeared (`None`), or the guards to open a new connection:
+    /// a connection budget unit and a pending unit. Like Envoy, a request waiting for a new
+    /// connection (being opened, or blocked by `max_connections`) is pending.
+    async fn reuse_or_budget(
+        &self,
+        reusable: impl Fn() -> bool,
+    ) -> Result<Option<(Guard, Guard)>, UpstreamError> {
+        if reusable() {
+            return Ok(None);
+        }
+        let Some(pending) = self.budget.try_pending() else {
+            self.stats
+                .rq_pending_overflow
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(UpstreamError::Overflow("max_pending_requests"));
+        };
+        loop {
+            if reusable() {
+                return Ok(None);
+            }
+            if let Some(g) = self.budget.try_connection() {
+                return Ok(Some((g, pending)));
+            }
+            let freed = self.budget.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            // Re-check after registering so a release between the checks is not missed.
+            let below_max = self.budget.connections.load(Ordering::Acquire)
+                < self.budget.limits.max_connections;
+            if reusable() || below_max {
+                continue;
+            }
+            freed.await;
+        }
+    }
+
     async fn send_h1(
         self: &Arc<Self>,
         req: http::Request<Body>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         let addr = self.addr;
-        let mut sender = match self.take_idle_h1() {
-            Some(s) => s,
-            None => {
-                let io = self.connect().await?;
-                let (sender, conn) = http1::handshake(io)
-                    .await
-                    .map_err(|source| UpstreamError::Handshake { addr, source })?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                sender
+        let mut sender = loop {
+            if let Some(s) = self.take_idle_h1() {
+                break s;
             }
+            let has_idle = || {
+                !self
+                    .idle_h1
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_empty()
+            };
+            let Some((guard, pending)) = self.reuse_or_budget(has_idle).await? else {
+                continue;
+            };
+            let io = self.connect().await?;
+            let (sender, conn) = http1::handshake(io)
+                .await
+                .map_err(|source| UpstreamError::Handshake { addr, source })?;
+            drop(pending);
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(guard);
+            });
+            break sender;
         };
         let resp = sender
             .send_request(req)
@@ -143,6 +200,7 @@ impl EndpointPool {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(sender);
+                pool.budget.freed.notify_waiters();
             }
         });
         Ok(resp)
@@ -153,25 +211,25 @@ impl EndpointPool {
         req: http::Request<Body>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         let addr = self.addr;
-        let existing = self
-            .h2
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .filter(|s| !s.is_closed());
-        let mut sender = match existing {
-            Some(s) => s,
-            None => {
-                let io = self.connect().await?;
-                let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .map_err(|source| UpstreamError::Handshake { addr, source })?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
-                sender
+        let mut sender = loop {
+            if let Some(s) = self.existing_h2() {
+                break s;
             }
+            let reusable = || self.existing_h2().is_some();
+            let Some((guard, pending)) = self.reuse_or_budget(reusable).await? else {
+                continue;
+            };
+            let io = self.connect().await?;
+            let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|source| UpstreamError::Handshake { addr, source })?;
+            drop(pending);
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(guard);
+            });
+            *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+            break sender;
         };
         sender
             .ready()

@@ -22,6 +22,14 @@ pub struct ClusterStats {
     pub cx_connect_fail: AtomicU64,
     pub rq_timeout: AtomicU64,
     pub rq_retry: AtomicU64,
+    /// Requests refused by `max_pending_requests` or `max_requests`.
+    pub rq_pending_overflow: AtomicU64,
+    /// Retries not sent because of `max_retries`.
+    pub rq_retry_overflow: AtomicU64,
+    pub outlier_ejections: AtomicU64,
+    /// TCP proxy bytes from downstream to upstream, and back.
+    pub cx_rx_bytes: Arc<AtomicU64>,
+    pub cx_tx_bytes: Arc<AtomicU64>,
 }
 
 impl ClusterStats {
@@ -89,7 +97,32 @@ impl Stats {
                 );
             }
         }
-        let per_cluster: [PerCluster; 4] = [
+        let per_cluster: [PerCluster; 9] = [
+            (
+                "plexus_cluster_tcp_downstream_bytes_total",
+                "TCP proxy bytes received from downstream and sent to the cluster.",
+                |s| s.cx_rx_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "plexus_cluster_tcp_upstream_bytes_total",
+                "TCP proxy bytes received from the cluster and sent downstream.",
+                |s| s.cx_tx_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "plexus_cluster_outlier_detection_ejections_total",
+                "Hosts ejected by outlier detection.",
+                |s| s.outlier_ejections.load(Ordering::Relaxed),
+            ),
+            (
+                "plexus_cluster_upstream_rq_overflow_total",
+                "Requests refused by the circuit breaker (max_requests, max_pending_requests).",
+                |s| s.rq_pending_overflow.load(Ordering::Relaxed),
+            ),
+            (
+                "plexus_cluster_upstream_rq_retry_overflow_total",
+                "Retries not sent because of max_retries.",
+                |s| s.rq_retry_overflow.load(Ordering::Relaxed),
+            ),
             (
                 "plexus_cluster_upstream_rq_retry_total",
                 "Retries sent to the cluster.",

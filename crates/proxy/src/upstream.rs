@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use rand::Rng;
 use tokio::time::Instant;
 
+use crate::budget::{Active, Guard, Guarded};
 use crate::cluster::ClusterRuntime;
 use crate::config::{
     ClusterChoice, Forward, HeaderMutation, RetryOn, RetryPolicy, UpstreamProtocol,
@@ -34,6 +35,8 @@ pub enum Attempt {
     ConnectFailure,
     Reset,
     PerTryTimeout,
+    /// The circuit breaker refused the attempt; never retried.
+    Overflow,
 }
 
 /// Envoy's `retry_on` semantics for one finished attempt.
@@ -49,6 +52,7 @@ pub fn should_retry(on: &RetryOn, codes: &[u16], attempt: Attempt) -> bool {
             on.server_error || on.gateway_error || on.reset || on.connect_failure
         }
         Attempt::Reset | Attempt::PerTryTimeout => on.server_error || on.gateway_error || on.reset,
+        Attempt::Overflow => false,
     }
 }
 
@@ -137,6 +141,9 @@ pub async fn forward(
     } else if let Ok(v) = HeaderValue::from_str(&host) {
         parts.headers.insert(http::header::HOST, v);
     }
+    // Every request is external for now (see `overrides`): the override headers are dropped.
+    crate::overrides::sanitize(&mut parts.headers);
+    let (retry, timeout) = (target.retry.cloned(), f.timeout);
     let template = Template {
         method: parts.method,
         uri: upstream_uri(h2, &host, target.path),
@@ -147,23 +154,83 @@ pub async fn forward(
         },
         headers: parts.headers,
     };
-    let retry = target.retry.filter(|p| p.num_retries > 0);
-    let body = match retry {
-        Some(_) => match Limited::new(body, RETRY_BUFFER_LIMIT).collect().await {
+    let retry = retry.as_ref();
+    let replay = retry.is_some_and(|p| p.num_retries > 0) || !f.mirrors.is_empty();
+    let body = if replay {
+        match Limited::new(body, RETRY_BUFFER_LIMIT).collect().await {
             Ok(b) => RequestBody::Buffered(b.to_bytes()),
             Err(e) => {
-                let cause = format!("request body not buffered for retries: {e}");
+                let cause = format!("request body not buffered for retries or mirroring: {e}");
                 return local_error(store, ResponseFlag::RequestBodyTooLarge, 413, &cause);
             }
-        },
-        None => RequestBody::Stream(Some(body)),
+        }
+    } else {
+        RequestBody::Stream(Some(body))
     };
-    let deadline = f.timeout.map(|t| Instant::now() + t);
+    if let RequestBody::Buffered(bytes) = &body {
+        crate::mirror::spawn(
+            runtime,
+            &f.mirrors,
+            &template.method,
+            &template.headers,
+            &host,
+            target.path,
+            bytes,
+        );
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
     let mut resp = attempts(store, &cluster, &template, body, retry, deadline).await;
     if let Some((_, resp_h)) = weighted {
         resp_h.apply(resp.headers_mut());
     }
     resp
+}
+
+type Sent = Option<Result<Response<Incoming>, UpstreamError>>;
+
+/// Send one attempt to `endpoint`, bounded by the per-try timeout and the route deadline.
+/// `None` means a timer fired first.
+async fn send_once(
+    cluster: &ClusterRuntime,
+    endpoint: SocketAddr,
+    template: &Template,
+    body: Body,
+    per_try: Option<Duration>,
+    deadline: Option<Instant>,
+) -> (Sent, Active) {
+    let mut req = Request::new(body);
+    *req.method_mut() = template.method.clone();
+    *req.uri_mut() = template.uri.clone();
+    *req.version_mut() = template.version;
+    *req.headers_mut() = template.headers.clone();
+    cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
+    let limit = match (per_try.map(|t| Instant::now() + t), deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let pool = cluster.pool(endpoint);
+    let active = Active::start(&pool.active);
+    let sent = match limit {
+        Some(at) => tokio::time::timeout_at(at, pool.send(req)).await.ok(),
+        None => Some(pool.send(req).await),
+    };
+    (sent, active)
+}
+
+fn classify(sent: &Sent) -> Attempt {
+    match sent {
+        None => Attempt::PerTryTimeout,
+        Some(Ok(r)) => Attempt::Status(r.status().as_u16()),
+        Some(Err(UpstreamError::Reset { .. })) => Attempt::Reset,
+        Some(Err(UpstreamError::Overflow(_))) => Attempt::Overflow,
+        Some(Err(_)) => Attempt::ConnectFailure,
+    }
+}
+
+fn timeout_reply(store: &Store, cluster: &ClusterRuntime, cause: &str) -> Response<Body> {
+    cluster.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
+    cluster.stats.response(504);
+    local_error(store, ResponseFlag::UpstreamRequestTimeout, 504, cause)
 }
 
 async fn attempts(
@@ -176,6 +243,7 @@ async fn attempts(
 ) -> Response<Body> {
     let name = &cluster.config.name;
     let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut guards: Vec<Guard> = Vec::new();
     let mut n = 0u32;
     loop {
         let Some(endpoint) = pick(cluster, retry, &tried) else {
@@ -183,62 +251,64 @@ async fn attempts(
             return local_error(store, ResponseFlag::NoHealthyUpstream, 503, &cause);
         };
         tried.push(endpoint);
-        let mut req = Request::new(body.take());
-        *req.method_mut() = template.method.clone();
-        *req.uri_mut() = template.uri.clone();
-        *req.version_mut() = template.version;
-        *req.headers_mut() = template.headers.clone();
-        cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
+        let Some(request_guard) = cluster.budget.try_request() else {
+            cluster
+                .stats
+                .rq_pending_overflow
+                .fetch_add(1, Ordering::Relaxed);
+            return overflow(store, cluster, "max_requests");
+        };
         let per_try = retry.and_then(|p| p.per_try_timeout);
-        let limit = match (per_try.map(|t| Instant::now() + t), deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let pool = cluster.pool(endpoint);
-        let sent = match limit {
-            Some(at) => tokio::time::timeout_at(at, pool.send(req)).await.ok(),
-            None => Some(pool.send(req).await),
-        };
-        let global_expired = deadline.is_some_and(|d| Instant::now() >= d);
-        let attempt = match &sent {
-            None if global_expired => {
-                cluster.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
-                cluster.stats.response(504);
-                let cause = format!(
-                    "upstream request timeout (cluster {name:?}, {} attempts)",
-                    n + 1
-                );
-                return local_error(store, ResponseFlag::UpstreamRequestTimeout, 504, &cause);
-            }
-            None => Attempt::PerTryTimeout,
-            Some(Ok(r)) => Attempt::Status(r.status().as_u16()),
-            Some(Err(UpstreamError::Reset { .. })) => Attempt::Reset,
-            Some(Err(_)) => Attempt::ConnectFailure,
-        };
+        let (sent, active) =
+            send_once(cluster, endpoint, template, body.take(), per_try, deadline).await;
+        if sent.is_none() && deadline.is_some_and(|d| Instant::now() >= d) {
+            let cause = format!(
+                "upstream request timeout (cluster {name:?}, {} attempts)",
+                n + 1
+            );
+            return timeout_reply(store, cluster, &cause);
+        }
+        let attempt = classify(&sent);
+        cluster.report(endpoint, attempt);
         let retriable =
             retry.is_some_and(|p| should_retry(&p.on, &p.retriable_status_codes, attempt));
-        let left = retry.is_some_and(|p| n < p.num_retries);
-        if retriable && left {
-            if let Some(p) = retry {
-                let wait = backoff(p, n);
-                if deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                    cluster.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
-                    cluster.stats.response(504);
-                    let cause =
-                        format!("upstream request timeout while backing off (cluster {name:?})");
-                    return local_error(store, ResponseFlag::UpstreamRequestTimeout, 504, &cause);
-                }
-                tokio::time::sleep(wait).await;
+        let Some(p) = retry.filter(|p| retriable && n < p.num_retries) else {
+            if retriable {
+                store.stats.flag(ResponseFlag::UpstreamRetryLimitExceeded);
             }
-            cluster.stats.rq_retry.fetch_add(1, Ordering::Relaxed);
-            n += 1;
-            continue;
+            guards.push(request_guard);
+            return finish(store, cluster, sent, n, (guards, active));
+        };
+        // A retry holds a unit of `max_retries` until it completes; without one, the current
+        // outcome stands (Envoy's retry overflow).
+        let Some(retry_guard) = cluster.budget.try_retry() else {
+            cluster
+                .stats
+                .rq_retry_overflow
+                .fetch_add(1, Ordering::Relaxed);
+            guards.push(request_guard);
+            return finish(store, cluster, sent, n, (guards, active));
+        };
+        drop((sent, request_guard, active));
+        guards = vec![retry_guard];
+        let wait = backoff(p, n);
+        if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+            let cause = format!("upstream request timeout while backing off (cluster {name:?})");
+            return timeout_reply(store, cluster, &cause);
         }
-        if retriable {
-            store.stats.flag(ResponseFlag::UpstreamRetryLimitExceeded);
-        }
-        return finish(store, cluster, sent, n);
+        tokio::time::sleep(wait).await;
+        cluster.stats.rq_retry.fetch_add(1, Ordering::Relaxed);
+        n += 1;
     }
+}
+
+fn overflow(store: &Store, cluster: &ClusterRuntime, which: &str) -> Response<Body> {
+    cluster.stats.response(503);
+    let cause = format!(
+        "circuit breaker {which} reached for cluster {:?}",
+        cluster.config.name
+    );
+    local_error(store, ResponseFlag::UpstreamOverflow, 503, &cause)
 }
 
 /// An endpoint for the next attempt; with the previous-hosts predicate, re-pick up to
@@ -265,8 +335,9 @@ fn pick(
 fn finish(
     store: &Store,
     cluster: &ClusterRuntime,
-    sent: Option<Result<Response<Incoming>, UpstreamError>>,
+    sent: Sent,
     retries: u32,
+    held: (Vec<Guard>, Active),
 ) -> Response<Body> {
     let name = &cluster.config.name;
     match sent {
@@ -274,8 +345,15 @@ fn finish(
             cluster.stats.response(resp.status().as_u16());
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            // The request counts against `max_requests` until its response body is done.
+            let body = Guarded {
+                inner: body.boxed(),
+                _guards: held.0,
+                _active: Some(held.1),
+            };
             Response::from_parts(parts, body.boxed())
         }
+        Some(Err(UpstreamError::Overflow(which))) => overflow(store, cluster, which),
         Some(Err(e)) => {
             cluster.stats.response(503);
             let flag = match e {
@@ -298,7 +376,7 @@ fn finish(
     }
 }
 
-fn choose_cluster(f: &Forward) -> (String, Option<(&HeaderMutation, &HeaderMutation)>) {
+pub fn choose_cluster(f: &Forward) -> (String, Option<(&HeaderMutation, &HeaderMutation)>) {
     match &f.clusters {
         ClusterChoice::Single(c) => (c.clone(), None),
         ClusterChoice::Weighted(targets) => {
@@ -322,7 +400,7 @@ fn choose_cluster(f: &Forward) -> (String, Option<(&HeaderMutation, &HeaderMutat
     }
 }
 
-fn upstream_uri(h2: bool, host: &str, path: &str) -> Uri {
+pub fn upstream_uri(h2: bool, host: &str, path: &str) -> Uri {
     let built = if h2 {
         format!("http://{host}{path}")
     } else {

@@ -6,13 +6,16 @@
 mod common;
 mod scenarios;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::*;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::route::v3 as rt;
+use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::util::pack_any;
-use plexus_testkit::echo::{self, EchoConfig};
+use plexus_testkit::echo::{self, EchoConfig, EchoHandle};
 use plexus_testkit::envoy::{Envoy, binary_for_test};
 use plexus_testkit::{FakeAds, eventually};
 use plexus_xds::ROUTE_TYPE;
@@ -22,7 +25,7 @@ fn observe(check: &Check, got: &Got) -> Result<(), String> {
     let json = got.json();
     let field = |k: &str| json.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let mut problems = Vec::new();
-    if got.status != check.status {
+    if check.status != scenarios::ANY && got.status != check.status {
         problems.push(format!("status {} (want {})", got.status, check.status));
     }
     let mut want = |what: &str, have: Option<String>, want: Option<&str>| {
@@ -57,6 +60,12 @@ fn observe(check: &Check, got: &Got) -> Result<(), String> {
             .map(str::to_string);
         want(&format!("upstream header {name}"), have, value);
     }
+    if let Some(g) = check.grpc_status {
+        want("grpc-status", got.grpc_status(), Some(g));
+    }
+    if let Some(b) = check.backend {
+        want("x-echo-workload", got.header("x-echo-workload"), Some(b));
+    }
     if let Some((name, value)) = check.response_header {
         want(&format!("response header {name}"), got.header(name), value);
     }
@@ -67,19 +76,99 @@ fn observe(check: &Check, got: &Got) -> Result<(), String> {
     }
 }
 
-/// Run one check once: the scenario's config is known to be applied (see `wait_applied`).
-async fn run_check(target: &str, addr: SocketAddr, check: &Check) -> Result<(), String> {
-    let started = std::time::Instant::now();
-    let outcome = match request(
-        addr,
-        check.h2,
-        check.method,
-        check.host,
-        check.path,
-        &check.headers,
-    )
+/// Run one check: once, or until it passes `until_stable` times in a row.
+async fn run_check(
+    target: &str,
+    addr: SocketAddr,
+    check: &Check,
+    live: &Live<'_>,
+) -> Result<(), String> {
+    if check.until_stable == 0 {
+        return run_check_once(target, addr, check, live).await;
+    }
+    let mut in_a_row = 0;
+    let mut last = Ok(());
+    for _ in 0..20 {
+        last = run_check_once(target, addr, check, live).await;
+        in_a_row = if last.is_ok() { in_a_row + 1 } else { 0 };
+        if in_a_row >= check.until_stable {
+            return Ok(());
+        }
+    }
+    let never = format!(
+        "{target}: {}{} never passed {} times in a row",
+        check.host, check.path, check.until_stable
+    );
+    last.and(Err(never))
+}
+
+/// Backends whose state checks observe.
+struct Live<'a> {
+    a_requests: &'a AtomicU64,
+    /// The mirror cluster's only backend.
+    mirror: &'a EchoHandle,
+}
+
+/// Wait until the mirror backend has seen a new request for `host`.
+async fn wait_mirrored(mirror: &EchoHandle, before: u64, host: &str) -> Result<(), String> {
+    eventually(WAIT, &format!("a mirrored request for {host}"), || async {
+        let count = mirror.requests.load(Ordering::Relaxed);
+        let last = mirror.last.lock().ok()?.clone()?;
+        (count > before && last.host == host).then_some(())
+    })
     .await
-    {
+}
+
+/// Run one check once: the scenario's config is known to be applied (see `wait_applied`).
+async fn run_check_once(
+    target: &str,
+    addr: SocketAddr,
+    check: &Check,
+    live: &Live<'_>,
+) -> Result<(), String> {
+    // A slow request held open at backend `a` while the check runs (circuit breakers).
+    let in_flight = match check.in_flight {
+        Some(path) => {
+            let before = live.a_requests.load(Ordering::Relaxed);
+            let host = check.host;
+            let slow = tokio::spawn(async move {
+                request(
+                    addr,
+                    false,
+                    "GET",
+                    host,
+                    path,
+                    &[("x-echo-delay-ms", "1000")],
+                )
+                .await
+            });
+            eventually(WAIT, "the in-flight request to reach backend a", || async {
+                (live.a_requests.load(Ordering::Relaxed) > before).then_some(())
+            })
+            .await?;
+            Some(slow)
+        }
+        None => None,
+    };
+    let mirrored_before = live.mirror.requests.load(Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    if let Some(protocol) = check.upgrade {
+        return run_upgrade(target, addr, check, protocol).await;
+    }
+    let sent = if check.grpc {
+        grpc_request(addr, check.host, check.path).await
+    } else {
+        request(
+            addr,
+            check.h2,
+            check.method,
+            check.host,
+            check.path,
+            &check.headers,
+        )
+        .await
+    };
+    let outcome = match sent {
         Ok(got) => observe(check, &got).and_then(|()| match check.min_elapsed {
             Some(min) if started.elapsed() < min => Err(format!(
                 "answered after {:?} (want at least {min:?})",
@@ -89,12 +178,56 @@ async fn run_check(target: &str, addr: SocketAddr, check: &Check) -> Result<(), 
         }),
         Err(e) => Err(e),
     };
-    outcome.map_err(|e| {
+    let outcome = match (outcome, check.mirrored) {
+        (Ok(()), Some(host)) => wait_mirrored(live.mirror, mirrored_before, host).await,
+        (other, _) => other,
+    };
+    let in_flight_status = match in_flight {
+        Some(slow) => match slow.await {
+            Ok(Ok(got)) if got.status == 200 => Ok(()),
+            Ok(Ok(got)) => Err(format!("the in-flight request got {}", got.status)),
+            Ok(Err(e)) => Err(format!("the in-flight request failed: {e}")),
+            Err(e) => Err(e.to_string()),
+        },
+        None => Ok(()),
+    };
+    outcome.and(in_flight_status).map_err(|e| {
         format!(
             "{target}: {} {}{}: {e}",
             check.method, check.host, check.path
         )
     })
+}
+
+async fn run_upgrade(
+    target: &str,
+    addr: SocketAddr,
+    check: &Check,
+    protocol: &str,
+) -> Result<(), String> {
+    let where_ = format!(
+        "{target}: upgrade to {protocol} {}{}",
+        check.host, check.path
+    );
+    let got = upgrade_request(addr, check.host, check.path, protocol)
+        .await
+        .map_err(|e| format!("{where_}: {e}"))?;
+    if got.status != check.status {
+        return Err(format!(
+            "{where_}: status {} (want {}); head {:?}",
+            got.status, check.status, got.head
+        ));
+    }
+    if got.status == 101 && !got.echoed {
+        return Err(format!("{where_}: the tunnel did not echo"));
+    }
+    if let Some(b) = check.backend {
+        let want = format!("x-echo-workload: {b}");
+        if !got.head.to_ascii_lowercase().contains(&want) {
+            return Err(format!("{where_}: no {want:?} in {:?}", got.head));
+        }
+    }
+    Ok(())
 }
 
 /// Every scenario's route configuration carries a probe virtual host answering with the
@@ -152,16 +285,95 @@ async fn tcp_roundtrip(addr: SocketAddr) -> Result<(), String> {
     }
 }
 
+/// Echo once, then stay quiet: the proxy must close within its idle timeout (300 ms), and not
+/// much sooner.
+async fn tcp_idle_close(addr: SocketAddr) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"idle").await?;
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await?;
+        let quiet_from = std::time::Instant::now();
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        Ok::<_, std::io::Error>((n, quiet_from.elapsed()))
+    };
+    match tokio::time::timeout(WAIT, io).await {
+        Ok(Ok((0, after))) if after >= std::time::Duration::from_millis(250) => Ok(()),
+        Ok(Ok((0, after))) => Err(format!("closed after only {after:?}")),
+        Ok(Ok((n, _))) => Err(format!("read {n} unexpected bytes")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("not closed within the wait".into()),
+    }
+}
+
+fn with_limits(
+    mut cl: envoy_types::pb::envoy::config::cluster::v3::Cluster,
+    f: impl FnOnce(&mut envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds),
+) -> envoy_types::pb::envoy::config::cluster::v3::Cluster {
+    let mut t = Default::default();
+    f(&mut t);
+    cl.circuit_breakers = Some(
+        envoy_types::pb::envoy::config::cluster::v3::CircuitBreakers {
+            thresholds: vec![t],
+            ..Default::default()
+        },
+    );
+    cl
+}
+
+/// Eject after `consecutive` 5xx for 60 s (longer than the test), up to every host.
+fn with_outlier(
+    mut cl: envoy_types::pb::envoy::config::cluster::v3::Cluster,
+    consecutive: u32,
+) -> envoy_types::pb::envoy::config::cluster::v3::Cluster {
+    use envoy_types::pb::google::protobuf::Duration as PbDuration;
+    cl.outlier_detection = Some(
+        envoy_types::pb::envoy::config::cluster::v3::OutlierDetection {
+            consecutive_5xx: Some(UInt32Value { value: consecutive }),
+            interval: Some(PbDuration {
+                seconds: 60,
+                nanos: 0,
+            }),
+            base_ejection_time: Some(PbDuration {
+                seconds: 60,
+                nanos: 0,
+            }),
+            max_ejection_percent: Some(UInt32Value { value: 100 }),
+            enforcing_success_rate: Some(UInt32Value { value: 0 }),
+            ..Default::default()
+        },
+    );
+    cl
+}
+
 fn base_clusters(b: &Backends) -> Config {
     let a2 = h2_cluster(static_cluster("a2", &[b.a]));
     Config {
         listeners: vec![
             ("main".into(), http_listener_rds_with_fault("main", "r1")),
             ("tcp".into(), tcp_listener("tcp", "tcpecho")),
+            (
+                "tcp-idle".into(),
+                tcp_listener_idle("tcp-idle", "tcpecho", 300),
+            ),
         ],
         routes: vec![],
         clusters: vec![
             static_cluster("tcpecho", &[b.tcp]),
+            static_cluster("mirror", &[b.mirror]),
+            with_outlier(static_cluster("outlier", &[b.flaky, b.a]), 2),
+            with_outlier(static_cluster("outlier_single", &[b.flaky]), 1),
+            with_limits(static_cluster("cb_requests", &[b.a]), |t| {
+                t.max_requests = Some(UInt32Value { value: 1 })
+            }),
+            with_limits(static_cluster("cb_pending", &[b.a]), |t| {
+                t.max_pending_requests = Some(UInt32Value { value: 0 });
+            }),
+            with_limits(static_cluster("cb_queue", &[b.a]), |t| {
+                t.max_connections = Some(UInt32Value { value: 1 });
+                t.max_pending_requests = Some(UInt32Value { value: 1 });
+            }),
             static_cluster("mixed", &[b.flaky, b.a]),
             static_cluster("cf", &[b.closed, b.a]),
             static_cluster("flakyonly", &[b.flaky]),
@@ -227,10 +439,24 @@ async fn differential_scenarios() {
     )
     .await
     .expect("echo slow");
+    let mirror = echo::start_http(
+        EchoConfig {
+            workload: "mirror".into(),
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo mirror");
+    let live = Live {
+        a_requests: &a.requests,
+        mirror: &mirror,
+    };
     let tcp_echo = echo::start_tcp("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("tcp echo");
     let backends = Backends {
+        mirror: mirror.addr,
         tcp: tcp_echo.addr,
         flaky: flaky.addr,
         slow: slow.addr,
@@ -249,19 +475,31 @@ async fn differential_scenarios() {
         },
     );
 
-    let plexus = start_proxy(&ads).await;
-    let plexus_addr = wait_listener(&plexus, "main").await;
-    let plexus_tcp = wait_listener(&plexus, "tcp").await;
-    let envoy = match binary_for_test("differential_scenarios") {
-        Some(bin) => {
-            let envoy = Envoy::start(
-                &bin,
-                "sidecar~127.0.0.2~envoy-0.default~default.svc.cluster.local",
-                ads.addr,
-            )
-            .await
-            .expect("envoy starts");
-            let addr = envoy
+    // Each implementation runs twice: state-of-the-world and delta xDS, same server.
+    let mut targets: Vec<Target> = Vec::new();
+    let mut proxies = Vec::new();
+    for delta in [false, true] {
+        let plexus = start_proxy_with(&ads, delta).await;
+        let http = wait_listener(&plexus, "main").await;
+        let tcp = wait_listener(&plexus, "tcp").await;
+        let tcp_idle = wait_listener(&plexus, "tcp-idle").await;
+        targets.push(Target {
+            proxy: "plexus",
+            delta,
+            http,
+            tcp,
+            tcp_idle,
+        });
+        proxies.push(plexus);
+    }
+    let mut envoys = Vec::new();
+    if let Some(bin) = binary_for_test("differential_scenarios") {
+        for (delta, ip) in [(false, "127.0.0.2"), (true, "127.0.0.3")] {
+            let node = format!("sidecar~{ip}~envoy-0.default~default.svc.cluster.local");
+            let envoy = Envoy::start_with(&bin, &node, ads.addr, delta)
+                .await
+                .expect("envoy starts");
+            let http = envoy
                 .wait_listener("main", WAIT)
                 .await
                 .expect("envoy listener");
@@ -269,12 +507,22 @@ async fn differential_scenarios() {
                 .wait_listener("tcp", WAIT)
                 .await
                 .expect("envoy tcp listener");
-            Some((envoy, addr, tcp))
+            let tcp_idle = envoy
+                .wait_listener("tcp-idle", WAIT)
+                .await
+                .expect("envoy tcp-idle listener");
+            targets.push(Target {
+                proxy: "envoy",
+                delta,
+                http,
+                tcp,
+                tcp_idle,
+            });
+            envoys.push(envoy);
         }
-        None => None,
-    };
+    }
 
-    let (mut plexus_passed, mut envoy_passed) = (0, 0);
+    let mut passed: BTreeMap<(&str, bool), usize> = BTreeMap::new();
     let mut failures = Vec::new();
     for Scenario {
         name,
@@ -284,52 +532,84 @@ async fn differential_scenarios() {
     {
         let rc = route_config("r1", with_probe(name, routes));
         ads.push(ROUTE_TYPE, vec![("r1".into(), pack_any(rc))]);
-        let mut targets = vec![("plexus", plexus_addr)];
-        if let Some((_, addr, _)) = &envoy {
-            targets.push(("envoy", *addr));
-        }
-        for (target, addr) in targets {
-            if let Err(e) = wait_applied(target, addr, name).await {
+        for t in &targets {
+            let label = t.label();
+            if let Err(e) = wait_applied(&label, t.http, name).await {
                 failures.push(format!("[{name}] {e}"));
                 continue;
             }
             let mut ok = true;
             for check in &checks {
-                if let Err(e) = run_check(target, addr, check).await {
+                if let Err(e) = run_check(&label, t.http, check, &live).await {
                     failures.push(format!("[{name}] {e}"));
                     ok = false;
                 }
             }
             if ok {
-                if target == "plexus" {
-                    plexus_passed += 1
-                } else {
-                    envoy_passed += 1
-                }
+                *passed.entry((t.proxy, t.delta)).or_default() += 1;
             }
         }
     }
     // TCP proxy: bytes go through both ways, in several writes.
-    let mut tcp_targets = vec![("plexus", plexus_tcp)];
-    if let Some((_, _, tcp)) = &envoy {
-        tcp_targets.push(("envoy", *tcp));
-    }
-    for (target, addr) in tcp_targets {
-        match tcp_roundtrip(addr).await {
-            Ok(()) if target == "plexus" => plexus_passed += 1,
-            Ok(()) => envoy_passed += 1,
-            Err(e) => failures.push(format!("[tcp proxy] {target}: {e}")),
+    for t in &targets {
+        match tcp_roundtrip(t.tcp).await {
+            Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
+            Err(e) => failures.push(format!("[tcp proxy] {}: {e}", t.label())),
+        }
+        match tcp_idle_close(t.tcp_idle).await {
+            Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
+            Err(e) => failures.push(format!("[tcp idle timeout] {}: {e}", t.label())),
         }
     }
-    println!("scenario counts: plexus={plexus_passed} envoy={envoy_passed}");
-    if let Some((envoy, _, _)) = envoy.as_ref().filter(|_| !failures.is_empty()) {
-        println!("envoy log: {}", envoy.log_path().display());
+    let count = |proxy: &str| {
+        passed
+            .iter()
+            .filter(|((p, _), _)| *p == proxy)
+            .map(|(_, n)| n)
+            .sum::<usize>()
+    };
+    println!(
+        "scenario counts: plexus={} envoy={}",
+        count("plexus"),
+        count("envoy")
+    );
+    for ((proxy, delta), n) in &passed {
+        println!(
+            "  {proxy} ({}): {n}",
+            if *delta {
+                "delta xDS"
+            } else {
+                "state-of-the-world xDS"
+            }
+        );
+    }
+    if !failures.is_empty() {
+        for e in &envoys {
+            println!("envoy log: {}", e.log_path().display());
+        }
     }
     assert!(
         failures.is_empty(),
         "scenario failures:\n{}",
         failures.join("\n")
     );
+    drop(proxies);
+}
+
+/// One proxy under test.
+struct Target {
+    proxy: &'static str,
+    delta: bool,
+    http: SocketAddr,
+    tcp: SocketAddr,
+    /// TCP proxy with a 300 ms idle timeout.
+    tcp_idle: SocketAddr,
+}
+
+impl Target {
+    fn label(&self) -> String {
+        format!("{}{}", self.proxy, if self.delta { "/delta" } else { "" })
+    }
 }
 
 fn base_clone(c: &Config) -> Config {

@@ -1,54 +1,16 @@
-//! Integration tests through the Plexus proxy with real sockets, driven by the fake ADS server:
-//! NACK handling, reconnects, response flags, protocols, TCP, load balancing, admin, drain.
+//! Integration tests of the proxy's control side with real sockets, driven by the fake ADS
+//! server: NACK handling, reconnects (SotW and delta), admin endpoints, drain.
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
 use envoy_types::pb::envoy::config::route::v3 as rt;
 use envoy_types::util::pack_any;
-use plexus_proxy::ERROR_HEADER;
-use plexus_testkit::echo::{self, EchoConfig, EchoHandle};
 use plexus_testkit::envoy::http_get;
 use plexus_testkit::{FakeAds, eventually};
-use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn echo_named(name: &str) -> EchoHandle {
-    let cfg = EchoConfig {
-        workload: name.into(),
-        ..Default::default()
-    };
-    echo::start_http(cfg, "127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("echo")
-}
-
-/// A proxy with listener `main` (RDS `r1`) routing everything to static cluster `a`.
-async fn basic(a: SocketAddr) -> (FakeAds, plexus_proxy::ProxyHandle, SocketAddr) {
-    let ads = FakeAds::start().await.expect("ads");
-    push(
-        &ads,
-        &Config {
-            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
-            routes: vec![route_config(
-                "r1",
-                vec![vhost(
-                    "all",
-                    &["*"],
-                    vec![route(prefix("/"), to_cluster("a"))],
-                )],
-            )],
-            clusters: vec![static_cluster("a", &[a])],
-            endpoints: vec![],
-        },
-    );
-    let proxy = start_proxy(&ads).await;
-    let addr = wait_listener(&proxy, "main").await;
-    (ads, proxy, addr)
-}
+use plexus_xds::{CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 
 #[tokio::test]
 async fn nack_names_the_field_and_keeps_last_good_routes() {
@@ -118,224 +80,6 @@ async fn bad_listener_is_nacked_and_others_still_bind() {
     );
     wait_listener(&proxy, "tcp").await;
     assert!(proxy.listener_addr("main").is_some() && proxy.listener_addr("bad").is_none());
-}
-
-/// Host, path, request headers, expected status, expected response flag.
-type LocalCase = (
-    &'static str,
-    &'static str,
-    &'static [(&'static str, &'static str)],
-    u16,
-    &'static str,
-);
-
-#[tokio::test]
-async fn local_replies_carry_flag_and_cause() {
-    let a = echo_named("a").await;
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
-    let ads = FakeAds::start().await.expect("ads");
-    let timeout = envoy_types::pb::google::protobuf::Duration {
-        seconds: 0,
-        nanos: 100_000_000,
-    };
-    let routes = vec![
-        route(prefix("/nc"), to_cluster("missing")),
-        route(prefix("/uh"), to_cluster("empty")),
-        route(prefix("/uf"), to_cluster("closed")),
-        route(
-            prefix("/ut"),
-            rt::route::Action::Route(rt::RouteAction {
-                cluster_specifier: Some(rt::route_action::ClusterSpecifier::Cluster("a".into())),
-                timeout: Some(timeout),
-                ..Default::default()
-            }),
-        ),
-    ];
-    push(
-        &ads,
-        &Config {
-            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
-            routes: vec![route_config("r1", vec![vhost("v", &["v.test"], routes)])],
-            clusters: vec![
-                static_cluster("a", &[a.addr]),
-                eds_cluster("empty"),
-                static_cluster("closed", &[closed]),
-            ],
-            endpoints: vec![("empty".into(), assignment("empty", &[]))],
-        },
-    );
-    let proxy = start_proxy(&ads).await;
-    let addr = wait_listener(&proxy, "main").await;
-    get_until(addr, "v.test", "/ut", |g| g.status == 200).await;
-    let cases: [LocalCase; 5] = [
-        ("other.test", "/", &[], 404, "NR"),
-        ("v.test", "/nc", &[], 503, "NC"),
-        ("v.test", "/uh", &[], 503, "UH"),
-        ("v.test", "/uf", &[], 503, "UF"),
-        ("v.test", "/ut", &[("x-echo-delay-ms", "1000")], 504, "UT"),
-    ];
-    for (host, path, headers, status, flag) in cases {
-        let got = request(addr, false, "GET", host, path, headers)
-            .await
-            .expect("request");
-        let cause = got.header(ERROR_HEADER).unwrap_or_default();
-        assert_eq!(got.status, status, "{host}{path}: {cause}");
-        assert!(
-            cause.starts_with(&format!("{flag}: ")),
-            "{host}{path}: {cause}"
-        );
-    }
-    let (_, metrics) = http_get(&format!("http://{}/stats/prometheus", proxy.admin))
-        .await
-        .expect("metrics");
-    for flag in ["NR", "NC", "UH", "UF", "UT"] {
-        assert!(
-            metrics.contains(&format!("plexus_response_flags_total{{flag=\"{flag}\"}} 1")),
-            "{flag}:\n{metrics}"
-        );
-    }
-    assert!(
-        metrics.contains("plexus_cluster_upstream_rq_timeout_total{cluster=\"a\"} 1"),
-        "{metrics}"
-    );
-}
-
-#[tokio::test]
-async fn h2c_downstream_and_keepalive_reuse_one_upstream_connection() {
-    let a = echo_named("a").await;
-    let (_ads, proxy, addr) = basic(a.addr).await;
-    get_until(addr, "h", "/", |g| g.status == 200).await;
-    let h2 = request(addr, true, "GET", "h2.test", "/over-h2", &[])
-        .await
-        .expect("h2c request");
-    assert_eq!(
-        (h2.status, h2.json()["path"].as_str()),
-        (200, Some("/over-h2"))
-    );
-    assert_eq!(h2.json()["host"].as_str(), Some("h2.test"));
-    // Several requests on one downstream HTTP/1.1 connection.
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
-    for i in 0..3 {
-        let req = http::Request::get(format!("/ka/{i}"))
-            .header("host", "h")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .expect("req");
-        let resp = send.send_request(req).await.expect("keep-alive request");
-        assert_eq!(resp.status(), 200);
-        http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .expect("body");
-    }
-    let (_, metrics) = http_get(&format!("http://{}/stats/prometheus", proxy.admin))
-        .await
-        .expect("metrics");
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("plexus_cluster_upstream_cx_total{cluster=\"a\"}"));
-    let cx: u64 = line
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        (1..=2).contains(&cx),
-        "upstream connections should be reused: {line:?}"
-    );
-}
-
-#[tokio::test]
-async fn tcp_proxy_copies_bytes_both_ways() {
-    let tcp_echo = echo::start_tcp("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("tcp echo");
-    let ads = FakeAds::start().await.expect("ads");
-    push(
-        &ads,
-        &Config {
-            listeners: vec![("tcp".into(), tcp_listener("tcp", "t"))],
-            routes: vec![],
-            clusters: vec![static_cluster("t", &[tcp_echo.addr])],
-            endpoints: vec![],
-        },
-    );
-    let proxy = start_proxy(&ads).await;
-    let addr = wait_listener(&proxy, "tcp").await;
-    let reply = eventually(WAIT, "tcp echo through proxy", || async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        s.write_all(b"hello plexus").await.ok()?;
-        let mut buf = [0u8; 12];
-        tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        Some(buf)
-    })
-    .await
-    .expect("echoed");
-    assert_eq!(&reply, b"hello plexus");
-}
-
-#[tokio::test]
-async fn eds_updates_and_round_robin_spread_requests() {
-    let (a, b) = (echo_named("a").await, echo_named("b").await);
-    let ads = FakeAds::start().await.expect("ads");
-    push(
-        &ads,
-        &Config {
-            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
-            routes: vec![route_config(
-                "r1",
-                vec![vhost(
-                    "all",
-                    &["*"],
-                    vec![route(prefix("/"), to_cluster("svc"))],
-                )],
-            )],
-            clusters: vec![eds_cluster("svc")],
-            endpoints: vec![("svc".into(), assignment("svc", &[a.addr]))],
-        },
-    );
-    let proxy = start_proxy(&ads).await;
-    let addr = wait_listener(&proxy, "main").await;
-    get_until(addr, "h", "/", |g| g.json()["workload"] == "a").await;
-    ads.push(
-        ENDPOINT_TYPE,
-        vec![("svc".into(), assignment("svc", &[a.addr, b.addr]))],
-    );
-    get_until(addr, "h", "/", |g| g.json()["workload"] == "b").await;
-    let mut seen = std::collections::BTreeMap::new();
-    for _ in 0..10 {
-        let got = request(addr, false, "GET", "h", "/", &[])
-            .await
-            .expect("request");
-        *seen
-            .entry(got.json()["workload"].as_str().unwrap_or("?").to_string())
-            .or_insert(0) += 1;
-    }
-    assert_eq!(
-        seen.get("a").zip(seen.get("b")),
-        Some((&5, &5)),
-        "round robin: {seen:?}"
-    );
-    ads.push(
-        ENDPOINT_TYPE,
-        vec![("svc".into(), assignment("svc", &[b.addr]))],
-    );
-    get_until(addr, "h", "/", |g| g.json()["workload"] == "b").await;
-    for _ in 0..4 {
-        let got = request(addr, false, "GET", "h", "/", &[])
-            .await
-            .expect("request");
-        assert_eq!(got.json()["workload"], "b");
-    }
 }
 
 #[tokio::test]
@@ -453,56 +197,142 @@ async fn quitquitquit_then_drain_lets_inflight_requests_finish() {
 }
 
 #[tokio::test]
-async fn exhausted_retries_count_urx_and_retries() {
-    let flaky = echo::start_http(
-        EchoConfig {
-            workload: "flaky".into(),
-            fail_fraction: 1.0,
-            fail_status: 502,
-            ..Default::default()
-        },
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("echo");
+async fn delta_xds_removes_resources_nacks_and_resyncs_after_reconnect() {
+    let a = echo_named("a").await;
     let ads = FakeAds::start().await.expect("ads");
-    let policy = rt::RetryPolicy {
-        retry_on: "gateway-error".into(),
-        num_retries: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 3 }),
-        ..Default::default()
-    };
-    let vh = rt::VirtualHost {
-        retry_policy: Some(policy),
-        ..vhost("all", &["*"], vec![route(prefix("/"), to_cluster("f"))])
-    };
+    let cluster = |name: &str| (name.to_string(), pack_any(static_cluster(name, &[a.addr])));
     push(
         &ads,
         &Config {
             listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
-            routes: vec![route_config("r1", vec![vh])],
-            clusters: vec![static_cluster("f", &[flaky.addr])],
+            routes: vec![route_config(
+                "r1",
+                vec![vhost(
+                    "all",
+                    &["*"],
+                    vec![route(prefix("/"), to_cluster("a"))],
+                )],
+            )],
+            clusters: vec![
+                static_cluster("a", &[a.addr]),
+                static_cluster("b", &[a.addr]),
+            ],
             endpoints: vec![],
         },
     );
-    let proxy = start_proxy(&ads).await;
+    let proxy = start_proxy_with(&ads, true).await;
     let addr = wait_listener(&proxy, "main").await;
-    // The virtual host's policy applies: one request, four attempts, the last 502 passed on.
-    let got = get_until(addr, "h", "/", |g| g.status == 502).await;
-    assert_eq!(got.json()["workload"], "flaky");
-    assert_eq!(flaky.requests.load(std::sync::atomic::Ordering::Relaxed), 4);
-    let (_, metrics) = http_get(&format!("http://{}/stats/prometheus", proxy.admin))
+    get_until(addr, "h", "/", |g| g.status == 200).await;
+    let has = |name: &'static str| {
+        let store = proxy.store.clone();
+        move || {
+            let present = store.runtime.load().clusters.contains_key(name);
+            async move { present.then_some(()) }
+        }
+    };
+    let lacks = |name: &'static str| {
+        let store = proxy.store.clone();
+        move || {
+            let present = store.runtime.load().clusters.contains_key(name);
+            async move { (!present).then_some(()) }
+        }
+    };
+    // A removal arrives as removed_resources.
+    ads.push(CLUSTER_TYPE, vec![cluster("a")]);
+    eventually(WAIT, "cluster b removed", lacks("b"))
         .await
-        .expect("metrics");
+        .expect("removed");
+    // A bad update is NACKed and the last good version stays.
+    let before = ads.acks().len();
+    let mut bad = static_cluster("a", &[a.addr]);
+    bad.health_checks = vec![Default::default()];
+    ads.push(CLUSTER_TYPE, vec![("a".into(), pack_any(bad))]);
+    let nack = ads
+        .wait_nack(CLUSTER_TYPE, before, WAIT)
+        .await
+        .expect("NACK");
     assert!(
-        metrics.contains("plexus_cluster_upstream_rq_retry_total{cluster=\"f\"} 3"),
-        "{metrics}"
+        nack.error
+            .as_deref()
+            .is_some_and(|e| e.contains("Cluster \"a\": health_checks")),
+        "{nack:?}"
     );
-    assert!(
-        metrics.contains("plexus_response_flags_total{flag=\"URX\"} 1"),
-        "{metrics}"
+    assert_eq!(
+        request(addr, false, "GET", "h", "/", &[])
+            .await
+            .expect("request")
+            .status,
+        200
     );
-    assert!(
-        metrics.contains("plexus_cluster_upstream_rq_total{cluster=\"f\"} 4"),
-        "{metrics}"
+    // While the stream is down the server drops c and adds d; the resync reports both.
+    ads.push(CLUSTER_TYPE, vec![cluster("a"), cluster("c")]);
+    eventually(WAIT, "cluster c", has("c"))
+        .await
+        .expect("added");
+    let streams = ads.streams();
+    ads.disconnect_all();
+    ads.push(CLUSTER_TYPE, vec![cluster("a"), cluster("d")]);
+    eventually(WAIT, "a new delta stream", || async {
+        (ads.streams() > streams).then_some(())
+    })
+    .await
+    .expect("reconnect");
+    eventually(WAIT, "cluster d", has("d"))
+        .await
+        .expect("added after reconnect");
+    eventually(WAIT, "cluster c removed", lacks("c"))
+        .await
+        .expect("removed after reconnect");
+}
+
+#[tokio::test]
+async fn logging_endpoint_reads_and_sets_the_filter() {
+    let ads = FakeAds::start().await.expect("ads");
+    let current = std::sync::Arc::new(std::sync::Mutex::new("info".to_string()));
+    let seen = current.clone();
+    let control: plexus_proxy::LogControl = std::sync::Arc::new(move |new: Option<&str>| {
+        let mut cur = seen.lock().map_err(|e| e.to_string())?;
+        match new {
+            Some("bad!") => return Err("bad filter".into()),
+            Some(f) => *cur = f.to_string(),
+            None => {}
+        }
+        Ok(cur.clone())
+    });
+    let cfg = plexus_proxy::ProxyConfig {
+        xds_address: ads.url(),
+        node: identity(),
+        admin_address: "127.0.0.1:0".parse().expect("addr"),
+        drain: Duration::from_secs(1),
+        backoff: plexus_xds::client::Backoff::default(),
+        delta: false,
+        log_control: Some(control),
+    };
+    let proxy = plexus_proxy::start(cfg).await.expect("proxy");
+    let base = format!("http://{}/logging", proxy.admin);
+    assert_eq!(http_get(&base).await, Some((200, "info\n".to_string())));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let post = |q: &str| {
+        let req = http::Request::post(format!("{base}?level={q}"))
+            .body(http_body_util::Empty::new())
+            .expect("req");
+        client.request(req)
+    };
+    assert_eq!(
+        post("plexus_proxy%3Ddebug%2Cinfo")
+            .await
+            .expect("post")
+            .status(),
+        200
+    );
+    assert_eq!(
+        current.lock().map(|c| c.clone()).ok(),
+        Some("plexus_proxy=debug,info".to_string())
+    );
+    assert_eq!(post("bad!").await.expect("post").status(), 400);
+    assert_eq!(
+        http_get(&base).await.map(|r| r.1),
+        Some("plexus_proxy=debug,info\n".to_string())
     );
 }

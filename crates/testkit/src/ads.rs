@@ -3,7 +3,7 @@
 //!
 //! Serves Envoy's `AggregatedDiscoveryService` from `envoy-types` over tonic on `127.0.0.1:0`.
 //! Wildcard types (LDS, CDS) get every resource; RDS and EDS only the names a client asked for,
-//! as a real control plane does. Delta xDS is answered with `UNIMPLEMENTED`.
+//! as a real control plane does. Delta xDS is served too (see `ads_delta`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,13 +39,13 @@ pub struct AckRecord {
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     /// Per type: version counter and the current resources `(name, Any)`.
-    resources: HashMap<String, (u64, Vec<(String, Any)>)>,
-    acks: Vec<AckRecord>,
+    pub(crate) resources: HashMap<String, (u64, Vec<(String, Any)>)>,
+    pub(crate) acks: Vec<AckRecord>,
     /// Nonce -> version it was sent with, for ACK bookkeeping.
-    nonces: HashMap<String, String>,
-    next_nonce: u64,
+    pub(crate) nonces: HashMap<String, String>,
+    pub(crate) next_nonce: u64,
     streams: u64,
 }
 
@@ -160,7 +160,7 @@ impl FakeAds {
     }
 }
 
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+pub(crate) fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     // A panicked test thread poisons the lock; the data is still consistent for reading.
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -196,11 +196,22 @@ impl AggregatedDiscoveryService for Service {
 
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "the fake ADS server speaks state-of-the-world only",
-        ))
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        lock(&self.state).streams += 1;
+        let streams = Streams {
+            changed: self.changed.subscribe(),
+            kick: self.kick.subscribe(),
+        };
+        tokio::spawn(crate::ads_delta::serve_delta(
+            self.state.clone(),
+            streams,
+            inbound,
+            tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
@@ -212,9 +223,9 @@ struct Subscription {
 }
 
 /// What a stream task watches besides its client: pushes, and requests to hang up.
-struct Streams {
-    changed: watch::Receiver<u64>,
-    kick: watch::Receiver<u64>,
+pub(crate) struct Streams {
+    pub(crate) changed: watch::Receiver<u64>,
+    pub(crate) kick: watch::Receiver<u64>,
 }
 
 async fn serve_stream(

@@ -3,7 +3,10 @@
 //!
 //! Knobs: a fixed delay per request, and failing a chosen fraction of requests with a chosen
 //! status. Per request, `x-echo-status: CODE` and `x-echo-delay-ms: N` override both, so tests
-//! can ask one request to fail or to be slow.
+//! can ask one request to fail or to be slow. Requests with `content-type: application/grpc*`
+//! get a unary gRPC echo of any method (the message back, `grpc-status` in trailers; a failing
+//! request gets 14 UNAVAILABLE, `x-echo-grpc-status: N` forces N). Every reply names the
+//! instance in `x-echo-workload`, `x-echo-version` and `x-echo-replica`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -14,7 +17,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -74,6 +79,8 @@ pub struct EchoHandle {
     pub addr: SocketAddr,
     /// Requests answered so far.
     pub requests: Arc<AtomicU64>,
+    /// What the last HTTP (non-gRPC, non-upgrade) request looked like.
+    pub last: Arc<std::sync::Mutex<Option<EchoReply>>>,
     _stop: watch::Sender<bool>,
 }
 
@@ -82,20 +89,28 @@ pub async fn start_http(cfg: EchoConfig, addr: SocketAddr) -> std::io::Result<Ec
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let requests = Arc::new(AtomicU64::new(0));
+    let seen = Seen::default();
     let cfg = Arc::new(cfg);
-    tokio::spawn(accept_http(listener, cfg, requests.clone(), stopped));
+    tokio::spawn(accept_http(listener, cfg, seen.clone(), stopped));
     Ok(EchoHandle {
         addr,
-        requests,
+        requests: seen.requests,
+        last: seen.last,
         _stop: stop,
     })
+}
+
+/// What the server records about the requests it answers.
+#[derive(Clone, Default)]
+struct Seen {
+    requests: Arc<AtomicU64>,
+    last: Arc<std::sync::Mutex<Option<EchoReply>>>,
 }
 
 async fn accept_http(
     listener: TcpListener,
     cfg: Arc<EchoConfig>,
-    requests: Arc<AtomicU64>,
+    requests: Seen,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
@@ -112,18 +127,17 @@ async fn accept_http(
                 async move { Ok::<_, Infallible>(answer(&cfg, &requests, req).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .await;
         });
     }
 }
 
-async fn answer(
-    cfg: &EchoConfig,
-    requests: &AtomicU64,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    requests.fetch_add(1, Ordering::Relaxed);
+async fn answer(cfg: &EchoConfig, seen: &Seen, mut req: Request<Incoming>) -> Response<EchoBody> {
+    seen.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(resp) = upgrade(cfg, &mut req) {
+        return resp;
+    }
     let header_num =
         |name: &str| -> Option<u64> { req.headers().get(name)?.to_str().ok()?.parse().ok() };
     let delay = header_num("x-echo-delay-ms")
@@ -163,25 +177,112 @@ async fn answer(
             })
             .or_insert(v);
     }
-    reply.body_bytes = req
+    let grpc = is_grpc(&req);
+    let grpc_status =
+        header_num("x-echo-grpc-status").unwrap_or(if status == 200 { 0 } else { 14 });
+    let request_body = req
         .into_body()
         .collect()
         .await
-        .map(|b| b.to_bytes().len())
-        .unwrap_or(0);
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    reply.body_bytes = request_body.len();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    if grpc {
+        return grpc_echo(cfg, request_body, grpc_status);
+    }
     let body = serde_json::to_vec(&reply).unwrap_or_default();
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    if let Ok(mut last) = seen.last.lock() {
+        *last = Some(reply);
+    }
+    let mut resp = Response::new(full(Bytes::from(body)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = http::HeaderValue::from_str(&cfg.replica) {
-        resp.headers_mut().insert("x-echo-replica", v);
+    identify(cfg, resp.headers_mut());
+    resp
+}
+
+/// An HTTP/1.1 `Upgrade` request (WebSocket or any other protocol) is accepted with 101; the
+/// upgraded connection then echoes raw bytes. There is no WebSocket framing and no
+/// `Sec-WebSocket-Accept`: the proxies under test treat upgraded bytes as opaque.
+fn upgrade(cfg: &EchoConfig, req: &mut Request<Incoming>) -> Option<Response<EchoBody>> {
+    let protocol = req.headers().get(http::header::UPGRADE)?.clone();
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = TokioIo::new(upgraded);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if io.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    resp.headers_mut().insert(http::header::UPGRADE, protocol);
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("upgrade"),
+    );
+    identify(cfg, resp.headers_mut());
+    Some(resp)
+}
+
+/// The echo's response body: whole JSON, or a gRPC message followed by trailers.
+pub type EchoBody = BoxBody<Bytes, Infallible>;
+
+fn full(b: Bytes) -> EchoBody {
+    Full::new(b).boxed()
+}
+
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// Headers naming the instance, on every reply (gRPC replies have no JSON body).
+fn identify(cfg: &EchoConfig, headers: &mut http::HeaderMap) {
+    for (name, value) in [
+        ("x-echo-workload", &cfg.workload),
+        ("x-echo-version", &cfg.version),
+        ("x-echo-replica", &cfg.replica),
+    ] {
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
     }
+}
+
+/// Unary gRPC echo of any method: the request's length-prefixed message comes back as the
+/// response message, then trailers with `grpc-status`.
+fn grpc_echo(cfg: &EchoConfig, message: Bytes, grpc_status: u64) -> Response<EchoBody> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from(grpc_status));
+    let frames = vec![
+        Ok::<_, Infallible>(Frame::data(message)),
+        Ok(Frame::trailers(trailers)),
+    ];
+    let mut resp = Response::new(StreamBody::new(tokio_stream::iter(frames)).boxed());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    identify(cfg, resp.headers_mut());
     resp
 }
 
@@ -296,6 +397,52 @@ mod tests {
         assert_eq!(
             get(echo.addr, false, &[("x-echo-status", "201")]).await.0,
             201
+        );
+    }
+
+    #[tokio::test]
+    async fn grpc_unary_echo_with_trailers() {
+        let cfg = EchoConfig {
+            workload: "g".into(),
+            ..Default::default()
+        };
+        let echo = start_http(cfg, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http::<Full<Bytes>>();
+        let message = Bytes::from_static(&[0, 0, 0, 0, 3, b'a', b'b', b'c']);
+        let send = |status: Option<&str>| {
+            let mut req = Request::post(format!("http://{}/echo.Echo/Say", echo.addr))
+                .header("content-type", "application/grpc");
+            if let Some(s) = status {
+                req = req.header("x-echo-grpc-status", s);
+            }
+            client.request(req.body(Full::new(message.clone())).expect("request"))
+        };
+        let resp = send(None).await.expect("send");
+        assert_eq!(resp.headers()["x-echo-workload"], "g");
+        let collected = resp.into_body().collect().await.expect("body");
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        assert_eq!(
+            trailers.get("grpc-status").map(|v| v.as_bytes()),
+            Some(&b"0"[..])
+        );
+        assert_eq!(collected.to_bytes(), message);
+        let failed = send(Some("5"))
+            .await
+            .expect("send")
+            .into_body()
+            .collect()
+            .await
+            .expect("body");
+        assert_eq!(
+            failed
+                .trailers()
+                .and_then(|t| t.get("grpc-status"))
+                .map(|v| v.as_bytes()),
+            Some(&b"5"[..])
         );
     }
 

@@ -86,15 +86,17 @@ pub fn binary_for_test(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// The bootstrap: a node id, an admin on port 0, and ADS at `ads` for CDS and LDS.
-pub fn bootstrap(node_id: &str, ads: SocketAddr) -> serde_json::Value {
+/// The bootstrap: a node id, an admin on port 0, and ADS at `ads` for CDS and LDS
+/// (state-of-the-world, or delta when `delta`).
+pub fn bootstrap(node_id: &str, ads: SocketAddr, delta: bool) -> serde_json::Value {
+    let api_type = if delta { "DELTA_GRPC" } else { "GRPC" };
     let ads_source = serde_json::json!({"ads": {}, "resource_api_version": "V3"});
     serde_json::json!({
         "node": {"id": node_id, "cluster": "plexus-test"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": api_type,
                 "transport_api_version": "V3",
                 "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]
             },
@@ -119,14 +121,24 @@ pub fn bootstrap(node_id: &str, ads: SocketAddr) -> serde_json::Value {
 }
 
 impl Envoy {
-    /// Start Envoy (`--concurrency 1`) against the ADS server at `ads` and wait until its admin
-    /// endpoint answers.
+    /// Start Envoy (`--concurrency 1`) against the ADS server at `ads` (state-of-the-world) and
+    /// wait until its admin endpoint answers.
     pub async fn start(binary: &Path, node_id: &str, ads: SocketAddr) -> Result<Envoy, EnvoyError> {
+        Envoy::start_with(binary, node_id, ads, false).await
+    }
+
+    /// Like `start`, choosing delta xDS with `delta`.
+    pub async fn start_with(
+        binary: &Path,
+        node_id: &str,
+        ads: SocketAddr,
+        delta: bool,
+    ) -> Result<Envoy, EnvoyError> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("plexus-envoy-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("bootstrap.json");
-        std::fs::write(&config, bootstrap(node_id, ads).to_string())?;
+        std::fs::write(&config, bootstrap(node_id, ads, delta).to_string())?;
         let admin_path = dir.join("admin.txt");
         let log = dir.join("envoy.log");
         let child = Command::new(binary)

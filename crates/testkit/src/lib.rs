@@ -2,6 +2,7 @@
 //! with a push API that records ACKs and NACKs, a launcher for a real Envoy, and polling helpers.
 
 pub mod ads;
+mod ads_delta;
 pub mod echo;
 pub mod envoy;
 pub mod eventually;

@@ -22,13 +22,21 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::{CLUSTER_TYPE, LISTENER_TYPE, SUBSCRIBE_ORDER, short_type};
 
 /// gRPC status code INVALID_ARGUMENT, which Envoy puts in a NACK's `error_detail`.
-const INVALID_ARGUMENT: i32 = 3;
+pub(crate) const INVALID_ARGUMENT: i32 = 3;
 
 /// What the client drives: it applies whole SotW resource sets and names what to subscribe to.
 pub trait Handler: Send + 'static {
     /// Apply the complete set of `type_url` resources. `Err(message)` NACKs the response; the
     /// handler must then keep what it had.
     fn apply(&mut self, type_url: &str, resources: &[Any]) -> Result<(), String>;
+    /// Apply an incremental (delta xDS) update: `updated` resources replace or add, `removed`
+    /// names go away, everything else stays. `Err(message)` NACKs.
+    fn apply_delta(
+        &mut self,
+        type_url: &str,
+        updated: &[Any],
+        removed: &[String],
+    ) -> Result<(), String>;
     /// Resource names wanted for a non-wildcard type (RDS, EDS), sorted.
     fn subscriptions(&self, type_url: &str) -> Vec<String>;
 }
@@ -71,6 +79,8 @@ pub struct ClientConfig {
     pub address: String,
     pub node: Node,
     pub backoff: Backoff,
+    /// Use delta (incremental) xDS instead of state-of-the-world.
+    pub delta: bool,
 }
 
 /// Per-type view of the stream, shown on the admin endpoint.
@@ -101,12 +111,20 @@ pub async fn run<H: Handler>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut attempt = 0u32;
+    let mut delta_state = crate::delta::DeltaState::default();
     loop {
         if *shutdown.borrow() {
             return;
         }
+        let once = async {
+            if cfg.delta {
+                crate::delta::stream_once(&cfg, &mut handler, &status, &mut delta_state).await
+            } else {
+                stream_once(&cfg, &mut handler, &status).await
+            }
+        };
         let got_response = tokio::select! {
-            r = stream_once(&cfg, &mut handler, &status) => r,
+            r = once => r,
             _ = shutdown.changed() => return,
         };
         set_connected(&status, false);
@@ -124,7 +142,7 @@ pub async fn run<H: Handler>(
     }
 }
 
-fn set_connected(status: &StatusHandle, connected: bool) {
+pub(crate) fn set_connected(status: &StatusHandle, connected: bool) {
     if let Ok(mut s) = status.lock() {
         s.connected = connected;
         if connected {
@@ -257,7 +275,7 @@ async fn handle_response<H: Handler>(
     }
 }
 
-fn wanted<H: Handler>(handler: &H, type_url: &str) -> Vec<String> {
+pub(crate) fn wanted<H: Handler>(handler: &H, type_url: &str) -> Vec<String> {
     if type_url == CLUSTER_TYPE || type_url == LISTENER_TYPE {
         Vec::new()
     } else {
@@ -266,12 +284,23 @@ fn wanted<H: Handler>(handler: &H, type_url: &str) -> Vec<String> {
 }
 
 fn record(status: &StatusHandle, type_url: &str, state: &TypeState, error: Option<String>) {
+    record_outcome(status, type_url, &state.nonce, &state.version, error);
+}
+
+/// Note an ACK (`error` = None, `version` accepted) or NACK for the admin view.
+pub(crate) fn record_outcome(
+    status: &StatusHandle,
+    type_url: &str,
+    nonce: &str,
+    version: &str,
+    error: Option<String>,
+) {
     if let Ok(mut s) = status.lock() {
         let ts = s.types.entry(type_url.to_string()).or_default();
-        ts.last_nonce = state.nonce.clone();
+        ts.last_nonce = nonce.to_string();
         match error {
             None => {
-                ts.accepted_version = state.version.clone();
+                ts.accepted_version = version.to_string();
                 ts.acks += 1;
                 ts.last_error = None;
             }

@@ -5,6 +5,7 @@
 //! this crate so that the protobuf dependency sits behind one boundary.
 
 pub mod client;
+mod delta;
 pub mod node;
 
 pub use envoy_types;

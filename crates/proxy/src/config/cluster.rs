@@ -7,7 +7,9 @@ use envoy_types::pb::envoy::config::cluster::v3 as c;
 use envoy_types::pb::envoy::config::endpoint::v3 as e;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uh;
 
-use super::{FieldError, FieldResult, duration, socket_address, unpack_field};
+use super::{
+    FieldError, FieldResult, Limits, OutlierDetection, duration, socket_address, unpack_field,
+};
 use crate::deny_set;
 
 /// Envoy's default `connect_timeout`.
@@ -21,6 +23,8 @@ pub struct Cluster {
     pub lb: LbPolicy,
     pub connect_timeout: Duration,
     pub protocol: UpstreamProtocol,
+    pub limits: Limits,
+    pub outlier: Option<OutlierDetection>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +38,10 @@ pub enum Discovery {
 pub enum LbPolicy {
     RoundRobin,
     Random,
+    /// Envoy's LEAST_REQUEST: the fewest active requests among `choices` random picks.
+    LeastRequest {
+        choices: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +128,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             per_connection_buffer_high_watermark_timeout,
             health_checks,
             max_requests_per_connection,
-            circuit_breakers,
             upstream_http_protocol_options,
             common_http_protocol_options,
             http_protocol_options,
@@ -134,7 +141,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             dns_resolution_config,
             typed_dns_resolver_config,
             wait_for_warm_on_init,
-            outlier_detection,
             cleanup_interval,
             upstream_bind_config,
             lb_subset_config,
@@ -153,12 +159,13 @@ impl TryFrom<&c::Cluster> for Cluster {
             track_cluster_stats,
             preconnect_policy,
             connection_pool_per_downstream_connection,
-            queuing_policies,
-            lb_config
+            queuing_policies
         );
         let lb = match c::cluster::LbPolicy::try_from(*lb_policy) {
-            Ok(c::cluster::LbPolicy::RoundRobin) => LbPolicy::RoundRobin,
-            Ok(c::cluster::LbPolicy::Random) => LbPolicy::Random,
+            Ok(c::cluster::LbPolicy::RoundRobin) if lb_config.is_none() => LbPolicy::RoundRobin,
+            Ok(c::cluster::LbPolicy::Random) if lb_config.is_none() => LbPolicy::Random,
+            Ok(c::cluster::LbPolicy::LeastRequest) => least_request(lb_config.as_ref())?,
+            Ok(_) if lb_config.is_some() => return Err(FieldError::unsupported("lb_config")),
             Ok(other) => {
                 return Err(FieldError::unsupported(format!(
                     "lb_policy ({})",
@@ -197,14 +204,57 @@ impl TryFrom<&c::Cluster> for Cluster {
             Some(d) => duration(d).map_err(|e| e.within("connect_timeout"))?,
             None => DEFAULT_CONNECT_TIMEOUT,
         };
+        let limits = match circuit_breakers {
+            Some(cb) => Limits::try_from(cb).map_err(|e| e.within("circuit_breakers"))?,
+            None => Limits::default(),
+        };
+        let outlier = match outlier_detection {
+            Some(o) => {
+                Some(OutlierDetection::try_from(o).map_err(|e| e.within("outlier_detection"))?)
+            }
+            None => None,
+        };
         Ok(Cluster {
             name: name.clone(),
             discovery,
             lb,
             connect_timeout,
             protocol,
+            limits,
+            outlier,
         })
     }
+}
+
+fn least_request(cfg: Option<&c::cluster::LbConfig>) -> FieldResult<LbPolicy> {
+    let lr = match cfg {
+        None => return Ok(LbPolicy::LeastRequest { choices: 2 }),
+        Some(c::cluster::LbConfig::LeastRequestLbConfig(lr)) => lr,
+        Some(_) => {
+            return Err(FieldError::invalid(
+                "lb_config",
+                "does not match lb_policy LEAST_REQUEST",
+            ));
+        }
+    };
+    let c::cluster::LeastRequestLbConfig {
+        choice_count,
+        active_request_bias,
+        slow_start_config,
+    } = lr;
+    (|| {
+        deny_set!(active_request_bias, slow_start_config);
+        Ok(())
+    })()
+    .map_err(|e: FieldError| e.within("least_request_lb_config"))?;
+    let choices = choice_count.as_ref().map_or(2, |c| c.value);
+    if choices < 2 {
+        return Err(FieldError::invalid(
+            "least_request_lb_config.choice_count",
+            "must be at least 2",
+        ));
+    }
+    Ok(LbPolicy::LeastRequest { choices })
 }
 
 fn discovery(
@@ -443,9 +493,9 @@ mod tests {
         };
         assert!(Cluster::try_from(&cl).is_err_and(|e| e.field == "lb_policy (MAGLEV)"));
         let cl = c::Cluster {
-            outlier_detection: Some(Default::default()),
+            health_checks: vec![Default::default()],
             ..Default::default()
         };
-        assert!(Cluster::try_from(&cl).is_err_and(|e| e.field == "outlier_detection"));
+        assert!(Cluster::try_from(&cl).is_err_and(|e| e.field == "health_checks"));
     }
 }

@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
 use prost::Name;
 
 use super::fault::Fault;
-use super::{FieldError, FieldResult, RouteConfig, socket_address, unpack_field};
+use super::{FieldError, FieldResult, RouteConfig, duration, socket_address, unpack_field};
 use crate::deny_set;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +43,8 @@ pub struct HttpManager {
     pub routes: RouteSource,
     /// The fault filter in the chain, if any (its name keys per-route overrides).
     pub fault: Option<FaultFilter>,
+    /// `upgrade_configs` allows `websocket` (routes may override).
+    pub websocket: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,8 +63,14 @@ pub enum RouteSource {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcpProxy {
-    pub cluster: String,
+    /// (cluster, weight); a single `cluster` is one entry of weight 1.
+    pub clusters: Vec<(String, u32)>,
+    /// Envoy closes a connection with no bytes either way for this long (default 1 h).
+    pub idle_timeout: Option<std::time::Duration>,
 }
+
+/// Envoy's default TCP proxy idle timeout.
+pub const TCP_DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl TryFrom<&l::Listener> for Listener {
     type Error = FieldError;
@@ -302,7 +310,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         forward_client_cert_matcher,
         proxy_100_continue,
         represent_ipv4_remote_address_as_ipv4_mapped_ipv6,
-        upgrade_configs,
         normalize_path,
         merge_slashes,
         path_with_escaped_slashes_action,
@@ -350,10 +357,12 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
             ));
         }
     };
+    let websocket = websocket_upgrades(upgrade_configs).map_err(|e| e.within("upgrade_configs"))?;
     Ok(HttpManager {
         codec,
         routes,
         fault,
+        websocket,
     })
 }
 
@@ -431,6 +440,30 @@ fn fault_filter(f: &hcm::HttpFilter) -> FieldResult<FaultFilter> {
     })
 }
 
+/// Only WebSocket upgrades without upgrade filters are supported.
+fn websocket_upgrades(
+    configs: &[hcm::http_connection_manager::UpgradeConfig],
+) -> FieldResult<bool> {
+    let mut websocket = false;
+    for (i, c) in configs.iter().enumerate() {
+        let hcm::http_connection_manager::UpgradeConfig {
+            upgrade_type,
+            filters,
+            enabled,
+        } = c;
+        if !upgrade_type.eq_ignore_ascii_case("websocket") {
+            return Err(FieldError::unsupported(format!(
+                "[{i}].upgrade_type ({upgrade_type})"
+            )));
+        }
+        if !filters.is_empty() {
+            return Err(FieldError::unsupported(format!("[{i}].filters")));
+        }
+        websocket = enabled.as_ref().is_none_or(|b| b.value);
+    }
+    Ok(websocket)
+}
+
 fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {
     let tcp::TcpProxy {
         stat_prefix: _,
@@ -459,7 +492,6 @@ fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {
     deny_set!(
         on_demand,
         metadata_match,
-        idle_timeout,
         downstream_idle_timeout,
         upstream_idle_timeout,
         access_log,
@@ -478,14 +510,50 @@ fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {
         max_early_data_bytes,
         check_drain_close
     );
-    match cluster_specifier {
-        Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(c)) => Ok(TcpProxy { cluster: c.clone() }),
-        Some(tcp::tcp_proxy::ClusterSpecifier::WeightedClusters(_)) => {
-            Err(FieldError::unsupported("weighted_clusters"))
+    let clusters = match cluster_specifier {
+        Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(c)) => vec![(c.clone(), 1)],
+        Some(tcp::tcp_proxy::ClusterSpecifier::WeightedClusters(w)) => {
+            tcp_weighted(w).map_err(|e| e.within("weighted_clusters"))?
         }
-        None => Err(FieldError::invalid(
-            "cluster_specifier",
-            "a cluster is required",
-        )),
+        None => {
+            return Err(FieldError::invalid(
+                "cluster_specifier",
+                "a cluster is required",
+            ));
+        }
+    };
+    let idle_timeout = match idle_timeout {
+        Some(d) => {
+            Some(duration(d).map_err(|e| e.within("idle_timeout"))?).filter(|d| !d.is_zero())
+        }
+        None => Some(TCP_DEFAULT_IDLE_TIMEOUT),
+    };
+    Ok(TcpProxy {
+        clusters,
+        idle_timeout,
+    })
+}
+
+fn tcp_weighted(w: &tcp::tcp_proxy::WeightedCluster) -> FieldResult<Vec<(String, u32)>> {
+    let mut out = Vec::new();
+    for (i, c) in w.clusters.iter().enumerate() {
+        let tcp::tcp_proxy::weighted_cluster::ClusterWeight {
+            name,
+            weight,
+            metadata_match,
+        } = c;
+        if metadata_match.is_some() {
+            return Err(FieldError::unsupported(format!(
+                "clusters[{i}].metadata_match"
+            )));
+        }
+        out.push((name.clone(), *weight));
     }
+    if out.iter().map(|(_, w)| u64::from(*w)).sum::<u64>() == 0 {
+        return Err(FieldError::invalid(
+            "clusters",
+            "the sum of weights must be greater than 0",
+        ));
+    }
+    Ok(out)
 }

@@ -8,9 +8,11 @@
 #![allow(deprecated)]
 
 pub mod action;
+pub mod circuit;
 pub mod cluster;
 pub mod fault;
 pub mod listener;
+pub mod outlier;
 pub mod retry;
 pub mod route;
 pub mod route_match;
@@ -24,10 +26,15 @@ use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 use envoy_types::pb::google::protobuf;
 use http::{HeaderName, HeaderValue};
 
-pub use action::{Action, ClusterChoice, Forward, Redirect, WeightedTarget};
+pub use action::{Action, ClusterChoice, Forward, Mirror, Redirect, WeightedTarget};
+pub use circuit::Limits;
 pub use cluster::{Cluster, Discovery, Endpoint, LbPolicy, LoadAssignment, UpstreamProtocol};
 pub use fault::{Abort, FAULT_FILTER, Fault, Fraction};
-pub use listener::{FaultFilter, HttpManager, Listener, ListenerKind, RouteSource, TcpProxy};
+pub use listener::{
+    FaultFilter, HttpManager, Listener, ListenerKind, RouteSource, TCP_DEFAULT_IDLE_TIMEOUT,
+    TcpProxy,
+};
+pub use outlier::OutlierDetection;
 pub use retry::{RetryOn, RetryPolicy};
 pub use route::{DomainMatch, Route, RouteConfig, VirtualHost};
 pub use route_match::{HeaderMatcher, PathMatch, QueryMatcher, RouteMatch};

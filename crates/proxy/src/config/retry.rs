@@ -145,6 +145,40 @@ fn backoff(b: Option<&rt::retry_policy::RetryBackOff>) -> FieldResult<(Duration,
     Ok((base, max))
 }
 
+impl RetryOn {
+    /// Add the conditions of an `x-envoy-retry-on` header. Unknown tokens are ignored, as
+    /// Envoy does for the header.
+    pub fn merge_header(&mut self, value: &str) {
+        for token in value.split(',').map(str::trim) {
+            let mut one = RetryOn::default();
+            if parse_retry_on(token).map(|o| one = o).is_ok() {
+                self.server_error |= one.server_error;
+                self.gateway_error |= one.gateway_error;
+                self.reset |= one.reset;
+                self.connect_failure |= one.connect_failure;
+                self.retriable_4xx |= one.retriable_4xx;
+                self.retriable_status_codes |= one.retriable_status_codes;
+            }
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The policy Envoy builds when a request asks for retries on a route that has none.
+    pub fn from_header_only() -> Self {
+        RetryPolicy {
+            on: RetryOn::default(),
+            num_retries: 1,
+            per_try_timeout: None,
+            retriable_status_codes: Vec::new(),
+            backoff_base: DEFAULT_BACKOFF_BASE,
+            backoff_max: DEFAULT_BACKOFF_BASE * 10,
+            avoid_previous_hosts: false,
+            host_selection_max_attempts: 1,
+        }
+    }
+}
+
 fn parse_retry_on(s: &str) -> FieldResult<RetryOn> {
     let mut on = RetryOn::default();
     for cond in s.split(',').map(str::trim).filter(|c| !c.is_empty()) {

@@ -22,6 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use plexus_proxy::{ProxyConfig, ProxyHandle};
 use plexus_testkit::FakeAds;
+use plexus_testkit::echo::{self, EchoConfig, EchoHandle};
 use plexus_xds::node::{InterceptionMode, NodeIdentity, ProxyType};
 use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 
@@ -108,6 +109,10 @@ pub fn http_listener_rds_with_fault(name: &str, route_name: &str) -> Any {
         pack_any(hcm::HttpConnectionManager {
             stat_prefix: name.into(),
             http_filters: vec![fault, router_filter()],
+            upgrade_configs: vec![hcm::http_connection_manager::UpgradeConfig {
+                upgrade_type: "websocket".into(),
+                ..Default::default()
+            }],
             route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(
                 hcm::Rds {
                     config_source: Some(ads_source()),
@@ -140,6 +145,22 @@ pub fn tcp_listener(name: &str, cluster: &str) -> Any {
         pack_any(tcp::TcpProxy {
             stat_prefix: name.into(),
             cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
+            ..Default::default()
+        }),
+    )
+}
+
+/// A TCP proxy listener that closes connections idle for `idle_ms`.
+pub fn tcp_listener_idle(name: &str, cluster: &str, idle_ms: u32) -> Any {
+    listener_with(
+        name,
+        pack_any(tcp::TcpProxy {
+            stat_prefix: name.into(),
+            cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
+            idle_timeout: Some(PbDuration {
+                seconds: 0,
+                nanos: i32::try_from(idle_ms * 1_000_000).unwrap_or(0),
+            }),
             ..Default::default()
         }),
     )
@@ -290,7 +311,14 @@ pub fn identity() -> NodeIdentity {
 }
 
 pub async fn start_proxy(ads: &FakeAds) -> ProxyHandle {
+    start_proxy_with(ads, false).await
+}
+
+/// A proxy on the fake ADS server, speaking delta xDS when `delta`.
+pub async fn start_proxy_with(ads: &FakeAds, delta: bool) -> ProxyHandle {
     let cfg = ProxyConfig {
+        delta,
+        log_control: None,
         xds_address: ads.url(),
         node: identity(),
         admin_address: "127.0.0.1:0".parse().expect("addr"),
@@ -317,6 +345,7 @@ pub struct Got {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    pub trailers: Option<http::HeaderMap>,
 }
 
 impl Got {
@@ -326,6 +355,14 @@ impl Got {
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+    /// `grpc-status` from the trailers, or from the headers of a trailers-only response.
+    pub fn grpc_status(&self) -> Option<String> {
+        let in_trailers = self.trailers.as_ref().and_then(|t| t.get("grpc-status"));
+        in_trailers
+            .or_else(|| self.headers.get("grpc-status"))
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     }
@@ -379,17 +416,107 @@ pub async fn request(
 async fn collect(resp: http::Response<hyper::body::Incoming>) -> Result<Got, String> {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp
+    let collected = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+        .map_err(|e| e.to_string())?;
+    let trailers = collected.trailers().cloned();
     Ok(Got {
         status,
         headers,
-        body,
+        body: collected.to_bytes(),
+        trailers,
     })
+}
+
+/// What an HTTP/1.1 upgrade attempt showed: the status, the response head, and whether bytes
+/// written afterwards came back.
+pub struct Upgraded {
+    pub status: u16,
+    pub head: String,
+    pub echoed: bool,
+}
+
+/// Send an upgrade request for `protocol` on a raw connection; after a 101, write bytes and
+/// expect them echoed through the tunnel.
+pub async fn upgrade_request(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    protocol: &str,
+) -> Result<Upgraded, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        s.write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut byte).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err(format!("closed after {:?}", String::from_utf8_lossy(&got)));
+            }
+            got.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&got).into_owned();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut echoed = false;
+        if status == 101 {
+            s.write_all(b"through the tunnel")
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 18];
+            s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            echoed = &buf == b"through the tunnel";
+        }
+        Ok(Upgraded {
+            status,
+            head,
+            echoed,
+        })
+    };
+    tokio::time::timeout(WAIT, io)
+        .await
+        .map_err(|_| "upgrade timed out".to_string())?
+}
+
+/// A unary gRPC call over h2c (prior knowledge) with a small message.
+pub async fn grpc_request(addr: SocketAddr, host: &str, path: &str) -> Result<Got, String> {
+    let uri = format!("http://{host}{path}")
+        .parse::<http::Uri>()
+        .map_err(|e| e.to_string())?;
+    let message = Bytes::from_static(&[0, 0, 0, 0, 4, b'p', b'i', b'n', b'g']);
+    let req = http::Request::post(uri)
+        .version(http::Version::HTTP_2)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(message))
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(conn),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    collect(resp).await
 }
 
 /// GET with the `host` header, polling until `ok` holds (config arrives asynchronously).
@@ -421,4 +548,38 @@ pub fn h2_cluster(mut cl: c::Cluster) -> c::Cluster {
         pack_any(opts),
     );
     cl
+}
+
+pub async fn echo_named(name: &str) -> EchoHandle {
+    let cfg = EchoConfig {
+        workload: name.into(),
+        ..Default::default()
+    };
+    echo::start_http(cfg, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("echo")
+}
+
+/// A proxy with listener `main` (RDS `r1`) routing everything to static cluster `a`.
+pub async fn basic(a: SocketAddr) -> (FakeAds, plexus_proxy::ProxyHandle, SocketAddr) {
+    let ads = FakeAds::start().await.expect("ads");
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
+            routes: vec![route_config(
+                "r1",
+                vec![vhost(
+                    "all",
+                    &["*"],
+                    vec![route(prefix("/"), to_cluster("a"))],
+                )],
+            )],
+            clusters: vec![static_cluster("a", &[a])],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    (ads, proxy, addr)
 }

@@ -1,0 +1,165 @@
+//! HTTP/1.1 upgrades (WebSocket): when the connection manager or the route allows `websocket`,
+//! the request goes to an endpoint over a fresh HTTP/1.1 connection with its `Upgrade` and
+//! `Connection` headers kept; a 101 answer turns both connections into one byte tunnel. An
+//! upgrade the config does not allow is refused with 403, as Envoy does.
+
+use std::sync::atomic::Ordering;
+
+use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::config::UpstreamProtocol;
+use crate::flags::ResponseFlag;
+use crate::http::{local_error, strip_hop_by_hop};
+use crate::pool::Body;
+use crate::store::{Runtime, Store};
+use crate::upstream::{Target, choose_cluster, upstream_uri};
+
+/// The protocol a request asks to switch to (`Upgrade` with `Connection: upgrade`).
+pub fn requested(req: &Request<Incoming>) -> Option<String> {
+    let connection_upgrade = req
+        .headers()
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let protocol = req.headers().get(http::header::UPGRADE)?.to_str().ok()?;
+    connection_upgrade.then(|| protocol.to_string())
+}
+
+pub async fn forward(
+    store: &Store,
+    runtime: &Runtime,
+    target: Target<'_>,
+    websocket_allowed: bool,
+    protocol: &str,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    if !protocol.eq_ignore_ascii_case("websocket") || !websocket_allowed {
+        let cause = format!("upgrade to {protocol:?} is not allowed on this route");
+        return local_error(store, ResponseFlag::UpgradeFailed, 403, &cause);
+    }
+    let f = target.forward;
+    let (cluster_name, weighted) = choose_cluster(f);
+    let Some(cluster) = runtime.clusters.get(&cluster_name).cloned() else {
+        let cause = format!("cluster {cluster_name:?} not found");
+        return local_error(
+            store,
+            ResponseFlag::NoCluster,
+            f.cluster_not_found_status,
+            &cause,
+        );
+    };
+    if cluster.config.protocol == UpstreamProtocol::Http2 {
+        let cause = format!(
+            "cluster {cluster_name:?} is HTTP/2; WebSocket over HTTP/2 upstreams is not supported"
+        );
+        return local_error(store, ResponseFlag::UpgradeFailed, 503, &cause);
+    }
+    let Some(endpoint) = cluster.pick() else {
+        let cause = format!("no healthy upstream for cluster {cluster_name:?}");
+        return local_error(store, ResponseFlag::NoHealthyUpstream, 503, &cause);
+    };
+    let downstream = hyper::upgrade::on(&mut req);
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    crate::overrides::sanitize(&mut parts.headers);
+    if let Some((req_h, _)) = weighted {
+        req_h.apply(&mut parts.headers);
+    }
+    for m in target.request_headers {
+        m.apply(&mut parts.headers);
+    }
+    let host = f
+        .host_rewrite
+        .clone()
+        .unwrap_or_else(|| target.authority.to_string());
+    if let Ok(v) = HeaderValue::from_str(&host) {
+        parts.headers.insert(http::header::HOST, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(protocol) {
+        parts.headers.insert(http::header::UPGRADE, v);
+    }
+    parts.headers.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    parts.uri = upstream_uri(false, &host, target.path);
+    parts.version = http::Version::HTTP_11;
+    let req = Request::from_parts(parts, body.boxed());
+    cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
+    let exchange = async {
+        let stream = tokio::time::timeout(
+            cluster.config.connect_timeout,
+            TcpStream::connect(endpoint.addr),
+        )
+        .await
+        .map_err(|_| {
+            (
+                ResponseFlag::UpstreamConnectFailure,
+                "connect timeout".to_string(),
+            )
+        })?
+        .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e.to_string()))?;
+        cluster.stats.cx_total.fetch_add(1, Ordering::Relaxed);
+        let (mut sender, conn) = http1::handshake::<_, Body>(TokioIo::new(stream))
+            .await
+            .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e.to_string()))?;
+        tokio::spawn(conn.with_upgrades());
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| (ResponseFlag::UpstreamConnectionTermination, e.to_string()))
+    };
+    let sent = match f.timeout {
+        Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or_else(|_| {
+            Err((
+                ResponseFlag::UpstreamRequestTimeout,
+                format!("no answer within {t:?}"),
+            ))
+        }),
+        None => exchange.await,
+    };
+    let mut resp = match sent {
+        Ok(r) => r,
+        Err((flag, e)) => {
+            cluster.stats.response(503);
+            let status = if flag == ResponseFlag::UpstreamRequestTimeout {
+                504
+            } else {
+                503
+            };
+            return local_error(
+                store,
+                flag,
+                status,
+                &format!("upgrade via cluster {cluster_name:?}: {e}"),
+            );
+        }
+    };
+    cluster.stats.response(resp.status().as_u16());
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        let upstream = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            let (Ok(down), Ok(up)) = (downstream.await, upstream.await) else {
+                return;
+            };
+            let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
+            let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+        });
+    }
+    let (mut parts, body) = resp.into_parts();
+    if parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
+        strip_hop_by_hop(&mut parts.headers);
+    }
+    let mut resp = Response::from_parts(parts, body.boxed());
+    if let Some((_, resp_h)) = weighted {
+        resp_h.apply(resp.headers_mut());
+    }
+    resp
+}
