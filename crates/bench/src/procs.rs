@@ -1,0 +1,196 @@
+//! Proxy processes under test and what `/proc` says about them: Plexus and Envoy started as
+//! children pinned with `taskset`, their CPU time (utime + stime over all threads), resident
+//! memory, and the machine's busy time (to see other processes' work during a phase).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// A proxy child process; killed and reaped when dropped.
+pub struct ProxyProc {
+    pub label: String,
+    pub pid: u32,
+    child: Child,
+}
+
+impl Drop for ProxyProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ProxyProc {
+    /// Fail early with the log's path when the proxy exited.
+    pub fn check_running(&mut self, log: &Path) -> anyhow::Result<()> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            bail!("{} exited ({status}); log: {}", self.label, log.display());
+        }
+        Ok(())
+    }
+}
+
+fn command(bin: &Path, cpu: Option<usize>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
+fn spawn(mut cmd: Command, label: &str, log: &Path) -> anyhow::Result<ProxyProc> {
+    let out = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+    let err = out.try_clone()?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("start {label}"))?;
+    // `taskset` execs the proxy, so the child's pid is the proxy's pid.
+    Ok(ProxyProc {
+        label: label.into(),
+        pid: child.id(),
+        child,
+    })
+}
+
+/// `plexus proxy` with one Tokio worker thread (`TOKIO_WORKER_THREADS=1`: the proxy has no
+/// flag for its worker count) and warnings-only logs.
+pub fn spawn_plexus(
+    bin: &Path,
+    label: &str,
+    ads: &str,
+    admin: SocketAddr,
+    cpu: Option<usize>,
+    log: &Path,
+) -> anyhow::Result<ProxyProc> {
+    let mut cmd = command(bin, cpu);
+    cmd.env("TOKIO_WORKER_THREADS", "1")
+        .env("RUST_LOG", "warn")
+        .args(["proxy", "--xds-address", ads, "--admin-address"])
+        .arg(admin.to_string())
+        .args(["--pod-name", label]);
+    spawn(cmd, label, log)
+}
+
+/// Envoy with `--concurrency 1`, bootstrapped by the testkit to use ADS at `ads`.
+pub fn spawn_envoy(
+    bin: &Path,
+    label: &str,
+    ads: SocketAddr,
+    cpu: Option<usize>,
+    dir: &Path,
+) -> anyhow::Result<ProxyProc> {
+    let config = dir.join(format!("{label}.bootstrap.json"));
+    let bootstrap = plexus_testkit::envoy::bootstrap(label, ads, false);
+    std::fs::write(&config, bootstrap.to_string())?;
+    let mut cmd = command(bin, cpu);
+    cmd.arg("-c")
+        .arg(&config)
+        .args([
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "--log-level",
+            "warn",
+        ])
+        .arg("--admin-address-path")
+        .arg(dir.join(format!("{label}.admin.txt")));
+    spawn(cmd, label, &log_path(dir, label))
+}
+
+pub fn log_path(dir: &Path, label: &str) -> PathBuf {
+    dir.join(format!("{label}.log"))
+}
+
+/// utime + stime of the whole process (all threads), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the full line, i.e. 11 and 12 after the name.
+    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+/// Clock ticks per second for `/proc` CPU times (`getconf CLK_TCK`, 100 on Linux).
+pub fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// (VmRSS, RssAnon) in MiB.
+pub fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |key: &str| -> anyhow::Result<f64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .with_context(|| format!("no {key} in /proc/{pid}/status"))?;
+        let n: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .context("empty field")?
+            .parse()?;
+        Ok(n / 1024.0)
+    };
+    Ok((kib("VmRSS:")?, kib("RssAnon:")?))
+}
+
+/// Busy clock ticks of all CPUs together since boot (every state except idle and iowait).
+pub fn all_busy_ticks() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("cpu"))
+        .context("no cpu line in /proc/stat")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Ok(total.saturating_sub(idle))
+}
+
+/// Switch every thread of `pid` to SCHED_RR priority 1 (`rt`) or back to SCHED_OTHER, with
+/// `chrt`. Used only around the open-loop phase, where the processes need a fraction of a core:
+/// on a shared machine their wake-ups then preempt other work instead of waiting for a time
+/// slice, and RT throttling (95 % by default) still bounds them.
+pub fn set_realtime(pid: u32, rt: bool) -> anyhow::Result<()> {
+    let mut cmd = Command::new("chrt");
+    if rt {
+        cmd.args(["-r", "-a", "-p", "1"]);
+    } else {
+        cmd.args(["-o", "-a", "-p", "0"]);
+    }
+    let out = cmd
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .output()
+        .context("run chrt")?;
+    if !out.status.success() {
+        bail!(
+            "chrt for pid {pid}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}

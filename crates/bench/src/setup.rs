@@ -1,0 +1,273 @@
+//! The five setups and their data paths (see `bench/README.md` for diagrams):
+//! direct (no proxy), one Plexus hop, one Envoy hop, and the client-sidecar → server-sidecar
+//! pair of each. A setup owns its proxy processes and their fake ADS servers.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use plexus_testkit::FakeAds;
+
+use crate::load::{self, Proto};
+use crate::procs::{self, ProxyProc};
+use crate::xds::{self, Leg};
+
+/// What every setup needs to know.
+pub struct Ctx {
+    pub plexus: PathBuf,
+    pub envoy: PathBuf,
+    pub dir: PathBuf,
+    /// The upstream (HTTP/1.1 and h2c on one port).
+    pub upstream: SocketAddr,
+    /// CPU the proxies are pinned to.
+    pub cpu: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Direct,
+    Plexus1,
+    Envoy1,
+    Plexus2,
+    Envoy2,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Plexus1 => "plexus-1hop",
+            Kind::Envoy1 => "envoy-1hop",
+            Kind::Plexus2 => "plexus-pair",
+            Kind::Envoy2 => "envoy-pair",
+        }
+    }
+
+    pub fn hops(self) -> u32 {
+        match self {
+            Kind::Direct => 0,
+            Kind::Plexus1 | Kind::Envoy1 => 1,
+            Kind::Plexus2 | Kind::Envoy2 => 2,
+        }
+    }
+
+    fn is_plexus(self) -> bool {
+        matches!(self, Kind::Plexus1 | Kind::Plexus2)
+    }
+}
+
+/// CPU time of the setup's proxies, of this process (load generator and upstream), and of
+/// the whole machine, at one instant.
+pub struct CpuSnapshot {
+    proxy_ticks: u64,
+    self_ticks: u64,
+    all_ticks: u64,
+    at: Instant,
+}
+
+/// What happened between two snapshots, in seconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuDelta {
+    /// CPU seconds used by the setup's proxies (all threads).
+    pub proxy_s: f64,
+    /// CPU seconds used by anything else on the machine (other processes: noise).
+    pub other_s: f64,
+    pub wall_s: f64,
+}
+
+impl CpuSnapshot {
+    pub fn take(proxies: &[u32]) -> anyhow::Result<CpuSnapshot> {
+        let mut proxy_ticks = 0;
+        for pid in proxies {
+            proxy_ticks += procs::cpu_ticks(*pid).with_context(|| format!("proxy pid {pid}"))?;
+        }
+        Ok(CpuSnapshot {
+            proxy_ticks,
+            self_ticks: procs::cpu_ticks(std::process::id())?,
+            all_ticks: procs::all_busy_ticks()?,
+            at: Instant::now(),
+        })
+    }
+
+    pub fn since(&self, before: &CpuSnapshot) -> CpuDelta {
+        let hz = procs::clock_ticks();
+        let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / hz;
+        let proxy_s = d(self.proxy_ticks, before.proxy_ticks);
+        let own = proxy_s + d(self.self_ticks, before.self_ticks);
+        CpuDelta {
+            proxy_s,
+            other_s: (d(self.all_ticks, before.all_ticks) - own).max(0.0),
+            wall_s: self.at.duration_since(before.at).as_secs_f64(),
+        }
+    }
+}
+
+/// Wait (at most `max`) until other processes use less than `cores` of a core over a 300 ms
+/// window; our own processes are idle between phases. Returns the seconds waited.
+pub async fn wait_quiet(cores: f64, max: Duration) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    loop {
+        let before = CpuSnapshot::take(&[])?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let d = CpuSnapshot::take(&[])?.since(&before);
+        if d.other_s / d.wall_s.max(1e-9) < cores || start.elapsed() >= max {
+            return Ok(start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+pub struct Setup {
+    pub kind: Kind,
+    entry_h1: SocketAddr,
+    entry_grpc: SocketAddr,
+    procs: Vec<ProxyProc>,
+    _ads: Vec<FakeAds>,
+}
+
+/// Free loopback ports, all distinct (held open together while picking).
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The two legs of one proxy: HTTP/1.1 all the way, and gRPC with HTTP/2 upstream.
+fn legs(ports: (u16, u16), to_h1: SocketAddr, to_grpc: SocketAddr) -> [Leg; 2] {
+    [
+        Leg {
+            name: "http1",
+            listen_port: ports.0,
+            endpoint: to_h1,
+            upstream_h2: false,
+        },
+        Leg {
+            name: "grpc",
+            listen_port: ports.1,
+            endpoint: to_grpc,
+            upstream_h2: true,
+        },
+    ]
+}
+
+impl Setup {
+    pub async fn start(ctx: &Ctx, kind: Kind) -> anyhow::Result<Setup> {
+        let mut setup = Setup {
+            kind,
+            entry_h1: ctx.upstream,
+            entry_grpc: ctx.upstream,
+            procs: Vec::new(),
+            _ads: Vec::new(),
+        };
+        if kind == Kind::Direct {
+            return Ok(setup);
+        }
+        let p = free_ports(6)?;
+        let (server, client) = ((p[0], p[1]), (p[2], p[3]));
+        // The server sidecar (or the only proxy) forwards to the upstream.
+        setup
+            .add_proxy(
+                ctx,
+                "server",
+                &legs(server, ctx.upstream, ctx.upstream),
+                p[4],
+            )
+            .await?;
+        (setup.entry_h1, setup.entry_grpc) = (loopback(server.0), loopback(server.1));
+        if kind.hops() == 2 {
+            let to = legs(client, loopback(server.0), loopback(server.1));
+            setup.add_proxy(ctx, "client", &to, p[5]).await?;
+            (setup.entry_h1, setup.entry_grpc) = (loopback(client.0), loopback(client.1));
+        }
+        Ok(setup)
+    }
+
+    async fn add_proxy(
+        &mut self,
+        ctx: &Ctx,
+        role: &str,
+        legs: &[Leg],
+        admin_port: u16,
+    ) -> anyhow::Result<()> {
+        let ads = xds::serve(legs).await?;
+        let label = format!("{}-{role}", self.kind.label());
+        let proc = if self.kind.is_plexus() {
+            let log = procs::log_path(&ctx.dir, &label);
+            procs::spawn_plexus(
+                &ctx.plexus,
+                &label,
+                &ads.url(),
+                loopback(admin_port),
+                ctx.cpu,
+                &log,
+            )?
+        } else {
+            procs::spawn_envoy(&ctx.envoy, &label, ads.addr, ctx.cpu, &ctx.dir)?
+        };
+        self.procs.push(proc);
+        self._ads.push(ads);
+        Ok(())
+    }
+
+    pub fn entry(&self, proto: Proto) -> SocketAddr {
+        match proto {
+            Proto::H1 => self.entry_h1,
+            Proto::Grpc => self.entry_grpc,
+        }
+    }
+
+    /// Poll until one request of `proto` succeeds end to end (config arrives asynchronously).
+    pub async fn wait_serving(&mut self, ctx: &Ctx, proto: Proto) -> anyhow::Result<()> {
+        let addr = self.entry(proto);
+        let what = format!("{} serving {} on {addr}", self.kind.label(), proto.label());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.check_running(ctx)?;
+            let Err(e) = load::probe(addr, proto).await else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                anyhow::bail!("timed out waiting for {what}: {e:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn check_running(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
+        for p in &mut self.procs {
+            let log = procs::log_path(&ctx.dir, &p.label);
+            p.check_running(&log)?;
+        }
+        Ok(())
+    }
+
+    pub fn cpu_snapshot(&self) -> anyhow::Result<CpuSnapshot> {
+        let pids: Vec<u32> = self.procs.iter().map(|p| p.pid).collect();
+        CpuSnapshot::take(&pids)
+    }
+
+    /// Real-time scheduling on or off for the proxies and this process (see
+    /// `procs::set_realtime`).
+    pub fn set_realtime(&self, rt: bool) -> anyhow::Result<()> {
+        for pid in self.procs.iter().map(|p| p.pid).chain([std::process::id()]) {
+            procs::set_realtime(pid, rt)?;
+        }
+        Ok(())
+    }
+
+    /// Summed (VmRSS, RssAnon) of the setup's proxies, in MiB.
+    pub fn rss(&self) -> anyhow::Result<(f64, f64)> {
+        let mut out = (0.0, 0.0);
+        for p in &self.procs {
+            let (rss, anon) = procs::rss_mib(p.pid).with_context(|| p.label.clone())?;
+            out.0 += rss;
+            out.1 += anon;
+        }
+        Ok(out)
+    }
+}
