@@ -60,8 +60,7 @@ fn spawn(mut cmd: Command, label: &str, log: &Path) -> anyhow::Result<ProxyProc>
     })
 }
 
-/// `plexus proxy` with one Tokio worker thread (`TOKIO_WORKER_THREADS=1`: the proxy has no
-/// flag for its worker count) and warnings-only logs.
+/// `plexus proxy` with one worker thread (`--concurrency 1`, as Envoy's) and warnings-only logs.
 pub fn spawn_plexus(
     bin: &Path,
     label: &str,
@@ -71,9 +70,15 @@ pub fn spawn_plexus(
     log: &Path,
 ) -> anyhow::Result<ProxyProc> {
     let mut cmd = command(bin, cpu);
-    cmd.env("TOKIO_WORKER_THREADS", "1")
-        .env("RUST_LOG", "warn")
-        .args(["proxy", "--xds-address", ads, "--admin-address"])
+    cmd.env("RUST_LOG", "warn")
+        .args([
+            "proxy",
+            "--concurrency",
+            "1",
+            "--xds-address",
+            ads,
+            "--admin-address",
+        ])
         .arg(admin.to_string())
         .args(["--pod-name", label]);
     spawn(cmd, label, log)

@@ -69,6 +69,10 @@ pub struct ProxyArgs {
     /// `PLEXUS_APP_ADDRESS=127.4.2.1`. The Istio keys set by the flags above take precedence.
     #[arg(long = "metadata", value_name = "KEY=VALUE")]
     metadata: Vec<String>,
+    /// Worker threads serving traffic (Envoy's `--concurrency`). 1 runs everything on one
+    /// single-threaded runtime, which avoids cross-thread wake-ups; Istio's sidecar default is 2.
+    #[arg(long, env = "PLEXUS_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
 }
 
 pub fn run(args: ProxyArgs) -> ExitCode {
@@ -87,6 +91,7 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         drain_seconds,
         xds_delta,
         metadata,
+        concurrency,
     } = args;
     let mut label_map = BTreeMap::new();
     for l in labels {
@@ -131,7 +136,7 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         delta: xds_delta,
         log_control: Some(init_logging()),
     };
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match runtime(concurrency) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");
@@ -195,5 +200,19 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = term => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// The proxy's runtime: one thread for `--concurrency 1`, else that many workers.
+fn runtime(concurrency: u16) -> std::io::Result<tokio::runtime::Runtime> {
+    if concurrency == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(concurrency))
+            .enable_all()
+            .build()
     }
 }
