@@ -66,7 +66,7 @@ pub const WORKLOADS: [(&str, &str); 7] = [
     ("details", "v2"),
 ];
 
-fn registry_yaml(echoes: &[(String, String, SocketAddr)]) -> String {
+pub fn registry_yaml(echoes: &[(String, String, SocketAddr)]) -> String {
     let mut out = String::new();
     for svc in ["productpage", "reviews", "ratings", "details"] {
         out.push_str(&format!(
@@ -90,6 +90,8 @@ pub struct Mesh {
     pub dir: PathBuf,
     pub control: ControlHandle,
     pub echoes: Vec<EchoHandle>,
+    /// What `registry.yaml` registers: (service, version, address).
+    pub registered: Vec<(String, String, SocketAddr)>,
     /// How many sidecars the test started (all must be connected to count as synced).
     pub proxies: AtomicUsize,
 }
@@ -121,6 +123,7 @@ impl Mesh {
             echoes.push(h);
         }
         std::fs::write(dir.join("registry.yaml"), registry_yaml(&registered)).expect("write");
+        let registered_copy = registered.clone();
         std::fs::write(
             dir.join("destination-rule-all.yaml"),
             bookinfo("destination-rule-all.yaml"),
@@ -146,6 +149,7 @@ impl Mesh {
             dir,
             control,
             echoes,
+            registered: registered_copy,
             proxies: AtomicUsize::new(0),
         }
     }
