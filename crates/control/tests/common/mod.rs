@@ -500,6 +500,17 @@ impl Sidecar {
     }
 }
 
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Runner::Envoy(e) = &mut self.runner {
+            let _ = e.0.start_kill();
+            if let Some(dir) = e.1.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
 /// A full response: status, headers, body as JSON (echo replies).
 #[derive(Debug, Clone)]
 pub struct Response {
