@@ -301,7 +301,9 @@ async fn conformance_bookinfo_scenarios() {
     );
     let nacked = mesh.nacks();
     drop(not_ready);
-    assert!(nacked.is_empty(), "NACKs: {nacked:#?}");
+    if !nacked.is_empty() {
+        failures.push(format!("NACKs: {nacked:#?}"));
+    }
     for s in &mut sidecars {
         assert!(s.is_running(), "{} exited:\n{}", s.plane, s.log());
     }
