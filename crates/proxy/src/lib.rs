@@ -10,6 +10,7 @@ pub mod config;
 pub mod flags;
 pub mod http;
 pub mod listener;
+pub mod mirror;
 pub mod outlier;
 pub mod overrides;
 pub mod pool;
