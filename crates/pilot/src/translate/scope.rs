@@ -3,7 +3,7 @@
 //! VirtualService owns each host for sidecars (istio-api.md §2, §3.2, §7).
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use plexus_api::kinds::{self, CaptureMode, OutboundTrafficPolicyMode};
 use plexus_api::{Diagnostic, Level};
@@ -18,6 +18,10 @@ pub(crate) struct Scope<'a> {
     pub outbound_mode: OutboundMode,
     /// Mesh-bound VirtualServices visible to the proxy, in Istio's precedence order.
     pub mesh_virtual_services: Vec<&'a Config<kinds::VirtualService>>,
+    /// Exact (lower-cased FQDN) VirtualService hosts → the first VirtualService claiming them.
+    vs_exact: HashMap<String, &'a Config<kinds::VirtualService>>,
+    /// Wildcard VirtualService hosts in precedence order.
+    vs_wildcard: Vec<(String, &'a Config<kinds::VirtualService>)>,
     /// `(namespace part, host pattern)` of the Sidecar's egress hosts; empty: no restriction.
     egress: Vec<(String, String)>,
 }
@@ -56,10 +60,25 @@ impl<'a> Scope<'a> {
             services: Vec::new(),
             outbound_mode,
             mesh_virtual_services: Vec::new(),
+            vs_exact: HashMap::new(),
+            vs_wildcard: Vec::new(),
             egress,
         };
         scope.services = scope.visible_services(snap, node);
         scope.mesh_virtual_services = scope.mesh_vs(snap, node);
+        for vs in scope.mesh_virtual_services.clone() {
+            for h in &vs.spec.hosts {
+                let pattern = fqdn(h, vs.namespace(), DEFAULT_DOMAIN_SUFFIX);
+                if pattern.starts_with('*') {
+                    scope.vs_wildcard.push((pattern, vs));
+                } else {
+                    scope
+                        .vs_exact
+                        .entry(pattern.to_ascii_lowercase())
+                        .or_insert(vs);
+                }
+            }
+        }
         scope
     }
 
@@ -138,17 +157,16 @@ impl<'a> Scope<'a> {
     /// The VirtualService that owns `hostname` for this sidecar: the most specific host match,
     /// earlier VirtualServices winning ties (later duplicates are dropped, as Istio does).
     pub fn virtual_service_for(&self, hostname: &str) -> Option<&'a Config<kinds::VirtualService>> {
-        let mut best: Option<((bool, usize), &'a Config<kinds::VirtualService>)> = None;
-        for vs in &self.mesh_virtual_services {
-            for h in &vs.spec.hosts {
-                let pattern = fqdn(h, vs.namespace(), DEFAULT_DOMAIN_SUFFIX);
-                if !host::matches(&pattern, hostname) {
-                    continue;
-                }
-                let rank = host::specificity(&pattern);
-                if best.as_ref().is_none_or(|(r, _)| rank > *r) {
-                    best = Some((rank, vs));
-                }
+        // An exact host beats every wildcard (O(1)); otherwise the longest matching wildcard.
+        if !hostname.starts_with('*')
+            && let Some(vs) = self.vs_exact.get(&hostname.to_ascii_lowercase())
+        {
+            return Some(vs);
+        }
+        let mut best: Option<(usize, &'a Config<kinds::VirtualService>)> = None;
+        for (pattern, vs) in &self.vs_wildcard {
+            if host::matches(pattern, hostname) && best.is_none_or(|(len, _)| pattern.len() > len) {
+                best = Some((pattern.len(), *vs));
             }
         }
         best.map(|(_, vs)| vs)
