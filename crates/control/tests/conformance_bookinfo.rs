@@ -147,7 +147,7 @@ fn ratings_delay(s: &Sidecar) -> Pin<Box<dyn Future<Output = Result<(), String>>
             ));
         }
         let slow = s.get("ratings", "/", JASON).await?;
-        if slow.status != 200 || slow.version != "v1" || slow.elapsed < Duration::from_secs(7) {
+        if slow.status != 200 || slow.version != "v1" || slow.elapsed < DELAY - TIMER_SLACK {
             return Err(format!(
                 "ratings as jason: {slow:?}, want 200 from v1 after >= 7s"
             ));
