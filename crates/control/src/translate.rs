@@ -134,6 +134,10 @@ impl Generator for SnapshotGenerator {
                 })
             })
             .collect();
-        json!({"services": services, "workloads": workloads})
+        let warnings: Vec<String> = crate::ads::hub::lock(&self.logged)
+            .iter()
+            .cloned()
+            .collect();
+        json!({"services": services, "workloads": workloads, "translation_warnings": warnings})
     }
 }

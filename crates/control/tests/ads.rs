@@ -271,6 +271,16 @@ async fn delta_sends_changed_resources_and_removals_only() {
         .await
         .expect("ack");
     wait_synced(&srv.hub, CLUSTER_TYPE, "1").await;
+    tx.send(delta_req(ENDPOINT_TYPE, &["a"], ""))
+        .await
+        .expect("eds");
+    let eds = next(&mut stream).await;
+    assert_eq!(eds.type_url, ENDPOINT_TYPE);
+    assert_eq!(eds.resources.len(), 1);
+    tx.send(delta_req(ENDPOINT_TYPE, &[], &eds.nonce))
+        .await
+        .expect("ack");
+    wait_synced(&srv.hub, ENDPOINT_TYPE, "1").await;
 
     // Cluster a changes, b goes away.
     let mut changed = config(a);
@@ -284,4 +294,9 @@ async fn delta_sends_changed_resources_and_removals_only() {
     assert_eq!(names, ["a"]);
     assert_eq!(second.removed_resources, ["b"]);
     assert_eq!(second.system_version_info, "2");
+    // The changed cluster re-warms: its (unchanged) assignment is sent again.
+    let third = next(&mut stream).await;
+    assert_eq!(third.type_url, ENDPOINT_TYPE);
+    let names: Vec<&str> = third.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["a"]);
 }

@@ -152,3 +152,50 @@ async fn proxy_with_auto_register_group_becomes_an_endpoint_while_connected() {
     .expect("unregistered");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_node_that_does_not_parse_is_refused_with_the_reason() {
+    let dir = std::env::temp_dir().join(format!("plexus-badnode-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let control = plexus_control::start(ControlConfig {
+        config_dir: dir.clone(),
+        xds_address: "127.0.0.1:0".parse().expect("addr"),
+        debug_address: "127.0.0.1:0".parse().expect("addr"),
+        mesh: Default::default(),
+        replicas: Default::default(),
+    })
+    .await
+    .expect("control");
+    let mut client = AggregatedDiscoveryServiceClient::connect(control.xds_url())
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(DiscoveryRequest {
+        node: Some(Node {
+            id: "sidecar~not-an-ip~p.ns~ns.svc.cluster.local".into(),
+            ..Default::default()
+        }),
+        type_url: CLUSTER_TYPE.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let result = client
+        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    let status = match result {
+        Err(status) => status,
+        Ok(resp) => {
+            let mut stream = resp.into_inner();
+            tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .expect("in time")
+                .expect_err("the stream is refused")
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("not-an-ip"), "{status:?}");
+    assert!(control.hub.proxies().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,7 +6,8 @@
 //! over 1000 requests, injected delays. An xDS NACK from any proxy fails the suite.
 //!
 //! Split tolerance: ±0.05 absolute around the configured weight over 1000 requests (more than
-//! 3 standard deviations of a binomial at p = 0.5, 5 at p = 0.9).
+//! 3 standard deviations of a binomial at p = 0.5, 5 at p = 0.9). Injected delay: measured at
+//! least the configured 7 s less 10 ms of timer slack.
 
 mod common;
 
@@ -18,6 +19,11 @@ use std::time::Duration;
 use common::*;
 
 const SPLIT_REQUESTS: usize = 1000;
+/// The ratings fault delay of `virtual-service-ratings-test-delay.yaml`.
+const DELAY: Duration = Duration::from_secs(7);
+/// Envoy's event-loop timers run on a cached clock and have been measured firing 2 ms before
+/// the configured delay; a user sees 7 s either way.
+const TIMER_SLACK: Duration = Duration::from_millis(10);
 const TOLERANCE: f64 = 0.05;
 
 type Check =
@@ -141,7 +147,7 @@ fn ratings_delay(s: &Sidecar) -> Pin<Box<dyn Future<Output = Result<(), String>>
             ));
         }
         let slow = s.get("ratings", "/", JASON).await?;
-        if slow.status != 200 || slow.version != "v1" || slow.elapsed < Duration::from_secs(7) {
+        if slow.status != 200 || slow.version != "v1" || slow.elapsed < DELAY - TIMER_SLACK {
             return Err(format!(
                 "ratings as jason: {slow:?}, want 200 from v1 after >= 7s"
             ));
@@ -301,7 +307,9 @@ async fn conformance_bookinfo_scenarios() {
     );
     let nacked = mesh.nacks();
     drop(not_ready);
-    assert!(nacked.is_empty(), "NACKs: {nacked:#?}");
+    if !nacked.is_empty() {
+        failures.push(format!("NACKs: {nacked:#?}"));
+    }
     for s in &mut sidecars {
         assert!(s.is_running(), "{} exited:\n{}", s.plane, s.log());
     }

@@ -66,5 +66,34 @@ async fn a_burst_of_changes_is_one_snapshot() {
         "ten writes in a burst gave {} builds",
         n - 1
     );
+
+    // The debug API over HTTP.
+    let base = format!("http://{}", control.debug_address);
+    let (status, metrics) = get(&base, "/metrics").await.expect("metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("plexus_xds_connected_proxies 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("plexus_config_objects{state=\"accepted\"} 10"),
+        "{metrics}"
+    );
+    let (status, registry) = get(&base, "/debug/registryz").await.expect("registryz");
+    assert_eq!(status, 200);
+    let registry: serde_json::Value = serde_json::from_str(&registry).expect("json");
+    assert_eq!(registry["registry"]["objects"], 10, "{registry}");
+    let (status, dump) = get(&base, "/debug/config_dump?proxyID=nobody")
+        .await
+        .expect("dump");
+    assert_eq!(status, 404, "{dump}");
+    assert!(dump.contains("no connected proxy"), "{dump}");
+    let (status, configz) = get(&base, "/debug/configz").await.expect("configz");
+    assert_eq!(status, 200);
+    assert!(configz.contains("\"rejected\": []"), "{configz}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn get(base: &str, path: &str) -> Option<(u16, String)> {
+    plexus_testkit::envoy::http_get(&format!("{base}{path}")).await
 }

@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::hub::Sent;
+use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE};
+
 use super::{Generator, Hub, PUSH_ORDER, Resources, is_wildcard_type, select};
 
 type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
@@ -55,7 +57,7 @@ pub(crate) async fn run(hub: Arc<Hub>, mut inbound: Streaming<DeltaDiscoveryRequ
     };
     let mut updates = hub.subscribe();
     let generator = updates.borrow_and_update().clone();
-    let resources = match generator.generate(&node) {
+    let resources = match super::generate_off_runtime(&generator, &node).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(proxy = %node.id, "refusing delta ADS stream: {e}");
@@ -149,7 +151,7 @@ impl Stream {
     }
 
     async fn regenerate(&mut self, g: Arc<dyn Generator>) -> Result<(), ()> {
-        match g.generate(&self.node) {
+        match super::generate_off_runtime(&g, &self.node).await {
             Ok(r) => self.resources = r,
             Err(e) => {
                 tracing::error!(proxy = %self.node.id, "cannot generate config: {e}");
@@ -159,7 +161,16 @@ impl Stream {
         self.generator = g;
         let version = self.generator.version();
         for type_url in PUSH_ORDER {
-            self.send(type_url, false).await?;
+            let changed = self.send(type_url, false).await?;
+            // An updated cluster is re-warmed from EDS: resend its assignment even if unchanged
+            // (Istio does the same), as the SotW stream resends EDS after CDS.
+            if type_url == CLUSTER_TYPE
+                && let Some(eds) = self.subs.get_mut(ENDPOINT_TYPE)
+            {
+                for name in &changed {
+                    eds.held.remove(name);
+                }
+            }
         }
         self.hub.seen(self.conn, &version);
         Ok(())
@@ -167,9 +178,10 @@ impl Stream {
 
     /// Send what changed for `type_url`; with `force`, answer even when nothing did (the first
     /// request of a type always gets a response, or Envoy waits for its initial fetch).
-    async fn send(&mut self, type_url: &str, force: bool) -> Result<(), ()> {
+    /// Returns the names of the resources it sent.
+    async fn send(&mut self, type_url: &str, force: bool) -> Result<Vec<String>, ()> {
         let Some(sub) = self.subs.get_mut(type_url) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let chosen = select(&self.resources, type_url, &sub.names, sub.wildcard);
         let mut resources = Vec::new();
@@ -195,8 +207,9 @@ impl Stream {
             sub.held.remove(n);
         }
         if resources.is_empty() && removed.is_empty() && !force {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let sent_names: Vec<String> = resources.iter().map(|r| r.name.clone()).collect();
         let version = self.generator.version();
         let nonce = self.hub.nonce();
         sub.nonce = nonce.clone();
@@ -223,6 +236,7 @@ impl Stream {
             nonce,
             ..Default::default()
         };
-        self.tx.send(Ok(resp)).await.map_err(|_| ())
+        self.tx.send(Ok(resp)).await.map_err(|_| ())?;
+        Ok(sent_names)
     }
 }

@@ -63,6 +63,18 @@ pub fn dependent_type(type_url: &str) -> Option<&'static str> {
     }
 }
 
+/// Run `g.generate(node)` on the blocking pool: translation is CPU work (O(services × routes))
+/// and must not stall the stream tasks sharing the runtime.
+pub(crate) async fn generate_off_runtime(
+    g: &Arc<dyn Generator>,
+    node: &Node,
+) -> Result<Resources, String> {
+    let (g, node) = (g.clone(), node.clone());
+    tokio::task::spawn_blocking(move || g.generate(&node))
+        .await
+        .unwrap_or_else(|e| Err(format!("translation failed: {e}")))
+}
+
 /// Serve ADS on `listener` until `stop` turns true.
 pub async fn serve(listener: TcpListener, hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     let svc = AdsService { hub };

@@ -52,7 +52,7 @@ pub(crate) async fn run(hub: Arc<Hub>, mut inbound: Streaming<DiscoveryRequest>,
     };
     let mut updates = hub.subscribe();
     let generator = updates.borrow_and_update().clone();
-    let resources = match generator.generate(&node) {
+    let resources = match super::generate_off_runtime(&generator, &node).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(proxy = %node.id, "refusing ADS stream: {e}");
@@ -123,7 +123,7 @@ impl Stream {
     /// A new snapshot: send every subscribed type whose content changed for this proxy, and
     /// after clusters or listeners also the endpoints or routes they depend on.
     async fn regenerate(&mut self, g: Arc<dyn Generator>) -> Result<(), ()> {
-        match g.generate(&self.node) {
+        match super::generate_off_runtime(&g, &self.node).await {
             Ok(r) => self.resources = r,
             Err(e) => {
                 tracing::error!(proxy = %self.node.id, "cannot generate config: {e}");

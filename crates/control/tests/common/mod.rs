@@ -66,7 +66,7 @@ pub const WORKLOADS: [(&str, &str); 7] = [
     ("details", "v2"),
 ];
 
-fn registry_yaml(echoes: &[(String, String, SocketAddr)]) -> String {
+pub fn registry_yaml(echoes: &[(String, String, SocketAddr)]) -> String {
     let mut out = String::new();
     for svc in ["productpage", "reviews", "ratings", "details"] {
         out.push_str(&format!(
@@ -90,6 +90,8 @@ pub struct Mesh {
     pub dir: PathBuf,
     pub control: ControlHandle,
     pub echoes: Vec<EchoHandle>,
+    /// What `registry.yaml` registers: (service, version, address).
+    pub registered: Vec<(String, String, SocketAddr)>,
     /// How many sidecars the test started (all must be connected to count as synced).
     pub proxies: AtomicUsize,
 }
@@ -121,6 +123,7 @@ impl Mesh {
             echoes.push(h);
         }
         std::fs::write(dir.join("registry.yaml"), registry_yaml(&registered)).expect("write");
+        let registered_copy = registered.clone();
         std::fs::write(
             dir.join("destination-rule-all.yaml"),
             bookinfo("destination-rule-all.yaml"),
@@ -146,6 +149,7 @@ impl Mesh {
             dir,
             control,
             echoes,
+            registered: registered_copy,
             proxies: AtomicUsize::new(0),
         }
     }
@@ -268,7 +272,7 @@ pub fn unique_ip() -> String {
     )
 }
 
-fn identity(name: &str, ip: &str) -> NodeIdentity {
+pub fn identity(name: &str, ip: &str) -> NodeIdentity {
     NodeIdentity {
         extra_metadata: Default::default(),
         proxy_type: ProxyType::Sidecar,
@@ -307,10 +311,15 @@ fn client() -> Client<HttpConnector, Full<Bytes>> {
 
 impl Sidecar {
     pub async fn plexus(mesh: &Mesh, delta: bool) -> Sidecar {
+        let ip = unique_ip();
+        Sidecar::plexus_node(mesh, delta, identity("client-plexus", &ip)).await
+    }
+
+    /// A Plexus proxy with this node identity.
+    pub async fn plexus_node(mesh: &Mesh, delta: bool, node: NodeIdentity) -> Sidecar {
         mesh.proxies.fetch_add(1, Ordering::Relaxed);
         let control = &mesh.control;
-        let ip = unique_ip();
-        let node = identity("client-plexus", &ip);
+        let ip = node.ip.clone();
         let node_id = node.node_id();
         let cfg = plexus_proxy::ProxyConfig {
             xds_address: control.xds_url(),
@@ -333,11 +342,21 @@ impl Sidecar {
     /// A stock Envoy started from the bootstrap the control plane's CLI writes. `None` (after
     /// printing why) when Envoy is not installed and `CI` is not `true`.
     pub async fn envoy(mesh: &Mesh, test: &str, delta: bool) -> Option<Sidecar> {
+        let ip = unique_ip();
+        Sidecar::envoy_node(mesh, test, delta, identity("client-envoy", &ip)).await
+    }
+
+    /// A stock Envoy with this node identity.
+    pub async fn envoy_node(
+        mesh: &Mesh,
+        test: &str,
+        delta: bool,
+        node: NodeIdentity,
+    ) -> Option<Sidecar> {
         let binary = plexus_testkit::envoy::binary_for_test(test)?;
         mesh.proxies.fetch_add(1, Ordering::Relaxed);
         let control = &mesh.control;
-        let ip = unique_ip();
-        let node = identity("client-envoy", &ip);
+        let ip = node.ip.clone();
         let opts = BootstrapOptions {
             xds_host: control.xds_address.ip().to_string(),
             xds_port: control.xds_address.port(),
@@ -482,6 +501,17 @@ impl Sidecar {
     }
 }
 
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Runner::Envoy(e) = &mut self.runner {
+            let _ = e.0.start_kill();
+            if let Some(dir) = e.1.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
 /// A full response: status, headers, body as JSON (echo replies).
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -506,9 +536,21 @@ impl Sidecar {
         port: u16,
         headers: &[(&str, &str)],
     ) -> Result<Response, String> {
+        self.request_path(method, host, port, "/", headers).await
+    }
+
+    /// `request` for a given path.
+    pub async fn request_path(
+        &self,
+        method: &str,
+        host: &str,
+        port: u16,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, String> {
         let mut req = http::Request::builder()
             .method(method)
-            .uri(format!("http://{}:{port}/", self.addr.ip()))
+            .uri(format!("http://{}:{port}{path}", self.addr.ip()))
             .header("host", format!("{host}:{port}"));
         for (k, v) in headers {
             req = req.header(*k, *v);
