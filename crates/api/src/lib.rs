@@ -5,9 +5,11 @@
 //! Pure: no I/O beyond reading the files it is asked to read.
 
 pub mod de;
+pub mod kinds;
 pub mod load;
 pub mod object;
 pub mod registry;
+pub mod schema;
 pub mod validate;
 pub mod yaml;
 

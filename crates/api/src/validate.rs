@@ -57,7 +57,32 @@ pub fn validate_object(obj: &Object, opts: Options) -> Vec<Diagnostic> {
         return out;
     }
     out.extend(check_metadata(obj, info.cluster_scoped));
+    if info.crd_schema {
+        out.extend(check_crd_schema(obj));
+    }
     out
+}
+
+/// Istio's CRD schema and CEL rules for the object's version (see `crate::schema`), each
+/// problem located at its own field.
+fn check_crd_schema(obj: &Object) -> Vec<Diagnostic> {
+    let registry = match crate::schema::registry() {
+        Ok(r) => r,
+        Err(e) => return vec![obj.error("", format!("internal error: embedded CRD schema: {e}"))],
+    };
+    match registry.validate(&obj.group, &obj.kind, &obj.version, &obj.root) {
+        Some(issues) => issues
+            .into_iter()
+            .map(|i| obj.error(&i.locator, i.message))
+            .collect(),
+        None => vec![obj.error(
+            "apiVersion",
+            format!(
+                "internal error: no CRD schema for {}/{} {}",
+                obj.group, obj.version, obj.kind
+            ),
+        )],
+    }
 }
 
 fn qualified(group: &str, version: &str) -> String {

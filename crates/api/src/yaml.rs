@@ -224,6 +224,8 @@ const MAX_DEPTH: usize = 256;
 pub fn parse_stream(text: &str) -> (Vec<Document>, Option<SyntaxError>) {
     let mut builder = Builder {
         parser: Parser::new_from_str(text),
+        text,
+        pending: Vec::new(),
         anchors: HashMap::new(),
         expanded: 0,
     };
@@ -239,6 +241,9 @@ pub fn parse_stream(text: &str) -> (Vec<Document>, Option<SyntaxError>) {
 
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    text: &'a str,
+    /// Events read ahead and given back (a stack: the last pushed is read first).
+    pending: Vec<(Event<'a>, Span)>,
     anchors: HashMap<usize, Node>,
     expanded: usize,
 }
@@ -252,6 +257,9 @@ fn pos_of(span: &Span) -> Pos {
 
 impl<'a> Builder<'a> {
     fn next_event(&mut self) -> Result<(Event<'a>, Span), SyntaxError> {
+        if let Some(ev) = self.pending.pop() {
+            return Ok(ev);
+        }
         match self.parser.next_event() {
             Some(Ok(ev)) => Ok(ev),
             Some(Err(e)) => Err(SyntaxError {
@@ -337,7 +345,7 @@ impl<'a> Builder<'a> {
                     match ev {
                         Event::SequenceEnd => break,
                         Event::StreamEnd => return Err(eof(pos)),
-                        ev => items.push(self.node(ev, span, depth + 1)?),
+                        ev => items.push(self.sequence_item(ev, span, depth + 1)?),
                     }
                 }
                 let node = Node::new(Value::Seq(items), pos);
@@ -389,6 +397,58 @@ impl<'a> Builder<'a> {
                 message: format!("unexpected YAML event {other:?}"),
             }),
         }
+    }
+
+    fn sequence_item(
+        &mut self,
+        ev: Event<'a>,
+        span: Span,
+        depth: usize,
+    ) -> Result<Node, SyntaxError> {
+        // A zero-width mapping start inside a sequence is an implicit one-pair mapping.
+        if matches!(ev, Event::MappingStart(..))
+            && span.start.index() == span.end.index()
+            && let Some(node) = self.colon_ended_scalar()?
+        {
+            self.count(1, node.pos)?;
+            return Ok(node);
+        }
+        self.node(ev, span, depth)
+    }
+
+    /// go-yaml, which Kubernetes reads YAML with, ends a plain scalar at `:` only before a
+    /// blank, so it reads `[001:db8::]` as the string `001:db8::`, where YAML 1.2 (and
+    /// saphyr) read a one-pair mapping `{"001:db8:": null}`. Config written for Kubernetes
+    /// means the former. Called after such a pair's mapping start; gives the events back when
+    /// the pair is not that case.
+    fn colon_ended_scalar(&mut self) -> Result<Option<Node>, SyntaxError> {
+        let key = self.next_event()?;
+        let value = self.next_event()?;
+        if let (
+            (Event::Scalar(text, ScalarStyle::Plain, 0, None), key_span),
+            (Event::Scalar(empty, ScalarStyle::Plain, 0, None), value_span),
+        ) = (&key, &value)
+            && empty.is_empty()
+            && value_span.start.index() == value_span.end.index()
+            && key_span.end.index() == value_span.start.index()
+            && self.colon_before_flow_indicator(key_span.end.index())
+        {
+            let end = self.next_event()?;
+            if matches!(end.0, Event::MappingEnd) {
+                let node = Node::new(resolve_plain(&format!("{text}:")), pos_of(key_span));
+                return Ok(Some(node));
+            }
+            self.pending.push(end);
+        }
+        self.pending.push(value);
+        self.pending.push(key);
+        Ok(None)
+    }
+
+    /// Whether the character at `index` (in characters) is `:` followed by a flow indicator.
+    fn colon_before_flow_indicator(&self, index: usize) -> bool {
+        let mut chars = self.text.chars().skip(index);
+        chars.next() == Some(':') && chars.next().is_some_and(|c| ",]}[{".contains(c))
     }
 
     fn remember(&mut self, anchor: usize, node: &Node) {
@@ -623,6 +683,22 @@ mod tests {
         }
         let (_, err) = parse_stream(&bomb);
         assert!(err.expect("bomb").message.contains("expands"));
+    }
+
+    #[test]
+    fn colon_ended_plain_scalars_in_flow_sequences_read_as_go_yaml_does() {
+        let n = one("a: [1.2.3.4, 001:db8::]\nb: [x:, y]\nc: [k: v]\nd: [k:]\ne:\n- f:\n");
+        let seq = |k: &str| n.get(k).and_then(Node::as_seq).map(<[Node]>::to_vec);
+        let a = seq("a").expect("a");
+        assert_eq!(a[1].value, Value::Str("001:db8::".into()));
+        assert_eq!(a[1].pos, Pos { line: 1, col: 14 });
+        let b = seq("b").expect("b");
+        assert_eq!(b[0].value, Value::Str("x:".into()));
+        assert_eq!(b[1].value, Value::Str("y".into()));
+        // A real pair (`: ` with a blank, or a value) stays a mapping.
+        assert!(seq("c").expect("c")[0].get("k").is_some());
+        assert_eq!(seq("d").expect("d")[0].value, Value::Str("k:".into()));
+        assert!(seq("e").expect("e")[0].get("f").is_some_and(Node::is_null));
     }
 
     #[test]
