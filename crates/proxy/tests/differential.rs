@@ -76,8 +76,34 @@ fn observe(check: &Check, got: &Got) -> Result<(), String> {
     }
 }
 
-/// Run one check once: the scenario's config is known to be applied (see `wait_applied`).
+/// Run one check: once, or until it passes `until_stable` times in a row.
 async fn run_check(
+    target: &str,
+    addr: SocketAddr,
+    check: &Check,
+    a_requests: &AtomicU64,
+) -> Result<(), String> {
+    if check.until_stable == 0 {
+        return run_check_once(target, addr, check, a_requests).await;
+    }
+    let mut in_a_row = 0;
+    let mut last = Ok(());
+    for _ in 0..20 {
+        last = run_check_once(target, addr, check, a_requests).await;
+        in_a_row = if last.is_ok() { in_a_row + 1 } else { 0 };
+        if in_a_row >= check.until_stable {
+            return Ok(());
+        }
+    }
+    let never = format!(
+        "{target}: {}{} never passed {} times in a row",
+        check.host, check.path, check.until_stable
+    );
+    last.and(Err(never))
+}
+
+/// Run one check once: the scenario's config is known to be applied (see `wait_applied`).
+async fn run_check_once(
     target: &str,
     addr: SocketAddr,
     check: &Check,

@@ -22,6 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use plexus_proxy::{ProxyConfig, ProxyHandle};
 use plexus_testkit::FakeAds;
+use plexus_testkit::echo::{self, EchoConfig, EchoHandle};
 use plexus_xds::node::{InterceptionMode, NodeIdentity, ProxyType};
 use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 
@@ -547,4 +548,38 @@ pub fn h2_cluster(mut cl: c::Cluster) -> c::Cluster {
         pack_any(opts),
     );
     cl
+}
+
+pub async fn echo_named(name: &str) -> EchoHandle {
+    let cfg = EchoConfig {
+        workload: name.into(),
+        ..Default::default()
+    };
+    echo::start_http(cfg, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("echo")
+}
+
+/// A proxy with listener `main` (RDS `r1`) routing everything to static cluster `a`.
+pub async fn basic(a: SocketAddr) -> (FakeAds, plexus_proxy::ProxyHandle, SocketAddr) {
+    let ads = FakeAds::start().await.expect("ads");
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("main".into(), http_listener_rds("main", "r1"))],
+            routes: vec![route_config(
+                "r1",
+                vec![vhost(
+                    "all",
+                    &["*"],
+                    vec![route(prefix("/"), to_cluster("a"))],
+                )],
+            )],
+            clusters: vec![static_cluster("a", &[a])],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    (ads, proxy, addr)
 }
