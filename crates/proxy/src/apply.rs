@@ -145,6 +145,7 @@ impl XdsHandler {
                 Discovery::Eds(service) => {
                     self.assignments.get(service).cloned().unwrap_or_default()
                 }
+                Discovery::OriginalDst(_) => Vec::new(),
             };
             let stats = self.store.stats.cluster(&name);
             self.clusters
@@ -290,7 +291,7 @@ impl Handler for XdsHandler {
                 .values()
                 .filter_map(|c| match &c.config.discovery {
                     Discovery::Eds(service) => Some(service.clone()),
-                    Discovery::Static(_) => None,
+                    Discovery::Static(_) | Discovery::OriginalDst(_) => None,
                 })
                 .collect(),
             _ => Vec::new(),

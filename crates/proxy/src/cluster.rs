@@ -27,10 +27,9 @@ pub struct ClusterRuntime {
     /// Circuit-breaker counters, shared by every endpoint pool of the cluster.
     pub budget: Arc<Budget>,
     pub outlier: Option<Arc<Outlier>>,
+    /// Ring hash / maglev table and the endpoints it was built from.
+    hash_table: Mutex<Option<(Vec<SocketAddr>, Arc<crate::lb::Table>)>>,
 }
-
-/// Envoy's default `healthy_panic_threshold`.
-const PANIC_THRESHOLD_PERCENT: usize = 50;
 
 impl ClusterRuntime {
     pub fn new(config: Cluster, endpoints: Vec<Endpoint>, stats: Arc<ClusterStats>) -> Self {
@@ -43,6 +42,7 @@ impl ClusterRuntime {
             wrr: Mutex::new(Vec::new()),
             pools: Mutex::new(HashMap::new()),
             stats,
+            hash_table: Mutex::new(None),
         }
     }
 
@@ -78,25 +78,51 @@ impl ClusterRuntime {
             (LbPolicy::RoundRobin, false) => self.smooth_wrr(&eps),
             (LbPolicy::Random, _) => weighted_random(&eps),
             (LbPolicy::LeastRequest { choices }, _) => self.least_request(&eps, choices),
+            // Without a request hash Envoy's consistent-hash balancers pick at random.
+            (LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }, _) => {
+                let addr = self.pick_hashed(rand::rng().random())?;
+                return eps.iter().find(|e| e.addr == addr).copied();
+            }
+            // ORIGINAL_DST clusters have no endpoints of their own (see `lb::Choice`).
+            (LbPolicy::ClusterProvided, _) => return None,
         };
         eps.get(i).copied()
     }
 
-    /// Endpoints not ejected by outlier detection. Below Envoy's default healthy panic
-    /// threshold (50% of hosts available) the cluster is in panic and uses every host.
+    /// The priority level in use, without hosts ejected by outlier detection unless the level
+    /// is in panic (`lb::level`).
     fn available<'a>(&self, all: &'a [Endpoint]) -> std::borrow::Cow<'a, [Endpoint]> {
-        let Some(o) = &self.outlier else {
-            return all.into();
-        };
-        let healthy: Vec<Endpoint> = all
-            .iter()
-            .filter(|e| !o.is_ejected(&e.addr))
-            .copied()
-            .collect();
-        if healthy.len() * 100 < all.len() * PANIC_THRESHOLD_PERCENT {
-            return all.into();
+        let single_level = all.iter().all(|e| e.priority == all[0].priority);
+        match &self.outlier {
+            None if single_level => all.into(),
+            None => crate::lb::level(all, |_| false, self.config.panic_threshold).into(),
+            Some(o) => {
+                crate::lb::level(all, |a| o.is_ejected(a), self.config.panic_threshold).into()
+            }
         }
-        healthy.into()
+    }
+
+    /// The consistent-hash choice for `hash` among the available endpoints; the table is
+    /// rebuilt when that set changes (EDS update, ejection, priority failover).
+    pub fn pick_hashed(&self, hash: u64) -> Option<SocketAddr> {
+        let all = self.endpoints.load();
+        if all.is_empty() {
+            return None;
+        }
+        let eps = self.available(&all);
+        let key: Vec<SocketAddr> = eps.iter().map(|e| e.addr).collect();
+        let table = {
+            let mut cached = self.hash_table.lock().unwrap_or_else(|p| p.into_inner());
+            match cached.as_ref() {
+                Some((k, t)) if *k == key => t.clone(),
+                _ => {
+                    let t = Arc::new(crate::lb::Table::build(self.config.lb, &eps)?);
+                    *cached = Some((key, t.clone()));
+                    t
+                }
+            }
+        };
+        table.lookup(hash)
     }
 
     /// Tell outlier detection how an attempt at `addr` ended.
@@ -155,6 +181,7 @@ impl ClusterRuntime {
                     self.config.connect_timeout,
                     self.stats.clone(),
                     self.budget.clone(),
+                    self.config.pool,
                 ))
             })
             .clone()
@@ -185,6 +212,7 @@ mod tests {
             .map(|(i, w)| Endpoint {
                 addr: SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)),
                 weight: *w,
+                priority: 0,
             })
             .collect();
         let cfg = Cluster {
@@ -195,6 +223,8 @@ mod tests {
             protocol: UpstreamProtocol::Http1,
             limits: Default::default(),
             outlier: None,
+            pool: Default::default(),
+            panic_threshold: 50.0,
         };
         ClusterRuntime::new(cfg, eps, Arc::default())
     }

@@ -13,6 +13,7 @@ use rand::Rng;
 use crate::config::{
     Abort, Action, Fault, Forward, HeaderMutation, HttpManager, PathMatch, Redirect, RouteSource,
 };
+use crate::downstream::{Downstream, forwarded_headers, normalize_path, request_path};
 use crate::flags::{ERROR_HEADER, ResponseFlag};
 use crate::pool::Body;
 use crate::select::{RequestView, find_route, header_matches, select_vhost};
@@ -101,9 +102,13 @@ fn percent_encode(s: &str) -> String {
 async fn route_request(
     store: Arc<Store>,
     manager: HttpManager,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<Body> {
     store.stats.downstream_rq.fetch_add(1, Ordering::Relaxed);
+    let opts = manager.options;
+    if let Some(conn) = req.extensions().get::<Downstream>().copied() {
+        forwarded_headers(req.headers_mut(), &conn, opts.use_remote_address);
+    }
     let runtime = store.runtime.load_full();
     let rc = match &manager.routes {
         RouteSource::Inline(rc) => rc.clone(),
@@ -119,7 +124,7 @@ async fn route_request(
             }
         },
     };
-    let authority = authority_of(&req);
+    let authority = authority_of(&req, opts.allow_absolute_url);
     let Some(vh) = select_vhost(&rc, &authority) else {
         return local_error(
             &store,
@@ -131,11 +136,19 @@ async fn route_request(
             ),
         );
     };
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    let mut path = request_path(req.uri(), opts.allow_absolute_url);
+    if vh.require_tls {
+        return crate::downstream::tls_redirect(&authority, req.uri());
+    }
+    if opts.normalize_path {
+        match normalize_path(&path) {
+            Some(p) => path = p,
+            None => {
+                let cause = format!("path normalization failed for {path:?}");
+                return local_error(&store, ResponseFlag::NoRoute, 400, &cause);
+            }
+        }
+    }
     let view = RequestView {
         method: req.method().as_str(),
         path: &path,
@@ -181,6 +194,8 @@ async fn route_request(
                 request_headers: req_levels,
                 authority: &authority,
                 path: &new_path,
+                attempt_count: vh.attempt_count,
+                downstream: req.extensions().get::<Downstream>().copied(),
             };
             match crate::upgrade::requested(&req) {
                 Some(protocol) => {
@@ -252,9 +267,11 @@ async fn inject_fault(
     })
 }
 
-fn authority_of(req: &Request<Incoming>) -> String {
+/// The absolute-form target's authority wins over `Host` when absolute URLs are allowed.
+fn authority_of(req: &Request<Incoming>, absolute: bool) -> String {
     req.uri()
         .authority()
+        .filter(|_| absolute)
         .map(|a| a.as_str().to_string())
         .or_else(|| {
             req.headers()

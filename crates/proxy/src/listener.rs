@@ -64,7 +64,10 @@ async fn accept_loop(
         tokio::spawn(async move {
             store.active_connections.fetch_add(1, Ordering::AcqRel);
             match &cfg.kind {
-                ListenerKind::Http(_) => serve_http(stream, config, store.clone()).await,
+                ListenerKind::Http(_) => {
+                    let conn = crate::downstream::Downstream::of(&stream, peer);
+                    serve_http(stream, conn, config, store.clone()).await
+                }
                 ListenerKind::Tcp(t) => crate::tcp::proxy(stream, peer, t, &store).await,
             }
             store.active_connections.fetch_sub(1, Ordering::AcqRel);
@@ -72,12 +75,18 @@ async fn accept_loop(
     }
 }
 
-async fn serve_http(stream: TcpStream, config: Arc<ArcSwap<Listener>>, store: Arc<Store>) {
+pub(crate) async fn serve_http(
+    stream: TcpStream,
+    conn: crate::downstream::Downstream,
+    config: Arc<ArcSwap<Listener>>,
+    store: Arc<Store>,
+) {
     let codec = match &config.load().kind {
         ListenerKind::Http(m) => m.codec,
         ListenerKind::Tcp(_) => return,
     };
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(conn);
         let store = store.clone();
         // Route source is read per request so an LDS update applies to open connections too.
         let routes = match &config.load().kind {

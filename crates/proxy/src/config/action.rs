@@ -50,6 +50,11 @@ pub struct Forward {
     pub retry: Option<RetryPolicy>,
     /// Route-level `upgrade_configs` for `websocket`: overrides the connection manager.
     pub websocket: Option<bool>,
+    /// `hash_policy`: the request's key for ring hash and maglev clusters.
+    pub hash_policy: Vec<super::hash::HashPolicy>,
+    /// `max_stream_duration.grpc_timeout_header_max`: gRPC requests take their timeout from
+    /// `grpc-timeout` (none: no timeout), capped by this unless it is zero.
+    pub grpc_timeout_max: Option<Duration>,
 }
 
 impl PartialEq for Forward {
@@ -63,6 +68,8 @@ impl PartialEq for Forward {
             && self.timeout == o.timeout
             && self.retry == o.retry
             && self.websocket == o.websocket
+            && self.hash_policy == o.hash_policy
+            && self.grpc_timeout_max == o.grpc_timeout_max
     }
 }
 
@@ -125,15 +132,13 @@ impl TryFrom<&rt::RouteAction> for Forward {
             priority,
             rate_limits,
             include_vh_rate_limits,
-            hash_policy,
             cors,
             max_grpc_timeout,
             grpc_timeout_offset,
             internal_redirect_policy,
             internal_redirect_action,
             max_internal_redirects,
-            hedge_policy,
-            max_stream_duration
+            hedge_policy
         );
         let clusters = match cluster_specifier {
             Some(C::Cluster(c)) => ClusterChoice::Single(c.clone()),
@@ -224,8 +229,15 @@ impl TryFrom<&rt::RouteAction> for Forward {
             }
             websocket = Some(enabled.as_ref().is_none_or(|b| b.value));
         }
+        let hash_policy = super::hash::HashPolicy::parse_all(hash_policy)?;
+        let grpc_timeout_max = match max_stream_duration {
+            Some(m) => grpc_timeout_max(m).map_err(|e| e.within("max_stream_duration"))?,
+            None => None,
+        };
         Ok(Forward {
             websocket,
+            hash_policy,
+            grpc_timeout_max,
             clusters,
             cluster_not_found_status,
             prefix_rewrite: Some(prefix_rewrite.clone()).filter(|p| !p.is_empty()),
@@ -237,8 +249,23 @@ impl TryFrom<&rt::RouteAction> for Forward {
     }
 }
 
+fn grpc_timeout_max(m: &rt::route_action::MaxStreamDuration) -> FieldResult<Option<Duration>> {
+    let rt::route_action::MaxStreamDuration {
+        max_stream_duration,
+        grpc_timeout_header_max,
+        grpc_timeout_header_offset,
+    } = m;
+    deny_set!(max_stream_duration, grpc_timeout_header_offset);
+    match grpc_timeout_header_max {
+        Some(d) => Ok(Some(
+            duration(d).map_err(|e| e.within("grpc_timeout_header_max"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Envoy substitutions use `\1` for capture groups; the regex crate uses `${1}`.
-fn envoy_substitution(s: &str) -> String {
+pub(crate) fn envoy_substitution(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {

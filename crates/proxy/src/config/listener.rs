@@ -45,6 +45,8 @@ pub struct HttpManager {
     pub fault: Option<FaultFilter>,
     /// `upgrade_configs` allows `websocket` (routes may override).
     pub websocket: bool,
+    /// What the manager does to requests before routing (see `crate::downstream`).
+    pub options: super::hcm_options::ManagerOptions,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -277,7 +279,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         tracing,
         common_http_protocol_options,
         http1_safe_max_connection_duration,
-        http_protocol_options,
         http2_protocol_options,
         http3_protocol_options,
         server_name,
@@ -295,7 +296,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         access_log_flush_interval,
         flush_access_log_on_new_request,
         access_log_options,
-        use_remote_address,
         xff_num_trusted_hops,
         original_ip_detection_extensions,
         early_header_mutation_extensions,
@@ -310,7 +310,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         forward_client_cert_matcher,
         proxy_100_continue,
         represent_ipv4_remote_address_as_ipv4_mapped_ipv6,
-        normalize_path,
         merge_slashes,
         path_with_escaped_slashes_action,
         request_id_extension,
@@ -358,11 +357,17 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         }
     };
     let websocket = websocket_upgrades(upgrade_configs).map_err(|e| e.within("upgrade_configs"))?;
+    let options = super::hcm_options::ManagerOptions::parse(
+        http_protocol_options.as_ref(),
+        normalize_path.as_ref(),
+        use_remote_address.as_ref(),
+    )?;
     Ok(HttpManager {
         codec,
         routes,
         fault,
         websocket,
+        options,
     })
 }
 

@@ -10,7 +10,10 @@
 pub mod action;
 pub mod circuit;
 pub mod cluster;
+pub mod cluster_ext;
 pub mod fault;
+pub mod hash;
+pub mod hcm_options;
 pub mod listener;
 pub mod outlier;
 pub mod retry;

@@ -13,7 +13,7 @@ use crate::deny_set;
 /// Envoy's default retry backoff base interval.
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(25);
 
-/// The `retry_on` conditions Plexus understands (HTTP ones; gRPC conditions are not yet).
+/// The `retry_on` conditions Plexus understands (HTTP ones and the gRPC status conditions).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetryOn {
     /// Any 5xx response, a reset, a connect failure or a per-try timeout.
@@ -27,6 +27,21 @@ pub struct RetryOn {
     pub retriable_4xx: bool,
     /// The codes in `retriable_status_codes`.
     pub retriable_status_codes: bool,
+    /// An HTTP/2 upstream reset the stream with REFUSED_STREAM.
+    pub refused_stream: bool,
+    /// gRPC conditions: the response headers carry one of these `grpc-status` codes
+    /// (cancelled 1, deadline-exceeded 4, resource-exhausted 8, internal 13, unavailable 14).
+    pub grpc_codes: GrpcCodes,
+}
+
+/// Bit set of the gRPC status codes `retry_on` names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrpcCodes(pub u32);
+
+impl GrpcCodes {
+    pub fn contains(self, code: u32) -> bool {
+        code < 32 && self.0 & (1 << code) != 0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -158,6 +173,8 @@ impl RetryOn {
                 self.connect_failure |= one.connect_failure;
                 self.retriable_4xx |= one.retriable_4xx;
                 self.retriable_status_codes |= one.retriable_status_codes;
+                self.refused_stream |= one.refused_stream;
+                self.grpc_codes.0 |= one.grpc_codes.0;
             }
         }
     }
@@ -187,6 +204,12 @@ fn parse_retry_on(s: &str) -> FieldResult<RetryOn> {
             "gateway-error" => on.gateway_error = true,
             "reset" => on.reset = true,
             "connect-failure" => on.connect_failure = true,
+            "refused-stream" => on.refused_stream = true,
+            "cancelled" => on.grpc_codes.0 |= 1 << 1,
+            "deadline-exceeded" => on.grpc_codes.0 |= 1 << 4,
+            "resource-exhausted" => on.grpc_codes.0 |= 1 << 8,
+            "internal" => on.grpc_codes.0 |= 1 << 13,
+            "unavailable" => on.grpc_codes.0 |= 1 << 14,
             "retriable-4xx" => on.retriable_4xx = true,
             "retriable-status-codes" => on.retriable_status_codes = true,
             other => return Err(FieldError::unsupported(format!("condition {other:?}"))),
@@ -215,13 +238,26 @@ mod tests {
                 && r.backoff_max == DEFAULT_BACKOFF_BASE * 10),
             "{got:?}"
         );
-        let grpc = rt::RetryPolicy {
-            retry_on: "unavailable".into(),
+        let istio = rt::RetryPolicy {
+            retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+                .into(),
+            ..Default::default()
+        };
+        let got = RetryPolicy::try_from(&istio);
+        assert!(
+            got.as_ref().is_ok_and(|r| r.on.refused_stream
+                && r.on.grpc_codes.contains(14)
+                && r.on.grpc_codes.contains(1)
+                && !r.on.grpc_codes.contains(4)),
+            "{got:?}"
+        );
+        let unknown = rt::RetryPolicy {
+            retry_on: "envoy-ratelimited".into(),
             ..Default::default()
         };
         assert!(
-            RetryPolicy::try_from(&grpc)
-                .is_err_and(|e| e.field == "retry_on.condition \"unavailable\"")
+            RetryPolicy::try_from(&unknown)
+                .is_err_and(|e| e.field == "retry_on.condition \"envoy-ratelimited\"")
         );
     }
 }
