@@ -364,14 +364,17 @@ fn replace_prefix(path: &str, matched: &PathMatch, replacement: &str) -> String 
     format!("{replacement}{}", path.get(len..).unwrap_or(""))
 }
 
+/// `host:port` -> (`host`, `Some(port)`); IPv6 literals keep their brackets.
 fn split_port(authority: &str) -> (&str, Option<&str>) {
+    let digits = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
+    if authority.starts_with('[') {
+        return match authority.split_once("]:") {
+            Some((h, p)) if digits(p) => (&authority[..=h.len()], Some(p)),
+            _ => (authority, None),
+        };
+    }
     match authority.rsplit_once(':') {
-        Some((h, p))
-            if !h.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(']')
-                || h.starts_with('[') =>
-        {
-            (h, Some(p))
-        }
+        Some((h, p)) if !h.is_empty() && digits(p) => (h, Some(p)),
         _ => (authority, None),
     }
 }
@@ -407,5 +410,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             continue;
         }
         headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_ports() {
+        assert_eq!(split_port("a.test:8080"), ("a.test", Some("8080")));
+        assert_eq!(split_port("a.test"), ("a.test", None));
+        assert_eq!(split_port("[::1]:80"), ("[::1]", Some("80")));
+        assert_eq!(split_port("[::1]"), ("[::1]", None));
+        assert_eq!(split_port("a.test:"), ("a.test:", None));
+    }
+
+    #[test]
+    fn grpc_status_mapping() {
+        assert_eq!(grpc_status_for(404), 12);
+        assert_eq!(grpc_status_for(503), 14);
+        assert_eq!(grpc_status_for(418), 2);
+        assert_eq!(percent_encode("a%b\n"), "a%25b%0A");
     }
 }

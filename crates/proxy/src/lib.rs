@@ -14,6 +14,7 @@ pub mod grpc_timeout;
 pub mod http;
 pub mod lb;
 pub mod listener;
+pub mod mirror;
 pub mod outlier;
 pub mod overrides;
 pub mod pool;

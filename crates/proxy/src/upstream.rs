@@ -176,16 +176,29 @@ pub async fn forward(
         attempt_count: target.attempt_count,
     };
     let retry = retry.as_ref();
-    let body = match retry.filter(|p| p.num_retries > 0) {
-        Some(_) => match Limited::new(body, RETRY_BUFFER_LIMIT).collect().await {
+    let replay = retry.is_some_and(|p| p.num_retries > 0) || !f.mirrors.is_empty();
+    let body = if replay {
+        match Limited::new(body, RETRY_BUFFER_LIMIT).collect().await {
             Ok(b) => RequestBody::Buffered(b.to_bytes()),
             Err(e) => {
-                let cause = format!("request body not buffered for retries: {e}");
+                let cause = format!("request body not buffered for retries or mirroring: {e}");
                 return local_error(store, ResponseFlag::RequestBodyTooLarge, 413, &cause);
             }
-        },
-        None => RequestBody::Stream(Some(body)),
+        }
+    } else {
+        RequestBody::Stream(Some(body))
     };
+    if let RequestBody::Buffered(bytes) = &body {
+        crate::mirror::spawn(
+            runtime,
+            &f.mirrors,
+            &template.method,
+            &template.headers,
+            &host,
+            target.path,
+            bytes,
+        );
+    }
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut resp = attempts(store, &cluster, &template, body, retry, deadline).await;
     if let Some(cookie) = &template.choice.set_cookie {

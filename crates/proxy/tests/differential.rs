@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::route::v3 as rt;
 use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::util::pack_any;
-use plexus_testkit::echo::{self, EchoConfig};
+use plexus_testkit::echo::{self, EchoConfig, EchoHandle};
 use plexus_testkit::envoy::{Envoy, binary_for_test};
 use plexus_testkit::{FakeAds, eventually};
 use plexus_xds::ROUTE_TYPE;
@@ -81,15 +81,15 @@ async fn run_check(
     target: &str,
     addr: SocketAddr,
     check: &Check,
-    a_requests: &AtomicU64,
+    live: &Live<'_>,
 ) -> Result<(), String> {
     if check.until_stable == 0 {
-        return run_check_once(target, addr, check, a_requests).await;
+        return run_check_once(target, addr, check, live).await;
     }
     let mut in_a_row = 0;
     let mut last = Ok(());
     for _ in 0..20 {
-        last = run_check_once(target, addr, check, a_requests).await;
+        last = run_check_once(target, addr, check, live).await;
         in_a_row = if last.is_ok() { in_a_row + 1 } else { 0 };
         if in_a_row >= check.until_stable {
             return Ok(());
@@ -102,17 +102,34 @@ async fn run_check(
     last.and(Err(never))
 }
 
+/// Backends whose state checks observe.
+struct Live<'a> {
+    a_requests: &'a AtomicU64,
+    /// The mirror cluster's only backend.
+    mirror: &'a EchoHandle,
+}
+
+/// Wait until the mirror backend has seen a new request for `host`.
+async fn wait_mirrored(mirror: &EchoHandle, before: u64, host: &str) -> Result<(), String> {
+    eventually(WAIT, &format!("a mirrored request for {host}"), || async {
+        let count = mirror.requests.load(Ordering::Relaxed);
+        let last = mirror.last.lock().ok()?.clone()?;
+        (count > before && last.host == host).then_some(())
+    })
+    .await
+}
+
 /// Run one check once: the scenario's config is known to be applied (see `wait_applied`).
 async fn run_check_once(
     target: &str,
     addr: SocketAddr,
     check: &Check,
-    a_requests: &AtomicU64,
+    live: &Live<'_>,
 ) -> Result<(), String> {
     // A slow request held open at backend `a` while the check runs (circuit breakers).
     let in_flight = match check.in_flight {
         Some(path) => {
-            let before = a_requests.load(Ordering::Relaxed);
+            let before = live.a_requests.load(Ordering::Relaxed);
             let host = check.host;
             let slow = tokio::spawn(async move {
                 request(
@@ -126,13 +143,14 @@ async fn run_check_once(
                 .await
             });
             eventually(WAIT, "the in-flight request to reach backend a", || async {
-                (a_requests.load(Ordering::Relaxed) > before).then_some(())
+                (live.a_requests.load(Ordering::Relaxed) > before).then_some(())
             })
             .await?;
             Some(slow)
         }
         None => None,
     };
+    let mirrored_before = live.mirror.requests.load(Ordering::Relaxed);
     let started = std::time::Instant::now();
     if let Some(protocol) = check.upgrade {
         return run_upgrade(target, addr, check, protocol).await;
@@ -159,6 +177,10 @@ async fn run_check_once(
             _ => Ok(()),
         }),
         Err(e) => Err(e),
+    };
+    let outcome = match (outcome, check.mirrored) {
+        (Ok(()), Some(host)) => wait_mirrored(live.mirror, mirrored_before, host).await,
+        (other, _) => other,
     };
     let in_flight_status = match in_flight {
         Some(slow) => match slow.await {
@@ -339,6 +361,7 @@ fn base_clusters(b: &Backends) -> Config {
         routes: vec![],
         clusters: vec![
             static_cluster("tcpecho", &[b.tcp]),
+            static_cluster("mirror", &[b.mirror]),
             with_outlier(static_cluster("outlier", &[b.flaky, b.a]), 2),
             with_outlier(static_cluster("outlier_single", &[b.flaky]), 1),
             with_limits(static_cluster("cb_requests", &[b.a]), |t| {
@@ -416,10 +439,24 @@ async fn differential_scenarios() {
     )
     .await
     .expect("echo slow");
+    let mirror = echo::start_http(
+        EchoConfig {
+            workload: "mirror".into(),
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo mirror");
+    let live = Live {
+        a_requests: &a.requests,
+        mirror: &mirror,
+    };
     let tcp_echo = echo::start_tcp("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("tcp echo");
     let backends = Backends {
+        mirror: mirror.addr,
         tcp: tcp_echo.addr,
         flaky: flaky.addr,
         slow: slow.addr,
@@ -503,7 +540,7 @@ async fn differential_scenarios() {
             }
             let mut ok = true;
             for check in &checks {
-                if let Err(e) = run_check(&label, t.http, check, &a.requests).await {
+                if let Err(e) = run_check(&label, t.http, check, &live).await {
                     failures.push(format!("[{name}] {e}"));
                     ok = false;
                 }

@@ -79,6 +79,8 @@ pub struct EchoHandle {
     pub addr: SocketAddr,
     /// Requests answered so far.
     pub requests: Arc<AtomicU64>,
+    /// What the last HTTP (non-gRPC, non-upgrade) request looked like.
+    pub last: Arc<std::sync::Mutex<Option<EchoReply>>>,
     _stop: watch::Sender<bool>,
 }
 
@@ -87,20 +89,28 @@ pub async fn start_http(cfg: EchoConfig, addr: SocketAddr) -> std::io::Result<Ec
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let requests = Arc::new(AtomicU64::new(0));
+    let seen = Seen::default();
     let cfg = Arc::new(cfg);
-    tokio::spawn(accept_http(listener, cfg, requests.clone(), stopped));
+    tokio::spawn(accept_http(listener, cfg, seen.clone(), stopped));
     Ok(EchoHandle {
         addr,
-        requests,
+        requests: seen.requests,
+        last: seen.last,
         _stop: stop,
     })
+}
+
+/// What the server records about the requests it answers.
+#[derive(Clone, Default)]
+struct Seen {
+    requests: Arc<AtomicU64>,
+    last: Arc<std::sync::Mutex<Option<EchoReply>>>,
 }
 
 async fn accept_http(
     listener: TcpListener,
     cfg: Arc<EchoConfig>,
-    requests: Arc<AtomicU64>,
+    requests: Seen,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
@@ -123,12 +133,8 @@ async fn accept_http(
     }
 }
 
-async fn answer(
-    cfg: &EchoConfig,
-    requests: &AtomicU64,
-    mut req: Request<Incoming>,
-) -> Response<EchoBody> {
-    requests.fetch_add(1, Ordering::Relaxed);
+async fn answer(cfg: &EchoConfig, seen: &Seen, mut req: Request<Incoming>) -> Response<EchoBody> {
+    seen.requests.fetch_add(1, Ordering::Relaxed);
     if let Some(resp) = upgrade(cfg, &mut req) {
         return resp;
     }
@@ -188,6 +194,9 @@ async fn answer(
         return grpc_echo(cfg, request_body, grpc_status);
     }
     let body = serde_json::to_vec(&reply).unwrap_or_default();
+    if let Ok(mut last) = seen.last.lock() {
+        *last = Some(reply);
+    }
     let mut resp = Response::new(full(Bytes::from(body)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut().insert(

@@ -5,6 +5,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::route::v3 as rt;
 use regex::Regex;
 
+use super::fault::{Fraction, fraction_of};
 use super::{FieldError, FieldResult, HeaderMutation, RetryPolicy, duration, search_regex};
 use crate::deny_set;
 
@@ -55,6 +56,16 @@ pub struct Forward {
     /// `max_stream_duration.grpc_timeout_header_max`: gRPC requests take their timeout from
     /// `grpc-timeout` (none: no timeout), capped by this unless it is zero.
     pub grpc_timeout_max: Option<Duration>,
+    pub mirrors: Vec<Mirror>,
+}
+
+/// `request_mirror_policies`: a copy of the request goes to `cluster`, its answer ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mirror {
+    pub cluster: String,
+    pub fraction: Fraction,
+    /// Envoy appends `-shadow` to the host unless `disable_shadow_host_suffix_append`.
+    pub shadow_suffix: bool,
 }
 
 impl PartialEq for Forward {
@@ -70,6 +81,7 @@ impl PartialEq for Forward {
             && self.websocket == o.websocket
             && self.hash_policy == o.hash_policy
             && self.grpc_timeout_max == o.grpc_timeout_max
+            && self.mirrors == o.mirrors
     }
 }
 
@@ -128,7 +140,6 @@ impl TryFrom<&rt::RouteAction> for Forward {
             flush_timeout,
             early_data_policy,
             retry_policy_typed_config,
-            request_mirror_policies,
             priority,
             rate_limits,
             include_vh_rate_limits,
@@ -234,7 +245,13 @@ impl TryFrom<&rt::RouteAction> for Forward {
             Some(m) => grpc_timeout_max(m).map_err(|e| e.within("max_stream_duration"))?,
             None => None,
         };
+        let mirrors = request_mirror_policies
+            .iter()
+            .enumerate()
+            .map(|(i, m)| mirror(m).map_err(|e| e.within(&format!("request_mirror_policies[{i}]"))))
+            .collect::<FieldResult<Vec<_>>>()?;
         Ok(Forward {
+            mirrors,
             websocket,
             hash_policy,
             grpc_timeout_max,
@@ -336,6 +353,46 @@ fn weighted(w: &rt::WeightedCluster) -> FieldResult<ClusterChoice> {
         ));
     }
     Ok(ClusterChoice::Weighted(targets))
+}
+
+fn mirror(m: &rt::route_action::RequestMirrorPolicy) -> FieldResult<Mirror> {
+    let rt::route_action::RequestMirrorPolicy {
+        cluster,
+        cluster_header,
+        runtime_fraction,
+        trace_sampled,
+        disable_shadow_host_suffix_append,
+        request_headers_mutations,
+        host_rewrite_literal,
+    } = m;
+    deny_set!(
+        cluster_header,
+        trace_sampled,
+        request_headers_mutations,
+        host_rewrite_literal
+    );
+    if cluster.is_empty() {
+        return Err(FieldError::invalid(
+            "cluster",
+            "a mirror cluster is required",
+        ));
+    }
+    // Unset means every request, as in Envoy; the runtime key has no runtime layer to read.
+    let fraction = match runtime_fraction
+        .as_ref()
+        .and_then(|r| r.default_value.as_ref())
+    {
+        Some(p) => fraction_of(p).map_err(|e| e.within("runtime_fraction.default_value"))?,
+        None => Fraction {
+            numerator: 100,
+            denominator: 100,
+        },
+    };
+    Ok(Mirror {
+        cluster: cluster.clone(),
+        fraction,
+        shadow_suffix: !disable_shadow_host_suffix_append,
+    })
 }
 
 pub(super) fn redirect(r: &rt::RedirectAction) -> FieldResult<Action> {

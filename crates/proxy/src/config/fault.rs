@@ -44,16 +44,21 @@ pub struct Fault {
 
 fn fraction(p: &Option<FractionalPercent>) -> FieldResult<Fraction> {
     // An unset percentage is 0% (the message's default), as in Envoy.
-    let Some(FractionalPercent {
-        numerator,
-        denominator,
-    }) = p
-    else {
-        return Ok(Fraction {
+    match p {
+        Some(p) => fraction_of(p),
+        None => Ok(Fraction {
             numerator: 0,
             denominator: 100,
-        });
-    };
+        }),
+    }
+}
+
+/// `FractionalPercent` -> `Fraction`.
+pub fn fraction_of(p: &FractionalPercent) -> FieldResult<Fraction> {
+    let FractionalPercent {
+        numerator,
+        denominator,
+    } = p;
     let denominator = match DenominatorType::try_from(*denominator) {
         Ok(DenominatorType::Hundred) => 100,
         Ok(DenominatorType::TenThousand) => 10_000,

@@ -30,6 +30,8 @@ pub struct Backends {
     pub slow: SocketAddr,
     /// TCP byte echo.
     pub tcp: SocketAddr,
+    /// Receives mirrored requests (workload `mirror`).
+    pub mirror: SocketAddr,
 }
 
 /// One request and what must be observed.
@@ -69,6 +71,8 @@ pub struct Check {
     /// for state an implementation applies asynchronously (Envoy ejects outliers on its main
     /// thread, a moment after the worker saw the failures).
     pub until_stable: u32,
+    /// After the response, the mirror backend must receive a copy with this host.
+    pub mirrored: Option<&'static str>,
 }
 
 pub struct Scenario {

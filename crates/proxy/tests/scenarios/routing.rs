@@ -318,6 +318,26 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            name: "request mirroring to a shadow host",
+            routes: vec![vhost(
+                "mirror",
+                &["*"],
+                vec![route(
+                    prefix("/"),
+                    forward(|a| {
+                        a.request_mirror_policies = vec![rt::route_action::RequestMirrorPolicy {
+                            cluster: "mirror".into(),
+                            ..Default::default()
+                        }]
+                    }),
+                )],
+            )],
+            checks: vec![
+                Check { workload: Some("a"), mirrored: Some("h-shadow"), ..get("h", "/m1", 200) },
+                Check { workload: Some("a"), mirrored: Some("h-shadow:8080"), ..get("h:8080", "/m2", 200) },
+            ],
+        },
+        Scenario {
             name: "weighted clusters",
             routes: vec![vhost(
                 "w",
