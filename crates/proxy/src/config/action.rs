@@ -14,7 +14,8 @@ pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Forward(Forward),
+    // Boxed: a forward action is much larger than the others.
+    Forward(Box<Forward>),
     Redirect(Redirect),
     Direct {
         status: u16,

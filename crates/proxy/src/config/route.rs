@@ -281,9 +281,9 @@ impl TryFrom<&rt::Route> for Route {
             None => return Err(FieldError::invalid("match", "a route needs a match")),
         };
         let action = match action {
-            Some(rt::route::Action::Route(a)) => {
-                Action::Forward(Forward::try_from(a).map_err(|e| e.within("route"))?)
-            }
+            Some(rt::route::Action::Route(a)) => Action::Forward(Box::new(
+                Forward::try_from(a).map_err(|e| e.within("route"))?,
+            )),
             Some(rt::route::Action::Redirect(a)) => {
                 redirect(a).map_err(|e| e.within("redirect"))?
             }
