@@ -67,11 +67,16 @@ impl ClusterRuntime {
 
     /// Choose an endpoint per the cluster's policy; `None` when there are none.
     pub fn pick(&self) -> Option<Endpoint> {
+        self.pick_excluding(&[])
+    }
+
+    /// `pick`, avoiding the `excluded` priority levels while another has healthy endpoints.
+    pub fn pick_excluding(&self, excluded: &[u32]) -> Option<Endpoint> {
         let all = self.endpoints.load();
         if all.is_empty() {
             return None;
         }
-        let eps = self.available(&all);
+        let eps = self.available(&all, excluded);
         let uniform = eps.iter().all(|e| e.weight == eps[0].weight);
         let i = match (self.config.lb, uniform) {
             (LbPolicy::RoundRobin, true) => self.rr.fetch_add(1, Ordering::Relaxed) % eps.len(),
@@ -80,7 +85,7 @@ impl ClusterRuntime {
             (LbPolicy::LeastRequest { choices }, _) => self.least_request(&eps, choices),
             // Without a request hash Envoy's consistent-hash balancers pick at random.
             (LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }, _) => {
-                let addr = self.pick_hashed(rand::rng().random())?;
+                let addr = self.pick_hashed(rand::rng().random(), excluded)?;
                 return eps.iter().find(|e| e.addr == addr).copied();
             }
             // ORIGINAL_DST clusters have no endpoints of their own (see `lb::Choice`).
@@ -91,25 +96,47 @@ impl ClusterRuntime {
 
     /// The priority level in use, without hosts ejected by outlier detection unless the level
     /// is in panic (`lb::level`).
-    fn available<'a>(&self, all: &'a [Endpoint]) -> std::borrow::Cow<'a, [Endpoint]> {
+    fn available<'a>(
+        &self,
+        all: &'a [Endpoint],
+        excluded: &[u32],
+    ) -> std::borrow::Cow<'a, [Endpoint]> {
         let single_level = all.iter().all(|e| e.priority == all[0].priority);
+        let panic = self.config.panic_threshold;
         match &self.outlier {
             None if single_level => all.into(),
-            None => crate::lb::level(all, |_| false, self.config.panic_threshold).into(),
-            Some(o) => {
-                crate::lb::level(all, |a| o.is_ejected(a), self.config.panic_threshold).into()
-            }
+            None => crate::lb::level(all, |_| false, panic, excluded).into(),
+            Some(o) => crate::lb::level(all, |a| o.is_ejected(a), panic, excluded).into(),
         }
+    }
+
+    /// Priority levels that have an endpoint not ejected by outlier detection.
+    pub fn healthy_levels(&self) -> Vec<u32> {
+        let all = self.endpoints.load();
+        let mut out: Vec<u32> = all
+            .iter()
+            .filter(|e| self.outlier.as_ref().is_none_or(|o| !o.is_ejected(&e.addr)))
+            .map(|e| e.priority)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The priority of a current endpoint.
+    pub fn priority_of(&self, addr: SocketAddr) -> Option<u32> {
+        let all = self.endpoints.load();
+        all.iter().find(|e| e.addr == addr).map(|e| e.priority)
     }
 
     /// The consistent-hash choice for `hash` among the available endpoints; the table is
     /// rebuilt when that set changes (EDS update, ejection, priority failover).
-    pub fn pick_hashed(&self, hash: u64) -> Option<SocketAddr> {
+    pub fn pick_hashed(&self, hash: u64, excluded: &[u32]) -> Option<SocketAddr> {
         let all = self.endpoints.load();
         if all.is_empty() {
             return None;
         }
-        let eps = self.available(&all);
+        let eps = self.available(&all, excluded);
         let key: Vec<SocketAddr> = eps.iter().map(|e| e.addr).collect();
         let table = {
             let mut cached = self.hash_table.lock().unwrap_or_else(|p| p.into_inner());

@@ -62,14 +62,44 @@ impl Choice {
         }
     }
 
-    pub fn pick(&self, cluster: &ClusterRuntime) -> Option<SocketAddr> {
+    /// `excluded`: priority levels to avoid (retry `previous_priorities`).
+    pub fn pick(&self, cluster: &ClusterRuntime, excluded: &[u32]) -> Option<SocketAddr> {
         match self.kind {
-            Kind::Cluster => cluster.pick().map(|e| e.addr),
-            Kind::Hash(h) => cluster.pick_hashed(h),
+            Kind::Cluster => cluster.pick_excluding(excluded).map(|e| e.addr),
+            Kind::Hash(h) => cluster.pick_hashed(h, excluded),
             Kind::Address(a) => Some(a),
             Kind::Nowhere => None,
         }
     }
+}
+
+/// Envoy's `previous_priorities` retry priority: the levels earlier attempts used, refreshed
+/// every `update_frequency` attempts; when they cover every healthy level the record starts
+/// over.
+pub fn excluded_priorities(
+    update_frequency: Option<u32>,
+    cluster: &ClusterRuntime,
+    tried: &[SocketAddr],
+) -> Vec<u32> {
+    let Some(freq) = update_frequency.map(|f| f.max(1) as usize) else {
+        return Vec::new();
+    };
+    let healthy = cluster.healthy_levels();
+    let mut attempted: Vec<u32> = Vec::new();
+    let mut excluded: Vec<u32> = Vec::new();
+    for (i, addr) in tried.iter().enumerate() {
+        attempted.extend(cluster.priority_of(*addr));
+        if (i + 1) % freq == 0 {
+            attempted.sort_unstable();
+            attempted.dedup();
+            excluded = attempted.clone();
+            if healthy.iter().all(|p| excluded.contains(p)) {
+                attempted.clear();
+                excluded.clear();
+            }
+        }
+    }
+    excluded
 }
 
 /// A TCP connection's endpoint: an ORIGINAL_DST cluster connects where the downstream
@@ -309,15 +339,23 @@ fn maglev(eps: &[Endpoint], size: usize) -> Table {
 /// The endpoints a pick chooses among: the lowest priority that has a healthy (not ejected)
 /// endpoint; within it, all of its endpoints when fewer than `panic_pct` percent are healthy
 /// (Envoy's panic mode). With nothing healthy anywhere, the lowest priority in panic.
+/// Levels in `excluded` are skipped unless that leaves no healthy level (then none is).
 pub fn level(
     all: &[Endpoint],
     ejected: impl Fn(&SocketAddr) -> bool,
     panic_pct: f64,
+    excluded: &[u32],
 ) -> Vec<Endpoint> {
     let mut prios: Vec<u32> = all.iter().map(|e| e.priority).collect();
     prios.sort_unstable();
     prios.dedup();
-    for p in &prios {
+    let usable = |p: &u32| {
+        !excluded.contains(p) && all.iter().any(|e| e.priority == *p && !ejected(&e.addr))
+    };
+    if !excluded.is_empty() && !prios.iter().any(usable) {
+        return level(all, ejected, panic_pct, &[]);
+    }
+    for p in prios.iter().filter(|p| !excluded.contains(p)) {
         let hosts: Vec<Endpoint> = all.iter().filter(|e| e.priority == *p).copied().collect();
         let healthy: Vec<Endpoint> = hosts
             .iter()
@@ -391,14 +429,18 @@ mod tests {
         let all = [ep(1, 1, 0), ep(2, 1, 0), ep(3, 1, 1)];
         let ports = |v: Vec<Endpoint>| v.iter().map(|e| e.addr.port()).collect::<Vec<_>>();
         let none = |_: &SocketAddr| false;
-        assert_eq!(ports(level(&all, none, 50.0)), vec![1, 2]);
+        assert_eq!(ports(level(&all, none, 50.0, &[])), vec![1, 2]);
         let one_down = |a: &SocketAddr| a.port() == 1;
-        assert_eq!(ports(level(&all, one_down, 50.0)), vec![2]);
-        assert_eq!(ports(level(&all, one_down, 60.0)), vec![1, 2]);
+        assert_eq!(ports(level(&all, one_down, 50.0, &[])), vec![2]);
+        assert_eq!(ports(level(&all, one_down, 60.0, &[])), vec![1, 2]);
         let p0_down = |a: &SocketAddr| a.port() != 3;
-        assert_eq!(ports(level(&all, p0_down, 0.0)), vec![3]);
+        assert_eq!(ports(level(&all, p0_down, 0.0, &[])), vec![3]);
         let all_down = |_: &SocketAddr| true;
-        assert_eq!(ports(level(&all, all_down, 0.0)), vec![1, 2]);
+        assert_eq!(ports(level(&all, all_down, 0.0, &[])), vec![1, 2]);
+        // previous_priorities: P0 excluded moves to P1; excluding every healthy level resets.
+        assert_eq!(ports(level(&all, none, 50.0, &[0])), vec![3]);
+        assert_eq!(ports(level(&all, none, 50.0, &[0, 1])), vec![1, 2]);
+        assert_eq!(ports(level(&all, p0_down, 0.0, &[1])), vec![3]);
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub async fn forward(
         target.path,
         target.downstream,
     );
-    let Some(endpoint) = choice.pick(&cluster) else {
+    let Some(endpoint) = choice.pick(&cluster, &[]) else {
         let cause = format!("no healthy upstream for cluster {cluster_name:?}");
         return local_error(store, ResponseFlag::NoHealthyUpstream, 503, &cause);
     };

@@ -376,7 +376,9 @@ fn pick(
     retry: Option<&RetryPolicy>,
     tried: &[SocketAddr],
 ) -> Option<SocketAddr> {
-    let first = choice.pick(cluster)?;
+    let excluded =
+        crate::lb::excluded_priorities(retry.and_then(|p| p.previous_priorities), cluster, tried);
+    let first = choice.pick(cluster, &excluded)?;
     let Some(p) = retry.filter(|p| p.avoid_previous_hosts && !tried.is_empty()) else {
         return Some(first);
     };
@@ -385,7 +387,7 @@ fn pick(
         if !tried.contains(&candidate) {
             return Some(candidate);
         }
-        candidate = choice.pick(cluster)?;
+        candidate = choice.pick(cluster, &excluded)?;
     }
     Some(candidate)
 }
@@ -530,6 +532,7 @@ mod tests {
             backoff_max: Duration::from_millis(35),
             avoid_previous_hosts: false,
             host_selection_max_attempts: 1,
+            previous_priorities: None,
         };
         for n in 0..20 {
             let ceiling = Duration::from_millis(10 * (1 << n.min(16))).min(p.backoff_max);

@@ -681,3 +681,53 @@ async fn original_dst_cluster_follows_the_header_and_require_tls_redirects() {
         Some("https://secure.test:8080/p?q=1")
     );
 }
+
+#[tokio::test]
+async fn previous_priorities_send_the_retry_to_the_next_level() {
+    use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
+    let flaky = plexus_testkit::echo::start_http(
+        plexus_testkit::echo::EchoConfig {
+            workload: "flaky".into(),
+            fail_fraction: 1.0,
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo");
+    let b = echo_named("b").await;
+    let cl = prioritized("prio", &[(0, flaky.addr), (1, b.addr)]);
+    let mut spread = with_retries(prefix("/spread"), "prio", 1);
+    if let Some(rt::route::Action::Route(a)) = spread.action.as_mut()
+        && let Some(p) = a.retry_policy.as_mut()
+    {
+        p.retry_priority = Some(rt::retry_policy::RetryPriority {
+            name: "envoy.retry_priorities.previous_priorities".into(),
+            config_type: Some(rt::retry_policy::retry_priority::ConfigType::TypedConfig(
+                pack_any(PreviousPrioritiesConfig {
+                    update_frequency: 1,
+                }),
+            )),
+        });
+    }
+    let same = with_retries(prefix("/same"), "prio", 1);
+    let rc = route_config("r", vec![vhost("v", &["*"], vec![spread, same])]);
+    let (_ads, proxy) = run(vec![listener("main", rc, |_| {})], vec![cl]).await;
+    let addr = proxy.listener_addr("main").expect("bound");
+    for _ in 0..3 {
+        let got = request(addr, false, "GET", "h", "/spread", &[])
+            .await
+            .expect("request");
+        assert_eq!(
+            (got.status, got.json()["workload"].as_str()),
+            (200, Some("b"))
+        );
+        let got = request(addr, false, "GET", "h", "/same", &[])
+            .await
+            .expect("request");
+        assert_eq!(
+            (got.status, got.json()["workload"].as_str()),
+            (503, Some("flaky"))
+        );
+    }
+}

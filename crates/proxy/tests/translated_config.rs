@@ -71,7 +71,7 @@ const KNOWN_GAPS: [(&str, &str); 12] = [
         "gateway-tls",
         "Listener \"127.0.0.50_8443\": listener_filters: ",
     ),
-    // The CORS HTTP filter and the previous_priorities retry priority are not implemented.
+    // The CORS HTTP filter and per-route CORS policies are not implemented.
     (
         "vs-features",
         "Listener \"127.0.1.40_80\": filter_chains[0].filters[0].typed_config.http_filters.[1]",

@@ -361,14 +361,14 @@ fn mirror(m: &rt::route_action::RequestMirrorPolicy) -> FieldResult<Mirror> {
         cluster,
         cluster_header,
         runtime_fraction,
-        trace_sampled,
+        // Only decides whether the mirror's trace span is sampled; Plexus does no tracing.
+        trace_sampled: _,
         disable_shadow_host_suffix_append,
         request_headers_mutations,
         host_rewrite_literal,
     } = m;
     deny_set!(
         cluster_header,
-        trace_sampled,
         request_headers_mutations,
         host_rewrite_literal
     );

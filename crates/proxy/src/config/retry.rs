@@ -55,6 +55,9 @@ pub struct RetryPolicy {
     /// `envoy.retry_host_predicates.previous_hosts`: retries avoid hosts already tried.
     pub avoid_previous_hosts: bool,
     pub host_selection_max_attempts: u32,
+    /// `envoy.retry_priorities.previous_priorities` with this `update_frequency`: retries
+    /// avoid priority levels earlier attempts used.
+    pub previous_priorities: Option<u32>,
 }
 
 impl TryFrom<&rt::RetryPolicy> for RetryPolicy {
@@ -78,7 +81,6 @@ impl TryFrom<&rt::RetryPolicy> for RetryPolicy {
         } = p;
         deny_set!(
             per_try_idle_timeout,
-            retry_priority,
             retry_options_predicates,
             rate_limited_retry_back_off,
             retriable_headers,
@@ -115,7 +117,12 @@ impl TryFrom<&rt::RetryPolicy> for RetryPolicy {
             }
             avoid_previous_hosts = true;
         }
+        let previous_priorities = match retry_priority {
+            Some(p) => Some(previous_priorities(p).map_err(|e| e.within("retry_priority"))?),
+            None => None,
+        };
         Ok(RetryPolicy {
+            previous_priorities,
             on,
             num_retries: num_retries.as_ref().map_or(1, |n| n.value),
             per_try_timeout,
@@ -192,8 +199,29 @@ impl RetryPolicy {
             backoff_max: DEFAULT_BACKOFF_BASE * 10,
             avoid_previous_hosts: false,
             host_selection_max_attempts: 1,
+            previous_priorities: None,
         }
     }
+}
+
+fn previous_priorities(p: &rt::retry_policy::RetryPriority) -> FieldResult<u32> {
+    use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
+    let any = match &p.config_type {
+        Some(rt::retry_policy::retry_priority::ConfigType::TypedConfig(any))
+            if any.type_url == PreviousPrioritiesConfig::type_url() =>
+        {
+            any
+        }
+        _ => return Err(FieldError::unsupported(format!("name ({})", p.name))),
+    };
+    let cfg: PreviousPrioritiesConfig = super::unpack_field(any, "typed_config")?;
+    if cfg.update_frequency <= 0 {
+        return Err(FieldError::invalid(
+            "typed_config.update_frequency",
+            "must be greater than 0",
+        ));
+    }
+    Ok(cfg.update_frequency.unsigned_abs())
 }
 
 fn parse_retry_on(s: &str) -> FieldResult<RetryOn> {
