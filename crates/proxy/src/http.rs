@@ -173,6 +173,22 @@ async fn route_request(
             return resp;
         }
     }
+    // The CORS filter runs after the fault filter; the route's policy wins over the host's.
+    let policy = manager
+        .cors
+        .then(|| route.cors.as_ref().or(vh.cors.as_ref()))
+        .flatten();
+    let cors = policy.and_then(|p| crate::cors::allowed_origin(p, req.headers()).map(|o| (p, o)));
+    if let Some(p) = policy.filter(|_| cors.is_none())
+        && let Some(resp) = crate::cors::refused_preflight(p, req.method(), req.headers())
+    {
+        return resp;
+    }
+    if let Some((policy, origin)) = &cors
+        && let Some(resp) = crate::cors::preflight(policy, req.method(), req.headers(), origin)
+    {
+        return resp;
+    }
     let levels: [&HeaderMutation; 3] = [
         &route.response_headers,
         &vh.response_headers,
@@ -206,6 +222,9 @@ async fn route_request(
             }
         }
     };
+    if let Some((policy, origin)) = &cors {
+        crate::cors::decorate(policy, origin, resp.headers_mut());
+    }
     for m in levels {
         m.apply(resp.headers_mut());
     }

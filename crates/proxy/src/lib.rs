@@ -8,6 +8,7 @@ pub mod budget;
 pub mod cluster;
 pub mod config;
 pub mod conn_life;
+pub mod cors;
 pub mod downstream;
 pub mod flags;
 pub mod grpc_timeout;

@@ -185,6 +185,7 @@ mod tests {
             faults: vec![],
             attempt_count: false,
             require_tls: false,
+            cors: None,
         }
     }
 

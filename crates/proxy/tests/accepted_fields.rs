@@ -731,3 +731,84 @@ async fn previous_priorities_send_the_retry_to_the_next_level() {
         );
     }
 }
+
+#[tokio::test]
+async fn cors_policy_answers_preflights_and_decorates_responses() {
+    use envoy_types::pb::envoy::extensions::filters::http::cors::v3::{Cors, CorsPolicy};
+    use envoy_types::pb::envoy::r#type::matcher::v3 as m;
+    let a = echo_named("a").await;
+    let policy = CorsPolicy {
+        allow_origin_string_match: vec![m::StringMatcher {
+            match_pattern: Some(m::string_matcher::MatchPattern::Exact(
+                "https://example.com".into(),
+            )),
+            ignore_case: false,
+        }],
+        allow_methods: "GET,POST".into(),
+        allow_headers: "x-custom".into(),
+        expose_headers: "x-reply".into(),
+        max_age: "86400".into(),
+        allow_credentials: Some(BoolValue { value: true }),
+        forward_not_matching_preflights: Some(BoolValue { value: true }),
+        ..Default::default()
+    };
+    let mut r = route(prefix("/"), to_cluster("a"));
+    r.typed_per_filter_config
+        .insert("envoy.filters.http.cors".into(), pack_any(policy));
+    let rc = route_config("r", vec![vhost("v", &["*"], vec![r])]);
+    let cors_filter = hcm::HttpFilter {
+        name: "envoy.filters.http.cors".into(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(Cors {}))),
+        ..Default::default()
+    };
+    let (_ads, proxy) = run(
+        vec![listener("main", rc, |m| {
+            m.http_filters.insert(0, cors_filter)
+        })],
+        vec![static_cluster("a", &[a.addr])],
+    )
+    .await;
+    let addr = proxy.listener_addr("main").expect("bound");
+    let allowed = ("origin", "https://example.com");
+    let preflight = ("access-control-request-method", "POST");
+    let got = request(addr, false, "OPTIONS", "h", "/x", &[allowed, preflight])
+        .await
+        .expect("request");
+    assert_eq!(got.status, 200);
+    assert!(got.body.is_empty(), "answered by the proxy, not the echo");
+    for (name, want) in [
+        ("access-control-allow-origin", "https://example.com"),
+        ("access-control-allow-methods", "GET,POST"),
+        ("access-control-allow-headers", "x-custom"),
+        ("access-control-max-age", "86400"),
+        ("access-control-allow-credentials", "true"),
+    ] {
+        assert_eq!(got.header(name).as_deref(), Some(want), "{name}");
+    }
+    let other = ("origin", "https://evil.test");
+    let got = request(addr, false, "OPTIONS", "h", "/x", &[other, preflight])
+        .await
+        .expect("request");
+    assert_eq!(
+        got.json()["workload"],
+        "a",
+        "a non-matching preflight goes upstream"
+    );
+    assert!(got.header("access-control-allow-origin").is_none());
+    let got = request(addr, false, "GET", "h", "/x", &[allowed])
+        .await
+        .expect("request");
+    assert_eq!(got.json()["workload"], "a");
+    assert_eq!(
+        got.header("access-control-allow-origin").as_deref(),
+        Some("https://example.com")
+    );
+    assert_eq!(
+        got.header("access-control-expose-headers").as_deref(),
+        Some("x-reply")
+    );
+    let got = request(addr, false, "GET", "h", "/x", &[other])
+        .await
+        .expect("request");
+    assert!(got.header("access-control-allow-origin").is_none());
+}

@@ -65,22 +65,12 @@ fn interception(dir: &Path) -> String {
 
 /// Rejections that stay until Plexus has the feature: (case, resource line prefix). Each must
 /// still occur, so the list cannot go stale.
-const KNOWN_GAPS: [(&str, &str); 12] = [
+const KNOWN_GAPS: [(&str, &str); 9] = [
     // TLS termination (tls_inspector, server transport sockets) is not implemented.
     (
         "gateway-tls",
         "Listener \"127.0.0.50_8443\": listener_filters: ",
     ),
-    // The CORS HTTP filter and per-route CORS policies are not implemented.
-    (
-        "vs-features",
-        "Listener \"127.0.1.40_80\": filter_chains[0].filters[0].typed_config.http_filters.[1]",
-    ),
-    (
-        "vs-features",
-        "Listener \"127.0.1.40_15001\": filter_chains[0].filters[0].typed_config.http_filters.[1]",
-    ),
-    ("vs-features", "RouteConfiguration \""),
     // REDIRECT capture: listeners handed connections by `use_original_dst`, several filter
     // chains with `filter_chain_match`, and listener filters are not implemented.
     (

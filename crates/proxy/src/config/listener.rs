@@ -47,6 +47,8 @@ pub struct HttpManager {
     pub websocket: bool,
     /// What the manager does to requests before routing (see `crate::downstream`).
     pub options: super::hcm_options::ManagerOptions,
+    /// `envoy.filters.http.cors` is in the chain (after the fault filter, if any).
+    pub cors: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -332,7 +334,7 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         2 => Codec::Http2,
         n => return Err(FieldError::unsupported(format!("codec_type ({n})"))),
     };
-    let fault = filter_chain_http(http_filters).map_err(|e| e.within("http_filters"))?;
+    let (fault, cors) = filter_chain_http(http_filters).map_err(|e| e.within("http_filters"))?;
     let routes = match route_specifier {
         Some(hcm::http_connection_manager::RouteSpecifier::Rds(hcm::Rds {
             config_source,
@@ -368,19 +370,33 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         fault,
         websocket,
         options,
+        cors,
     })
 }
 
-/// The HTTP filter chain: optional fault filters, then the router with default options.
-/// Plexus has no other HTTP filters yet, and skipping one silently would change behaviour.
-fn filter_chain_http(filters: &[hcm::HttpFilter]) -> FieldResult<Option<FaultFilter>> {
+/// The HTTP filter chain: an optional fault filter, an optional CORS filter after it, then the
+/// router with default options. Plexus has no other HTTP filters yet, and skipping one
+/// silently would change behaviour.
+fn filter_chain_http(filters: &[hcm::HttpFilter]) -> FieldResult<(Option<FaultFilter>, bool)> {
     let Some((router, before)) = filters.split_last() else {
         return Err(FieldError::invalid("", "the router filter is required"));
     };
     let at = filters.len() - 1;
     router_filter(router).map_err(|e| e.within(&format!("[{at}]")))?;
     let mut fault = None;
+    let mut cors = false;
     for (i, f) in before.iter().enumerate() {
+        let any = typed_config(f).map_err(|e| e.within(&format!("[{i}]")))?;
+        if super::cors::is_filter(any) {
+            super::cors::filter(any).map_err(|e| e.within(&format!("[{i}]")))?;
+            cors = true;
+            continue;
+        }
+        if cors {
+            return Err(FieldError::unsupported(format!(
+                "[{i}] (a filter after envoy.filters.http.cors)"
+            )));
+        }
         let parsed = fault_filter(f).map_err(|e| e.within(&format!("[{i}]")))?;
         if fault.is_some() {
             return Err(FieldError::unsupported(format!(
@@ -389,7 +405,7 @@ fn filter_chain_http(filters: &[hcm::HttpFilter]) -> FieldResult<Option<FaultFil
         }
         fault = Some(parsed);
     }
-    Ok(fault)
+    Ok((fault, cors))
 }
 
 fn typed_config(f: &hcm::HttpFilter) -> FieldResult<&envoy_types::pb::google::protobuf::Any> {

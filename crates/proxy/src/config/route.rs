@@ -34,6 +34,8 @@ pub struct VirtualHost {
     pub faults: Vec<(String, Fault)>,
     /// `include_request_attempt_count`: send `x-envoy-attempt-count` upstream.
     pub attempt_count: bool,
+    /// CORS policy from `typed_per_filter_config`.
+    pub cors: Option<super::cors::Cors>,
     /// `require_tls` EXTERNAL_ONLY or ALL: Plexus terminates no TLS and no request is
     /// internal, so every request is redirected to https (301), as Envoy does for plaintext.
     pub require_tls: bool,
@@ -60,6 +62,8 @@ pub struct Route {
     pub faults: Vec<(String, Fault)>,
     pub request_headers: HeaderMutation,
     pub response_headers: HeaderMutation,
+    /// CORS policy from `typed_per_filter_config` (wins over the virtual host's).
+    pub cors: Option<super::cors::Cors>,
 }
 
 impl TryFrom<&rt::RouteConfiguration> for RouteConfig {
@@ -204,6 +208,7 @@ impl TryFrom<&rt::VirtualHost> for VirtualHost {
             retry,
             faults: per_filter_faults(typed_per_filter_config)?,
             attempt_count: *include_request_attempt_count,
+            cors: super::cors::policy(typed_per_filter_config)?,
             require_tls: match require_tls {
                 0 => false,
                 1 | 2 => true,
@@ -303,6 +308,7 @@ impl TryFrom<&rt::Route> for Route {
             matcher,
             action,
             faults: per_filter_faults(typed_per_filter_config)?,
+            cors: super::cors::policy(typed_per_filter_config)?,
             request_headers: HeaderMutation::parse(
                 request_headers_to_add,
                 request_headers_to_remove,
