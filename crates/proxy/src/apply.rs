@@ -278,12 +278,17 @@ impl Handler for XdsHandler {
             ROUTE_TYPE => self
                 .listeners
                 .values()
-                .filter_map(|l| match &l.config.load().kind {
-                    ListenerKind::Http(m) => match &m.routes {
-                        RouteSource::Rds(name) => Some(name.clone()),
-                        RouteSource::Inline(_) => None,
-                    },
-                    ListenerKind::Tcp(_) => None,
+                .flat_map(|l| {
+                    let cfg = l.config.load();
+                    cfg.chains()
+                        .filter_map(|k| match k {
+                            ListenerKind::Http(m) => match &m.routes {
+                                RouteSource::Rds(name) => Some(name.clone()),
+                                RouteSource::Inline(_) => None,
+                            },
+                            ListenerKind::Tcp(_) => None,
+                        })
+                        .collect::<Vec<_>>()
                 })
                 .collect(),
             ENDPOINT_TYPE => self

@@ -12,6 +12,7 @@ pub mod cors;
 pub mod downstream;
 pub mod flags;
 pub mod grpc_timeout;
+pub mod handoff;
 pub mod http;
 pub mod lb;
 pub mod listener;

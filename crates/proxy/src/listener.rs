@@ -25,6 +25,16 @@ pub struct ActiveListener {
 
 /// Bind synchronously so a bind failure can NACK the push that asked for it.
 pub fn start(config: Listener, store: Arc<Store>) -> std::io::Result<ActiveListener> {
+    if !config.capture.bind {
+        // `bind_to_port: false`: only connections handed over by a `use_original_dst`
+        // listener reach it (see `handoff`), so there is no socket and no accept loop.
+        let (stop, _) = watch::channel(false);
+        return Ok(ActiveListener {
+            bound: config.address,
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            _stop: stop,
+        });
+    }
     let std_listener = std::net::TcpListener::bind(config.address)?;
     std_listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(std_listener)?;
@@ -58,17 +68,24 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         store.stats.downstream_cx.fetch_add(1, Ordering::Relaxed);
-        let cfg = config.load_full();
+        let own = config.load_full();
+        let (cfg, conn) = crate::handoff::route_connection(&own, &stream, peer, &store);
         let store = store.clone();
-        let config = config.clone();
+        // A handed-over connection runs on a snapshot of the target listener's config.
+        let config = if Arc::ptr_eq(&cfg, &own) {
+            config.clone()
+        } else {
+            Arc::new(ArcSwap::new(cfg.clone()))
+        };
         tokio::spawn(async move {
             store.active_connections.fetch_add(1, Ordering::AcqRel);
-            match &cfg.kind {
-                ListenerKind::Http(_) => {
-                    let conn = crate::downstream::Downstream::of(&stream, peer);
+            match cfg.chain_for(conn.original_dst.port()) {
+                Some(ListenerKind::Http(_)) => {
                     serve_http(stream, conn, config, store.clone()).await
                 }
-                ListenerKind::Tcp(t) => crate::tcp::proxy(stream, peer, t, &store).await,
+                Some(ListenerKind::Tcp(t)) => crate::tcp::proxy(stream, peer, t, &store).await,
+                // Envoy closes a connection no filter chain matches.
+                None => store.stats.flag(ResponseFlag::NoRoute),
             }
             store.active_connections.fetch_sub(1, Ordering::AcqRel);
         });
@@ -81,17 +98,18 @@ pub(crate) async fn serve_http(
     config: Arc<ArcSwap<Listener>>,
     store: Arc<Store>,
 ) {
-    let codec = match &config.load().kind {
-        ListenerKind::Http(m) => m.codec,
-        ListenerKind::Tcp(_) => return,
+    let port = conn.original_dst.port();
+    let codec = match config.load().chain_for(port) {
+        Some(ListenerKind::Http(m)) => m.codec,
+        _ => return,
     };
     let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(conn);
         let store = store.clone();
         // Route source is read per request so an LDS update applies to open connections too.
-        let routes = match &config.load().kind {
-            ListenerKind::Http(m) => Some(m.clone()),
-            ListenerKind::Tcp(_) => None,
+        let routes = match config.load().chain_for(port) {
+            Some(ListenerKind::Http(m)) => Some(m.clone()),
+            _ => None,
         };
         async move {
             let resp = match routes {

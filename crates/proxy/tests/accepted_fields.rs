@@ -812,3 +812,116 @@ async fn cors_policy_answers_preflights_and_decorates_responses() {
         .expect("request");
     assert!(got.header("access-control-allow-origin").is_none());
 }
+
+fn chain(filter: Any, port: Option<u16>) -> l::FilterChain {
+    l::FilterChain {
+        filter_chain_match: port.map(|p| l::FilterChainMatch {
+            destination_port: Some(UInt32Value {
+                value: u32::from(p),
+            }),
+            ..Default::default()
+        }),
+        filters: vec![l::Filter {
+            name: "net".into(),
+            config_type: Some(l::filter::ConfigType::TypedConfig(filter)),
+        }],
+        ..Default::default()
+    }
+}
+
+/// A free loopback port (the OS picks it; the listener binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test]
+async fn capture_listeners_pick_chains_by_destination_port_and_register_unbound() {
+    use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
+    let a = echo_named("a").await;
+    let tcp_echo = plexus_testkit::echo::start_tcp("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("tcp echo");
+    let rc = route_config(
+        "in",
+        vec![vhost(
+            "v",
+            &["*"],
+            vec![route(prefix("/"), to_cluster("a"))],
+        )],
+    );
+    let (_, hcm_any) = listener("x", rc, |_| {});
+    let hcm_filter = {
+        let li: l::Listener = prost::Message::decode(hcm_any.value.as_slice()).expect("listener");
+        li.filter_chains[0].filters[0].clone()
+    };
+    let hcm_cfg = match hcm_filter.config_type {
+        Some(l::filter::ConfigType::TypedConfig(a)) => a,
+        _ => panic!("typed config"),
+    };
+    let tcp_cfg = pack_any(tcp::TcpProxy {
+        stat_prefix: "t".into(),
+        cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster("tcp".into())),
+        ..Default::default()
+    });
+    let capture = |name: &str, port: u16, match_port: u16| l::Listener {
+        name: name.into(),
+        address: Some(socket(SocketAddr::from(([127, 0, 0, 1], port)))),
+        filter_chains: vec![chain(hcm_cfg.clone(), Some(match_port))],
+        default_filter_chain: Some(chain(tcp_cfg.clone(), None)),
+        listener_filters: vec![l::ListenerFilter {
+            name: "envoy.filters.listener.original_dst".into(),
+            config_type: Some(l::listener_filter::ConfigType::TypedConfig(pack_any(
+                OriginalDst {},
+            ))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let (p1, p2) = (free_port(), free_port());
+    let unbound = l::Listener {
+        bind_to_port: Some(BoolValue { value: false }),
+        ..capture("unbound", free_port(), 1)
+    };
+    let listeners = vec![
+        ("matched".to_string(), pack_any(capture("matched", p1, p1))),
+        ("default".to_string(), pack_any(capture("default", p2, 1))),
+        ("unbound".to_string(), pack_any(unbound)),
+    ];
+    let (_ads, proxy) = run(
+        listeners,
+        vec![
+            static_cluster("a", &[a.addr]),
+            static_cluster("tcp", &[tcp_echo.addr]),
+        ],
+    )
+    .await;
+    // Destination port matches the chain: HTTP to `a`.
+    let matched = proxy.listener_addr("matched").expect("bound");
+    let got = request(matched, false, "GET", "h", "/in", &[])
+        .await
+        .expect("request");
+    assert_eq!(
+        (got.status, got.json()["workload"].as_str()),
+        (200, Some("a"))
+    );
+    // No chain matches: the default chain proxies TCP to the byte echo.
+    let default = proxy.listener_addr("default").expect("bound");
+    let echoed = tokio::time::timeout(WAIT, async {
+        let mut s = tokio::net::TcpStream::connect(default).await.ok()?;
+        s.write_all(b"ping").await.ok()?;
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.ok()?;
+        Some(buf)
+    })
+    .await
+    .ok()
+    .flatten();
+    assert_eq!(echoed, Some(*b"ping"));
+    // bind_to_port: false is registered at its configured address without a socket.
+    let unbound = proxy.listener_addr("unbound").expect("registered");
+    assert!(tokio::net::TcpStream::connect(unbound).await.is_err());
+}

@@ -20,7 +20,33 @@ pub struct Listener {
     pub name: String,
     /// Port 0 binds an ephemeral port (tests); the bound address is reported by the proxy.
     pub address: SocketAddr,
+    /// The only filter chain, or the default (else first) one of a capture listener.
     pub kind: ListenerKind,
+    /// REDIRECT-mode fields; `Capture::default()` for an ordinary listener.
+    pub capture: super::capture::Capture,
+}
+
+impl Listener {
+    /// The filter chain for a connection to destination `port` (Envoy: no match and no
+    /// default chain closes the connection).
+    pub fn chain_for(&self, port: u16) -> Option<&ListenerKind> {
+        if self.capture.matched.is_empty() && self.capture.default_chain.is_none() {
+            return Some(&self.kind);
+        }
+        self.capture
+            .matched
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|(_, k)| k)
+            .or(self.capture.default_chain.as_ref())
+    }
+
+    /// Every filter chain (RDS subscriptions).
+    pub fn chains(&self) -> impl Iterator<Item = &ListenerKind> {
+        std::iter::once(&self.kind)
+            .chain(self.capture.matched.iter().map(|(_, k)| k))
+            .chain(self.capture.default_chain.iter())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -124,13 +150,10 @@ impl TryFrom<&l::Listener> for Listener {
             stats_matcher,
             fcds_config,
             filter_chain_matcher,
-            use_original_dst,
-            default_filter_chain,
             per_connection_buffer_limit_bytes,
             per_connection_buffer_high_watermark_timeout,
             deprecated_v1,
             drain_type,
-            listener_filters,
             listener_filters_timeout,
             continue_on_listener_filters_timeout,
             transparent,
@@ -145,7 +168,6 @@ impl TryFrom<&l::Listener> for Listener {
             access_log,
             tcp_backlog_size,
             max_connections_to_accept_per_socket_event,
-            bind_to_port,
             enable_mptcp,
             ignore_global_conn_limit,
             bypass_overload_manager,
@@ -153,22 +175,23 @@ impl TryFrom<&l::Listener> for Listener {
             listener_specifier
         );
         let address = socket_address(address).map_err(|e| e.within("address"))?;
-        let [chain] = filter_chains.as_slice() else {
-            return Err(FieldError::unsupported(format!(
-                "filter_chains (exactly one filter chain is supported, got {})",
-                filter_chains.len()
-            )));
-        };
-        let kind = filter_chain(chain).map_err(|e| e.within("filter_chains[0]"))?;
+        let (kind, capture) = super::capture::parse(
+            bind_to_port.as_ref(),
+            use_original_dst.as_ref(),
+            listener_filters,
+            filter_chains,
+            default_filter_chain.as_ref(),
+        )?;
         Ok(Listener {
             name: name.clone(),
             address,
             kind,
+            capture,
         })
     }
 }
 
-fn filter_chain(c: &l::FilterChain) -> FieldResult<ListenerKind> {
+pub(super) fn filter_chain(c: &l::FilterChain) -> FieldResult<ListenerKind> {
     let l::FilterChain {
         filter_chain_match,
         filters,

@@ -8,6 +8,7 @@
 #![allow(deprecated)]
 
 pub mod action;
+pub mod capture;
 pub mod circuit;
 pub mod cluster;
 pub mod cluster_ext;
