@@ -12,7 +12,12 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::config::capture::ChainKey;
 use crate::config::{Listener, ListenerKind, listener::Codec};
+
+/// How long a connection may take to show whether it starts with a TLS ClientHello (Envoy's
+/// `listener_filters_timeout` default is 15 s; a server-first protocol would wait that long).
+const TLS_INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 use crate::flags::ResponseFlag;
 use crate::store::Store;
 
@@ -71,6 +76,7 @@ async fn accept_loop(
         let own = config.load_full();
         let (cfg, conn) = crate::handoff::route_connection(&own, &stream, peer, &store);
         let store = store.clone();
+        let inspect = cfg.capture.inspect_tls;
         // A handed-over connection runs on a snapshot of the target listener's config.
         let config = if Arc::ptr_eq(&cfg, &own) {
             config.clone()
@@ -79,9 +85,17 @@ async fn accept_loop(
         };
         tokio::spawn(async move {
             store.active_connections.fetch_add(1, Ordering::AcqRel);
-            match cfg.chain_for(conn.original_dst.port()) {
+            let mut key = ChainKey {
+                port: conn.original_dst.port(),
+                ..ChainKey::default()
+            };
+            if inspect {
+                let seen = crate::tls_inspect::inspect(&stream, TLS_INSPECT_TIMEOUT).await;
+                (key.tls, key.server_name) = (seen.tls, seen.server_name);
+            }
+            match cfg.chain_for(&key) {
                 Some(ListenerKind::Http(_)) => {
-                    serve_http(stream, conn, config, store.clone()).await
+                    serve_http(stream, conn, key, config, store.clone()).await
                 }
                 Some(ListenerKind::Tcp(t)) => crate::tcp::proxy(stream, peer, t, &store).await,
                 // Envoy closes a connection no filter chain matches.
@@ -95,11 +109,11 @@ async fn accept_loop(
 pub(crate) async fn serve_http(
     stream: TcpStream,
     conn: crate::downstream::Downstream,
+    key: ChainKey,
     config: Arc<ArcSwap<Listener>>,
     store: Arc<Store>,
 ) {
-    let port = conn.original_dst.port();
-    let codec = match config.load().chain_for(port) {
+    let codec = match config.load().chain_for(&key) {
         Some(ListenerKind::Http(m)) => m.codec,
         _ => return,
     };
@@ -107,7 +121,7 @@ pub(crate) async fn serve_http(
         req.extensions_mut().insert(conn);
         let store = store.clone();
         // Route source is read per request so an LDS update applies to open connections too.
-        let routes = match config.load().chain_for(port) {
+        let routes = match config.load().chain_for(&key) {
             Some(ListenerKind::Http(m)) => Some(m.clone()),
             _ => None,
         };

@@ -882,9 +882,12 @@ async fn capture_listeners_pick_chains_by_destination_port_and_register_unbound(
         ..Default::default()
     };
     let (p1, p2) = (free_port(), free_port());
+    // The unbound listener's port is held by the test: binding it would fail the push.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let held_port = held.local_addr().expect("addr").port();
     let unbound = l::Listener {
         bind_to_port: Some(BoolValue { value: false }),
-        ..capture("unbound", free_port(), 1)
+        ..capture("unbound", held_port, 1)
     };
     let listeners = vec![
         ("matched".to_string(), pack_any(capture("matched", p1, p1))),
@@ -921,7 +924,60 @@ async fn capture_listeners_pick_chains_by_destination_port_and_register_unbound(
     .ok()
     .flatten();
     assert_eq!(echoed, Some(*b"ping"));
-    // bind_to_port: false is registered at its configured address without a socket.
+    // bind_to_port: false is registered at its configured address without taking the port.
     let unbound = proxy.listener_addr("unbound").expect("registered");
-    assert!(tokio::net::TcpStream::connect(unbound).await.is_err());
+    assert_eq!(unbound.port(), held_port);
+    drop(held);
+}
+
+#[tokio::test]
+async fn tls_inspector_matches_chains_by_sni_without_terminating_tls() {
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
+    let api = plexus_testkit::echo::start_tcp("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("tcp echo");
+    let to = |cluster: &str| {
+        pack_any(tcp::TcpProxy {
+            stat_prefix: cluster.into(),
+            cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
+            ..Default::default()
+        })
+    };
+    let sni_chain = l::FilterChain {
+        filter_chain_match: Some(l::FilterChainMatch {
+            server_names: vec!["*.payments.test".into()],
+            transport_protocol: "tls".into(),
+            ..Default::default()
+        }),
+        ..chain(to("api"), None)
+    };
+    let li = l::Listener {
+        name: "tls".into(),
+        address: Some(socket("127.0.0.1:0".parse().expect("addr"))),
+        filter_chains: vec![sni_chain],
+        ..Default::default()
+    };
+    let (_ads, proxy) = run(
+        vec![("tls".into(), pack_any(li))],
+        vec![static_cluster("api", &[api.addr])],
+    )
+    .await;
+    let addr = proxy.listener_addr("tls").expect("bound");
+    let exchange = |bytes: Vec<u8>| async move {
+        let io = async {
+            let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+            s.write_all(&bytes).await.ok()?;
+            let mut buf = vec![0u8; bytes.len()];
+            s.read_exact(&mut buf).await.ok()?;
+            Some(buf)
+        };
+        tokio::time::timeout(WAIT, io).await.ok().flatten()
+    };
+    // The ClientHello goes through untouched to the chain chosen by its SNI.
+    let hello = plexus_proxy::tls_inspect::client_hello("api.payments.test");
+    assert_eq!(exchange(hello.clone()).await, Some(hello));
+    // Another name, or plaintext, matches no chain: the connection is closed.
+    let other = plexus_proxy::tls_inspect::client_hello("api.other.test");
+    assert_eq!(exchange(other).await, None);
+    assert_eq!(exchange(b"GET / HTTP/1.1\r\n\r\n".to_vec()).await, None);
 }

@@ -65,16 +65,11 @@ fn interception(dir: &Path) -> String {
 
 /// Rejections that stay until Plexus has the feature: (case, resource line prefix). Each must
 /// still occur, so the list cannot go stale.
-const KNOWN_GAPS: [(&str, &str); 3] = [
-    // TLS termination (tls_inspector, server transport sockets) is not implemented.
+const KNOWN_GAPS: [(&str, &str); 2] = [
+    // TLS termination (server transport sockets) is not implemented.
     (
         "gateway-tls",
-        "Listener \"127.0.0.50_8443\": listener_filters[0].typed_config (envoy.filters.listener.tls_inspector",
-    ),
-    // SNI filter-chain matching (an HTTPS ServiceEntry port) is not implemented.
-    (
-        "redirect-registry-only",
-        "Listener \"0.0.0.0_443\": filter_chains[0].filter_chain_match.server_names",
+        "Listener \"127.0.0.50_8443\": filter_chains[0].transport_socket",
     ),
     // DNS clusters (a ServiceEntry with `resolution: DNS`) are not implemented.
     (

@@ -27,18 +27,13 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// The filter chain for a connection to destination `port` (Envoy: no match and no
-    /// default chain closes the connection).
-    pub fn chain_for(&self, port: u16) -> Option<&ListenerKind> {
+    /// The filter chain for a connection (Envoy: no match and no default chain closes the
+    /// connection).
+    pub fn chain_for(&self, key: &super::capture::ChainKey) -> Option<&ListenerKind> {
         if self.capture.matched.is_empty() && self.capture.default_chain.is_none() {
             return Some(&self.kind);
         }
-        self.capture
-            .matched
-            .iter()
-            .find(|(p, _)| *p == port)
-            .map(|(_, k)| k)
-            .or(self.capture.default_chain.as_ref())
+        super::capture::select(&self.capture.matched, key).or(self.capture.default_chain.as_ref())
     }
 
     /// Every filter chain (RDS subscriptions).
