@@ -145,11 +145,12 @@ impl XdsHandler {
                 Discovery::Eds(service) => {
                     self.assignments.get(service).cloned().unwrap_or_default()
                 }
-                Discovery::OriginalDst(_) => Vec::new(),
+                Discovery::OriginalDst(_) | Discovery::Dns(_) => Vec::new(),
             };
             let stats = self.store.stats.cluster(&name);
-            self.clusters
-                .insert(name, Arc::new(ClusterRuntime::new(cfg, endpoints, stats)));
+            let runtime = Arc::new(ClusterRuntime::new(cfg, endpoints, stats));
+            crate::dns::spawn(&runtime);
+            self.clusters.insert(name, runtime);
         }
         errors
     }
@@ -296,7 +297,7 @@ impl Handler for XdsHandler {
                 .values()
                 .filter_map(|c| match &c.config.discovery {
                     Discovery::Eds(service) => Some(service.clone()),
-                    Discovery::Static(_) | Discovery::OriginalDst(_) => None,
+                    Discovery::Static(_) | Discovery::OriginalDst(_) | Discovery::Dns(_) => None,
                 })
                 .collect(),
             _ => Vec::new(),

@@ -981,3 +981,46 @@ async fn tls_inspector_matches_chains_by_sni_without_terminating_tls() {
     assert_eq!(exchange(other).await, None);
     assert_eq!(exchange(b"GET / HTTP/1.1\r\n\r\n".to_vec()).await, None);
 }
+
+// `dns_refresh_rate` is deprecated in the API but is what translation sends Envoy 1.40.
+#[allow(deprecated)]
+#[tokio::test]
+async fn strict_dns_cluster_resolves_its_hosts() {
+    let a = echo_named("a").await;
+    let mut cl = static_cluster("dns", &[a.addr]);
+    cl.cluster_discovery_type = Some(c::cluster::ClusterDiscoveryType::Type(
+        c::cluster::DiscoveryType::StrictDns as i32,
+    ));
+    cl.dns_lookup_family = c::cluster::DnsLookupFamily::V4Only as i32;
+    cl.dns_refresh_rate = Some(ms(200));
+    if let Some(e::lb_endpoint::HostIdentifier::Endpoint(ep)) = cl
+        .load_assignment
+        .as_mut()
+        .and_then(|la| la.endpoints.first_mut())
+        .and_then(|g| g.lb_endpoints.first_mut())
+        .and_then(|lbe| lbe.host_identifier.as_mut())
+        && let Some(core::Address {
+            address: Some(core::address::Address::SocketAddress(sa)),
+        }) = ep.address.as_mut()
+    {
+        // Resolved from /etc/hosts: no traffic leaves the machine.
+        sa.address = "localhost".into();
+    }
+    let rc = route_config(
+        "r",
+        vec![vhost(
+            "v",
+            &["*"],
+            vec![route(prefix("/"), to_cluster("dns"))],
+        )],
+    );
+    let (_ads, proxy) = run(vec![listener("main", rc, |_| {})], vec![cl]).await;
+    let addr = proxy.listener_addr("main").expect("bound");
+    let got = eventually(WAIT, "DNS endpoints", || async {
+        let got = request(addr, false, "GET", "h", "/", &[]).await.ok()?;
+        (got.status == 200).then_some(got)
+    })
+    .await
+    .expect("resolved");
+    assert_eq!(got.json()["workload"], "a");
+}

@@ -65,16 +65,11 @@ fn interception(dir: &Path) -> String {
 
 /// Rejections that stay until Plexus has the feature: (case, resource line prefix). Each must
 /// still occur, so the list cannot go stale.
-const KNOWN_GAPS: [(&str, &str); 2] = [
+const KNOWN_GAPS: [(&str, &str); 1] = [
     // TLS termination (server transport sockets) is not implemented.
     (
         "gateway-tls",
         "Listener \"127.0.0.50_8443\": filter_chains[0].transport_socket",
-    ),
-    // DNS clusters (a ServiceEntry with `resolution: DNS`) are not implemented.
-    (
-        "redirect-registry-only",
-        "Cluster \"outbound|443||api.payments.example\": type (STRICT_DNS)",
     ),
 ];
 

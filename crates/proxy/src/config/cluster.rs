@@ -37,6 +37,8 @@ pub enum Discovery {
     Static(Vec<Endpoint>),
     /// Endpoints arrive over EDS under this service name.
     Eds(String),
+    /// STRICT_DNS: hosts resolved into endpoints (`crate::dns`).
+    Dns(super::dns::DnsTargets),
     /// ORIGINAL_DST: each request goes where the downstream connection was headed, or to the
     /// address in this header when it is set.
     OriginalDst(Option<http::HeaderName>),
@@ -110,8 +112,7 @@ impl TryFrom<&c::Cluster> for Cluster {
             dns_jitter,
             dns_failure_refresh_rate,
             respect_dns_ttl,
-            // Only DNS clusters resolve names, and Plexus rejects those by `type`.
-            dns_lookup_family: _,
+            dns_lookup_family,
             dns_resolvers,
             use_tcp_for_dns_lookups,
             dns_resolution_config,
@@ -152,7 +153,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             upstream_http_protocol_options,
             common_http_protocol_options,
             http_protocol_options,
-            dns_refresh_rate,
             dns_jitter,
             dns_failure_refresh_rate,
             respect_dns_ttl,
@@ -225,6 +225,14 @@ impl TryFrom<&c::Cluster> for Cluster {
                 ));
             }
             _ => {}
+        }
+        if let (Discovery::Dns(_), Some(la)) = (&discovery, load_assignment) {
+            discovery = Discovery::Dns(super::dns::targets(
+                la,
+                dns_refresh_rate.as_ref(),
+                *dns_lookup_family,
+                lb_endpoint,
+            )?);
         }
         let panic_threshold = cluster_ext::panic_threshold(common_lb_config.as_ref())?;
         let mut pool = PoolPolicy::default();
@@ -347,6 +355,20 @@ fn discovery(
                 ));
             }
             Ok(Discovery::Eds(service))
+        }
+        D::StrictDns => {
+            if load_assignment.is_none() {
+                return Err(FieldError::invalid(
+                    "load_assignment",
+                    "a STRICT_DNS cluster needs hosts",
+                ));
+            }
+            // Filled in by the caller, which has the DNS fields.
+            Ok(Discovery::Dns(super::dns::DnsTargets {
+                hosts: Vec::new(),
+                refresh: super::dns::DEFAULT_REFRESH,
+                family: super::dns::DnsFamily::Auto,
+            }))
         }
         D::OriginalDst => {
             if load_assignment.is_some() || eds.is_some() {

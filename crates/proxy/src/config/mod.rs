@@ -13,6 +13,7 @@ pub mod circuit;
 pub mod cluster;
 pub mod cluster_ext;
 pub mod cors;
+pub mod dns;
 pub mod fault;
 pub mod hash;
 pub mod hcm_options;
