@@ -16,6 +16,9 @@ use crate::outlier::Outlier;
 use crate::pool::EndpointPool;
 use crate::stats::ClusterStats;
 
+/// Pools an ORIGINAL_DST cluster keeps before dropping idle ones.
+const ORIGINAL_DST_POOLS: usize = 256;
+
 pub struct ClusterRuntime {
     pub config: Cluster,
     endpoints: ArcSwap<Vec<Endpoint>>,
@@ -199,6 +202,16 @@ impl ClusterRuntime {
 
     pub fn pool(&self, addr: SocketAddr) -> Arc<EndpointPool> {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        // ORIGINAL_DST destinations come and go with traffic: forget idle ones (Envoy removes
+        // unused original-destination hosts after `cleanup_interval`) before the map grows.
+        if matches!(
+            self.config.discovery,
+            crate::config::Discovery::OriginalDst(_)
+        ) && pools.len() >= ORIGINAL_DST_POOLS
+            && !pools.contains_key(&addr)
+        {
+            pools.retain(|_, p| p.active.load(Ordering::Acquire) > 0);
+        }
         pools
             .entry(addr)
             .or_insert_with(|| {

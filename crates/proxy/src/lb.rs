@@ -109,13 +109,15 @@ pub fn pick_for_connection(
     downstream: &tokio::net::TcpStream,
 ) -> Option<SocketAddr> {
     if matches!(cluster.config.discovery, Discovery::OriginalDst(_)) {
-        return crate::redirect::original_dst(downstream).or_else(|| downstream.local_addr().ok());
+        let local = downstream.local_addr().ok()?;
+        return crate::redirect::original_dst(downstream).filter(|d| *d != local);
     }
     cluster.pick().map(|e| e.addr)
 }
 
 /// Envoy: a header that is present but not an `ip:port` fails the request; without the header
-/// the connection's original destination is used.
+/// the connection's original destination is used. A connection that was not redirected was
+/// headed for this proxy itself: forwarding there would loop, so it fails instead.
 fn original_dst(
     header: Option<&http::HeaderName>,
     headers: &HeaderMap,
@@ -128,7 +130,10 @@ fn original_dst(
             .and_then(|v| v.trim().parse::<SocketAddr>().ok())
             .map_or(Kind::Nowhere, Kind::Address);
     }
-    conn.map_or(Kind::Nowhere, |c| Kind::Address(c.original_dst))
+    match conn {
+        Some(c) if c.original_dst != c.local => Kind::Address(c.original_dst),
+        _ => Kind::Nowhere,
+    }
 }
 
 /// Combine the policies' hashes as Envoy does: rotate the running hash left by one and xor
@@ -441,6 +446,55 @@ mod tests {
         assert_eq!(ports(level(&all, none, 50.0, &[0])), vec![3]);
         assert_eq!(ports(level(&all, none, 50.0, &[0, 1])), vec![1, 2]);
         assert_eq!(ports(level(&all, p0_down, 0.0, &[1])), vec![3]);
+    }
+
+    #[test]
+    fn original_destination_choice() {
+        let header: http::HeaderName = "x-envoy-original-dst-host".parse().expect("name");
+        let local: SocketAddr = "127.0.0.1:15001".parse().expect("addr");
+        let redirected = Downstream {
+            peer: "127.0.0.1:5000".parse().expect("addr"),
+            local,
+            original_dst: "10.0.0.5:80".parse().expect("addr"),
+        };
+        let direct = Downstream {
+            original_dst: local,
+            ..redirected
+        };
+        let mut h = HeaderMap::new();
+        let addr = |k: Kind| match k {
+            Kind::Address(a) => Some(a.to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            addr(original_dst(Some(&header), &h, Some(redirected))).as_deref(),
+            Some("10.0.0.5:80")
+        );
+        assert_eq!(
+            addr(original_dst(Some(&header), &h, Some(direct))),
+            None,
+            "self-loop"
+        );
+        h.insert(
+            "x-envoy-original-dst-host",
+            HeaderValue::from_static("10.1.1.1:9080"),
+        );
+        assert_eq!(
+            addr(original_dst(Some(&header), &h, Some(direct))).as_deref(),
+            Some("10.1.1.1:9080")
+        );
+        assert_eq!(
+            addr(original_dst(None, &h, Some(redirected))).as_deref(),
+            Some("10.0.0.5:80")
+        );
+        h.insert(
+            "x-envoy-original-dst-host",
+            HeaderValue::from_static("nope"),
+        );
+        assert_eq!(
+            addr(original_dst(Some(&header), &h, Some(redirected))),
+            None
+        );
     }
 
     #[test]
