@@ -60,6 +60,8 @@ pub struct EndpointPool {
     policy: PoolPolicy,
     /// A reaper task is closing expired idle connections.
     reaping: AtomicBool,
+    /// Wakes the reaper to recompute its deadline (a connection that expires sooner went idle).
+    rearm: Arc<tokio::sync::Notify>,
 }
 
 impl EndpointPool {
@@ -82,6 +84,7 @@ impl EndpointPool {
             active: Arc::default(),
             policy,
             reaping: AtomicBool::new(false),
+            rearm: Arc::default(),
         }
     }
 
@@ -153,6 +156,7 @@ impl EndpointPool {
     /// Close idle connections when they expire; one task per pool while any are idle.
     fn arm_reaper(self: &Arc<Self>) {
         if self.reaping.swap(true, Ordering::AcqRel) {
+            self.rearm.notify_one();
             return;
         }
         let weak = Arc::downgrade(self);
@@ -168,8 +172,12 @@ impl EndpointPool {
                     }
                     return;
                 };
+                let rearm = pool.rearm.clone();
                 drop(pool);
-                tokio::time::sleep_until(at).await;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = rearm.notified() => {}
+                }
             }
         });
     }
