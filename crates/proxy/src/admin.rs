@@ -184,6 +184,12 @@ fn config_dump(state: &AdminState) -> Value {
             let discovery = match &cfg.discovery {
                 Discovery::Static(_) => json!("STATIC"),
                 Discovery::Eds(s) => json!({"EDS": s}),
+                Discovery::Dns(t) => {
+                    json!({"STRICT_DNS": t.hosts.iter().map(|h| format!("{}:{}", h.host, h.port)).collect::<Vec<_>>()})
+                }
+                Discovery::OriginalDst(h) => {
+                    json!({"ORIGINAL_DST": h.as_ref().map(|h| h.as_str().to_string())})
+                }
             };
             json!({"name": cfg.name, "discovery": discovery, "lb_policy": format!("{:?}", cfg.lb),
                    "protocol": format!("{:?}", cfg.protocol),

@@ -145,10 +145,12 @@ impl XdsHandler {
                 Discovery::Eds(service) => {
                     self.assignments.get(service).cloned().unwrap_or_default()
                 }
+                Discovery::OriginalDst(_) | Discovery::Dns(_) => Vec::new(),
             };
             let stats = self.store.stats.cluster(&name);
-            self.clusters
-                .insert(name, Arc::new(ClusterRuntime::new(cfg, endpoints, stats)));
+            let runtime = Arc::new(ClusterRuntime::new(cfg, endpoints, stats));
+            crate::dns::spawn(&runtime);
+            self.clusters.insert(name, runtime);
         }
         errors
     }
@@ -277,12 +279,17 @@ impl Handler for XdsHandler {
             ROUTE_TYPE => self
                 .listeners
                 .values()
-                .filter_map(|l| match &l.config.load().kind {
-                    ListenerKind::Http(m) => match &m.routes {
-                        RouteSource::Rds(name) => Some(name.clone()),
-                        RouteSource::Inline(_) => None,
-                    },
-                    ListenerKind::Tcp(_) => None,
+                .flat_map(|l| {
+                    let cfg = l.config.load();
+                    cfg.chains()
+                        .filter_map(|k| match k {
+                            ListenerKind::Http(m) => match &m.routes {
+                                RouteSource::Rds(name) => Some(name.clone()),
+                                RouteSource::Inline(_) => None,
+                            },
+                            ListenerKind::Tcp(_) => None,
+                        })
+                        .collect::<Vec<_>>()
                 })
                 .collect(),
             ENDPOINT_TYPE => self
@@ -290,7 +297,7 @@ impl Handler for XdsHandler {
                 .values()
                 .filter_map(|c| match &c.config.discovery {
                     Discovery::Eds(service) => Some(service.clone()),
-                    Discovery::Static(_) => None,
+                    Discovery::Static(_) | Discovery::OriginalDst(_) | Discovery::Dns(_) => None,
                 })
                 .collect(),
             _ => Vec::new(),

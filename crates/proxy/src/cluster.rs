@@ -16,6 +16,9 @@ use crate::outlier::Outlier;
 use crate::pool::EndpointPool;
 use crate::stats::ClusterStats;
 
+/// Pools an ORIGINAL_DST cluster keeps before dropping idle ones.
+const ORIGINAL_DST_POOLS: usize = 256;
+
 pub struct ClusterRuntime {
     pub config: Cluster,
     endpoints: ArcSwap<Vec<Endpoint>>,
@@ -27,10 +30,9 @@ pub struct ClusterRuntime {
     /// Circuit-breaker counters, shared by every endpoint pool of the cluster.
     pub budget: Arc<Budget>,
     pub outlier: Option<Arc<Outlier>>,
+    /// Ring hash / maglev table and the endpoints it was built from.
+    hash_table: Mutex<Option<(Vec<SocketAddr>, Arc<crate::lb::Table>)>>,
 }
-
-/// Envoy's default `healthy_panic_threshold`.
-const PANIC_THRESHOLD_PERCENT: usize = 50;
 
 impl ClusterRuntime {
     pub fn new(config: Cluster, endpoints: Vec<Endpoint>, stats: Arc<ClusterStats>) -> Self {
@@ -43,6 +45,7 @@ impl ClusterRuntime {
             wrr: Mutex::new(Vec::new()),
             pools: Mutex::new(HashMap::new()),
             stats,
+            hash_table: Mutex::new(None),
         }
     }
 
@@ -67,36 +70,89 @@ impl ClusterRuntime {
 
     /// Choose an endpoint per the cluster's policy; `None` when there are none.
     pub fn pick(&self) -> Option<Endpoint> {
+        self.pick_excluding(&[])
+    }
+
+    /// `pick`, avoiding the `excluded` priority levels while another has healthy endpoints.
+    pub fn pick_excluding(&self, excluded: &[u32]) -> Option<Endpoint> {
         let all = self.endpoints.load();
         if all.is_empty() {
             return None;
         }
-        let eps = self.available(&all);
+        let eps = self.available(&all, excluded);
         let uniform = eps.iter().all(|e| e.weight == eps[0].weight);
         let i = match (self.config.lb, uniform) {
             (LbPolicy::RoundRobin, true) => self.rr.fetch_add(1, Ordering::Relaxed) % eps.len(),
             (LbPolicy::RoundRobin, false) => self.smooth_wrr(&eps),
             (LbPolicy::Random, _) => weighted_random(&eps),
             (LbPolicy::LeastRequest { choices }, _) => self.least_request(&eps, choices),
+            // Without a request hash Envoy's consistent-hash balancers pick at random.
+            (LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }, _) => {
+                let addr = self.pick_hashed(rand::rng().random(), excluded)?;
+                return eps.iter().find(|e| e.addr == addr).copied();
+            }
+            // ORIGINAL_DST clusters have no endpoints of their own (see `lb::Choice`).
+            (LbPolicy::ClusterProvided, _) => return None,
         };
         eps.get(i).copied()
     }
 
-    /// Endpoints not ejected by outlier detection. Below Envoy's default healthy panic
-    /// threshold (50% of hosts available) the cluster is in panic and uses every host.
-    fn available<'a>(&self, all: &'a [Endpoint]) -> std::borrow::Cow<'a, [Endpoint]> {
-        let Some(o) = &self.outlier else {
-            return all.into();
-        };
-        let healthy: Vec<Endpoint> = all
-            .iter()
-            .filter(|e| !o.is_ejected(&e.addr))
-            .copied()
-            .collect();
-        if healthy.len() * 100 < all.len() * PANIC_THRESHOLD_PERCENT {
-            return all.into();
+    /// The priority level in use, without hosts ejected by outlier detection unless the level
+    /// is in panic (`lb::level`).
+    fn available<'a>(
+        &self,
+        all: &'a [Endpoint],
+        excluded: &[u32],
+    ) -> std::borrow::Cow<'a, [Endpoint]> {
+        let single_level = all.iter().all(|e| e.priority == all[0].priority);
+        let panic = self.config.panic_threshold;
+        match &self.outlier {
+            None if single_level => all.into(),
+            None => crate::lb::level(all, |_| false, panic, excluded).into(),
+            Some(o) => crate::lb::level(all, |a| o.is_ejected(a), panic, excluded).into(),
         }
-        healthy.into()
+    }
+
+    /// Priority levels that have an endpoint not ejected by outlier detection.
+    pub fn healthy_levels(&self) -> Vec<u32> {
+        let all = self.endpoints.load();
+        let mut out: Vec<u32> = all
+            .iter()
+            .filter(|e| self.outlier.as_ref().is_none_or(|o| !o.is_ejected(&e.addr)))
+            .map(|e| e.priority)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The priority of a current endpoint.
+    pub fn priority_of(&self, addr: SocketAddr) -> Option<u32> {
+        let all = self.endpoints.load();
+        all.iter().find(|e| e.addr == addr).map(|e| e.priority)
+    }
+
+    /// The consistent-hash choice for `hash` among the available endpoints; the table is
+    /// rebuilt when that set changes (EDS update, ejection, priority failover).
+    pub fn pick_hashed(&self, hash: u64, excluded: &[u32]) -> Option<SocketAddr> {
+        let all = self.endpoints.load();
+        if all.is_empty() {
+            return None;
+        }
+        let eps = self.available(&all, excluded);
+        let key: Vec<SocketAddr> = eps.iter().map(|e| e.addr).collect();
+        let table = {
+            let mut cached = self.hash_table.lock().unwrap_or_else(|p| p.into_inner());
+            match cached.as_ref() {
+                Some((k, t)) if *k == key => t.clone(),
+                _ => {
+                    let t = Arc::new(crate::lb::Table::build(self.config.lb, &eps)?);
+                    *cached = Some((key, t.clone()));
+                    t
+                }
+            }
+        };
+        table.lookup(hash)
     }
 
     /// Tell outlier detection how an attempt at `addr` ended.
@@ -146,6 +202,16 @@ impl ClusterRuntime {
 
     pub fn pool(&self, addr: SocketAddr) -> Arc<EndpointPool> {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        // ORIGINAL_DST destinations come and go with traffic: forget idle ones (Envoy removes
+        // unused original-destination hosts after `cleanup_interval`) before the map grows.
+        if matches!(
+            self.config.discovery,
+            crate::config::Discovery::OriginalDst(_)
+        ) && pools.len() >= ORIGINAL_DST_POOLS
+            && !pools.contains_key(&addr)
+        {
+            pools.retain(|_, p| p.active.load(Ordering::Acquire) > 0);
+        }
         pools
             .entry(addr)
             .or_insert_with(|| {
@@ -155,6 +221,7 @@ impl ClusterRuntime {
                     self.config.connect_timeout,
                     self.stats.clone(),
                     self.budget.clone(),
+                    self.config.pool,
                 ))
             })
             .clone()
@@ -185,6 +252,7 @@ mod tests {
             .map(|(i, w)| Endpoint {
                 addr: SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)),
                 weight: *w,
+                priority: 0,
             })
             .collect();
         let cfg = Cluster {
@@ -195,6 +263,8 @@ mod tests {
             protocol: UpstreamProtocol::Http1,
             limits: Default::default(),
             outlier: None,
+            pool: Default::default(),
+            panic_threshold: 50.0,
         };
         ClusterRuntime::new(cfg, eps, Arc::default())
     }

@@ -13,6 +13,7 @@ use rand::Rng;
 use crate::config::{
     Abort, Action, Fault, Forward, HeaderMutation, HttpManager, PathMatch, Redirect, RouteSource,
 };
+use crate::downstream::{Downstream, forwarded_headers, normalize_path, request_path};
 use crate::flags::{ERROR_HEADER, ResponseFlag};
 use crate::pool::Body;
 use crate::select::{RequestView, find_route, header_matches, select_vhost};
@@ -101,9 +102,13 @@ fn percent_encode(s: &str) -> String {
 async fn route_request(
     store: Arc<Store>,
     manager: HttpManager,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<Body> {
     store.stats.downstream_rq.fetch_add(1, Ordering::Relaxed);
+    let opts = manager.options;
+    if let Some(conn) = req.extensions().get::<Downstream>().copied() {
+        forwarded_headers(req.headers_mut(), &conn, opts.use_remote_address);
+    }
     let runtime = store.runtime.load_full();
     let rc = match &manager.routes {
         RouteSource::Inline(rc) => rc.clone(),
@@ -119,7 +124,7 @@ async fn route_request(
             }
         },
     };
-    let authority = authority_of(&req);
+    let authority = authority_of(&req, opts.allow_absolute_url);
     let Some(vh) = select_vhost(&rc, &authority) else {
         return local_error(
             &store,
@@ -131,11 +136,19 @@ async fn route_request(
             ),
         );
     };
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    let mut path = request_path(req.uri(), opts.allow_absolute_url);
+    if vh.require_tls {
+        return crate::downstream::tls_redirect(&authority, req.uri());
+    }
+    if opts.normalize_path {
+        match normalize_path(&path) {
+            Some(p) => path = p,
+            None => {
+                let cause = format!("path normalization failed for {path:?}");
+                return local_error(&store, ResponseFlag::NoRoute, 400, &cause);
+            }
+        }
+    }
     let view = RequestView {
         method: req.method().as_str(),
         path: &path,
@@ -160,6 +173,22 @@ async fn route_request(
             return resp;
         }
     }
+    // The CORS filter runs after the fault filter; the route's policy wins over the host's.
+    let policy = manager
+        .cors
+        .then(|| route.cors.as_ref().or(vh.cors.as_ref()))
+        .flatten();
+    let cors = policy.and_then(|p| crate::cors::allowed_origin(p, req.headers()).map(|o| (p, o)));
+    if let Some(p) = policy.filter(|_| cors.is_none())
+        && let Some(resp) = crate::cors::refused_preflight(p, req.method(), req.headers())
+    {
+        return resp;
+    }
+    if let Some((policy, origin)) = &cors
+        && let Some(resp) = crate::cors::preflight(policy, req.method(), req.headers(), origin)
+    {
+        return resp;
+    }
     let levels: [&HeaderMutation; 3] = [
         &route.response_headers,
         &vh.response_headers,
@@ -181,6 +210,8 @@ async fn route_request(
                 request_headers: req_levels,
                 authority: &authority,
                 path: &new_path,
+                attempt_count: vh.attempt_count,
+                downstream: req.extensions().get::<Downstream>().copied(),
             };
             match crate::upgrade::requested(&req) {
                 Some(protocol) => {
@@ -191,6 +222,9 @@ async fn route_request(
             }
         }
     };
+    if let Some((policy, origin)) = &cors {
+        crate::cors::decorate(policy, origin, resp.headers_mut());
+    }
     for m in levels {
         m.apply(resp.headers_mut());
     }
@@ -252,9 +286,11 @@ async fn inject_fault(
     })
 }
 
-fn authority_of(req: &Request<Incoming>) -> String {
+/// The absolute-form target's authority wins over `Host` when absolute URLs are allowed.
+fn authority_of(req: &Request<Incoming>, absolute: bool) -> String {
     req.uri()
         .authority()
+        .filter(|_| absolute)
         .map(|a| a.as_str().to_string())
         .or_else(|| {
             req.headers()

@@ -12,7 +12,12 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::config::capture::ChainKey;
 use crate::config::{Listener, ListenerKind, listener::Codec};
+
+/// How long a connection may take to show whether it starts with a TLS ClientHello (Envoy's
+/// `listener_filters_timeout` default is 15 s; a server-first protocol would wait that long).
+const TLS_INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 use crate::flags::ResponseFlag;
 use crate::store::Store;
 
@@ -25,6 +30,16 @@ pub struct ActiveListener {
 
 /// Bind synchronously so a bind failure can NACK the push that asked for it.
 pub fn start(config: Listener, store: Arc<Store>) -> std::io::Result<ActiveListener> {
+    if !config.capture.bind {
+        // `bind_to_port: false`: only connections handed over by a `use_original_dst`
+        // listener reach it (see `handoff`), so there is no socket and no accept loop.
+        let (stop, _) = watch::channel(false);
+        return Ok(ActiveListener {
+            bound: config.address,
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            _stop: stop,
+        });
+    }
     let std_listener = std::net::TcpListener::bind(config.address)?;
     std_listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(std_listener)?;
@@ -58,31 +73,57 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         store.stats.downstream_cx.fetch_add(1, Ordering::Relaxed);
-        let cfg = config.load_full();
+        let own = config.load_full();
+        let (cfg, conn) = crate::handoff::route_connection(&own, &stream, peer, &store);
         let store = store.clone();
-        let config = config.clone();
+        let inspect = cfg.capture.inspect_tls;
+        // A handed-over connection runs on a snapshot of the target listener's config.
+        let config = if Arc::ptr_eq(&cfg, &own) {
+            config.clone()
+        } else {
+            Arc::new(ArcSwap::new(cfg.clone()))
+        };
         tokio::spawn(async move {
             store.active_connections.fetch_add(1, Ordering::AcqRel);
-            match &cfg.kind {
-                ListenerKind::Http(_) => serve_http(stream, config, store.clone()).await,
-                ListenerKind::Tcp(t) => crate::tcp::proxy(stream, peer, t, &store).await,
+            let mut key = ChainKey {
+                port: conn.original_dst.port(),
+                ..ChainKey::default()
+            };
+            if inspect {
+                let seen = crate::tls_inspect::inspect(&stream, TLS_INSPECT_TIMEOUT).await;
+                (key.tls, key.server_name) = (seen.tls, seen.server_name);
+            }
+            match cfg.chain_for(&key) {
+                Some(ListenerKind::Http(_)) => {
+                    serve_http(stream, conn, key, config, store.clone()).await
+                }
+                Some(ListenerKind::Tcp(t)) => crate::tcp::proxy(stream, peer, t, &store).await,
+                // Envoy closes a connection no filter chain matches.
+                None => store.stats.flag(ResponseFlag::NoRoute),
             }
             store.active_connections.fetch_sub(1, Ordering::AcqRel);
         });
     }
 }
 
-async fn serve_http(stream: TcpStream, config: Arc<ArcSwap<Listener>>, store: Arc<Store>) {
-    let codec = match &config.load().kind {
-        ListenerKind::Http(m) => m.codec,
-        ListenerKind::Tcp(_) => return,
+pub(crate) async fn serve_http(
+    stream: TcpStream,
+    conn: crate::downstream::Downstream,
+    key: ChainKey,
+    config: Arc<ArcSwap<Listener>>,
+    store: Arc<Store>,
+) {
+    let codec = match config.load().chain_for(&key) {
+        Some(ListenerKind::Http(m)) => m.codec,
+        _ => return,
     };
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(conn);
         let store = store.clone();
         // Route source is read per request so an LDS update applies to open connections too.
-        let routes = match &config.load().kind {
-            ListenerKind::Http(m) => Some(m.clone()),
-            ListenerKind::Tcp(_) => None,
+        let routes = match config.load().chain_for(&key) {
+            Some(ListenerKind::Http(m)) => Some(m.clone()),
+            _ => None,
         };
         async move {
             let resp = match routes {

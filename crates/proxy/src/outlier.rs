@@ -67,8 +67,11 @@ impl Outlier {
         // Without split_external_local_origin_errors, connect failures, resets and timeouts
         // count as upstream 5xx and as gateway failures.
         let (server_error, gateway) = match attempt {
-            Attempt::Status(s) => (s >= 500, (502..=504).contains(&s)),
-            Attempt::ConnectFailure | Attempt::Reset | Attempt::PerTryTimeout => (true, true),
+            Attempt::Status(s) | Attempt::Grpc(s, _) => (s >= 500, (502..=504).contains(&s)),
+            Attempt::ConnectFailure
+            | Attempt::Reset
+            | Attempt::RefusedStream
+            | Attempt::PerTryTimeout => (true, true),
             Attempt::Overflow => return,
         };
         let mut hosts = self.lock();

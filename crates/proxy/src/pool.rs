@@ -4,7 +4,7 @@
 //! `max_pending_requests`) for a connection to close or come back idle, as in Envoy.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 
 use crate::budget::{Budget, Guard};
 use crate::config::UpstreamProtocol;
+use crate::config::cluster_ext::PoolPolicy;
+use crate::conn_life::Tracked;
 use crate::stats::ClusterStats;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -51,10 +53,15 @@ pub struct EndpointPool {
     connect_timeout: Duration,
     stats: Arc<ClusterStats>,
     budget: Arc<Budget>,
-    idle_h1: Mutex<Vec<http1::SendRequest<Body>>>,
-    h2: Mutex<Option<http2::SendRequest<Body>>>,
+    idle_h1: Mutex<Vec<Tracked<http1::SendRequest<Body>>>>,
+    h2: Mutex<Option<Tracked<http2::SendRequest<Body>>>>,
     /// Requests sent to this endpoint whose responses are not finished (least-request LB).
     pub active: Arc<AtomicU32>,
+    policy: PoolPolicy,
+    /// A reaper task is closing expired idle connections.
+    reaping: AtomicBool,
+    /// Wakes the reaper to recompute its deadline (a connection that expires sooner went idle).
+    rearm: Arc<tokio::sync::Notify>,
 }
 
 impl EndpointPool {
@@ -64,6 +71,7 @@ impl EndpointPool {
         connect_timeout: Duration,
         stats: Arc<ClusterStats>,
         budget: Arc<Budget>,
+        policy: PoolPolicy,
     ) -> Self {
         EndpointPool {
             addr,
@@ -74,6 +82,9 @@ impl EndpointPool {
             idle_h1: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
             active: Arc::default(),
+            policy,
+            reaping: AtomicBool::new(false),
+            rearm: Arc::default(),
         }
     }
 
@@ -107,19 +118,99 @@ impl EndpointPool {
         Ok(TokioIo::new(stream))
     }
 
-    fn take_idle_h1(&self) -> Option<http1::SendRequest<Body>> {
+    /// An idle connection to reuse; expired ones met on the way are dropped (closed).
+    fn take_idle_h1(&self) -> Option<Tracked<http1::SendRequest<Body>>> {
         let mut idle = self.idle_h1.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
         while let Some(s) = idle.pop() {
-            if s.is_ready() {
+            if s.sender.is_ready() && s.usable(&self.policy, now) {
                 return Some(s);
             }
         }
         None
     }
 
-    fn existing_h2(&self) -> Option<http2::SendRequest<Body>> {
-        let h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-        h2.clone().filter(|s| !s.is_closed())
+    /// The shared HTTP/2 connection, counting the request about to start on it. A connection
+    /// that is worn out or idle too long is retired: it finishes its streams and closes.
+    fn existing_h2(&self, count: bool) -> Option<http2::SendRequest<Body>> {
+        let mut h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        let idle = self.active.load(Ordering::Acquire) == 0;
+        let live = h2.as_ref().is_some_and(|t| {
+            !t.sender.is_closed()
+                && !t.worn_out(&self.policy, now)
+                && (!idle || t.usable(&self.policy, now))
+        });
+        if !live {
+            *h2 = None;
+            return None;
+        }
+        let t = h2.as_mut()?;
+        if count {
+            t.requests += 1;
+            t.idle_since = now;
+        }
+        Some(t.sender.clone())
+    }
+
+    /// Close idle connections when they expire; one task per pool while any are idle.
+    fn arm_reaper(self: &Arc<Self>) {
+        if self.reaping.swap(true, Ordering::AcqRel) {
+            self.rearm.notify_one();
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(pool) = weak.upgrade() else { return };
+                let next = pool.reap();
+                let Some(at) = next else {
+                    pool.reaping.store(false, Ordering::Release);
+                    // An idle connection pushed after the last check needs a reaper too.
+                    if pool.reap().is_some() {
+                        pool.arm_reaper();
+                    }
+                    return;
+                };
+                let rearm = pool.rearm.clone();
+                drop(pool);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = rearm.notified() => {}
+                }
+            }
+        });
+    }
+
+    /// Drop expired idle connections; the earliest expiry of those left.
+    fn reap(&self) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let mut next = None;
+        let keep = |t: &Tracked<_>, next: &mut Option<tokio::time::Instant>| match t
+            .expires_at(&self.policy)
+        {
+            Some(at) if at <= now => false,
+            Some(at) => {
+                *next = Some(next.map_or(at, |n: tokio::time::Instant| n.min(at)));
+                true
+            }
+            None => true,
+        };
+        self.idle_h1
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|t| keep(t, &mut next));
+        let idle = self.active.load(Ordering::Acquire) == 0;
+        let mut h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = h2.as_ref() {
+            let expired = t.worn_out(&self.policy, now) || (idle && !t.usable(&self.policy, now));
+            if expired {
+                *h2 = None;
+            } else if let Some(at) = t.expires_at(&self.policy) {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        next
     }
 
     /// Either something reusable appeared (`None`), or the guards to open a new connection:
@@ -186,36 +277,42 @@ impl EndpointPool {
                 let _ = conn.await;
                 drop(guard);
             });
-            break sender;
+            break Tracked::new(sender);
         };
+        sender.requests += 1;
         let resp = sender
+            .sender
             .send_request(req)
             .await
             .map_err(|source| UpstreamError::Reset { addr, source })?;
         // The connection is reusable once the response body has been read to the end.
         let pool = self.clone();
         tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
+            let now = tokio::time::Instant::now();
+            if sender.sender.ready().await.is_ok() && !sender.worn_out(&pool.policy, now) {
+                sender.idle_since = tokio::time::Instant::now();
                 pool.idle_h1
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(sender);
-                pool.budget.freed.notify_waiters();
+                pool.arm_reaper();
             }
+            // A retired connection is dropped here and closes, which frees its budget unit.
+            pool.budget.freed.notify_waiters();
         });
         Ok(resp)
     }
 
     async fn send_h2(
-        &self,
+        self: &Arc<Self>,
         req: http::Request<Body>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         let addr = self.addr;
         let mut sender = loop {
-            if let Some(s) = self.existing_h2() {
+            if let Some(s) = self.existing_h2(true) {
                 break s;
             }
-            let reusable = || self.existing_h2().is_some();
+            let reusable = || self.existing_h2(false).is_some();
             let Some((guard, pending)) = self.reuse_or_budget(reusable).await? else {
                 continue;
             };
@@ -228,7 +325,10 @@ impl EndpointPool {
                 let _ = conn.await;
                 drop(guard);
             });
-            *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+            let mut tracked = Tracked::new(sender.clone());
+            tracked.requests = 1;
+            *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(tracked);
+            self.arm_reaper();
             break sender;
         };
         sender

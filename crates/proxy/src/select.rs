@@ -19,7 +19,13 @@ pub struct RequestView<'a> {
 }
 
 /// Envoy's virtual host precedence: exact domain, longest `*suffix`, longest `prefix*`, `*`.
+/// With `ignore_port_in_host_matching` the authority's port is dropped first.
 pub fn select_vhost<'a>(rc: &'a RouteConfig, authority: &str) -> Option<&'a VirtualHost> {
+    let authority = if rc.ignore_port {
+        crate::downstream::host_without_port(authority)
+    } else {
+        authority
+    };
     let host = authority.to_ascii_lowercase();
     let mut best_suffix: Option<(usize, &VirtualHost)> = None;
     let mut best_prefix: Option<(usize, &VirtualHost)> = None;
@@ -177,6 +183,9 @@ mod tests {
             response_headers: HeaderMutation::default(),
             retry: None,
             faults: vec![],
+            attempt_count: false,
+            require_tls: false,
+            cors: None,
         }
     }
 
@@ -200,6 +209,7 @@ mod tests {
             ],
             request_headers: HeaderMutation::default(),
             response_headers: HeaderMutation::default(),
+            ignore_port: false,
         };
         let cases = [
             ("api.example.com", "exact"),

@@ -27,14 +27,14 @@ pub async fn proxy(downstream: TcpStream, peer: SocketAddr, cfg: &TcpProxy, stor
         tracing::debug!(%peer, cluster = cluster_name, "tcp: cluster not found");
         return;
     };
-    let Some(endpoint) = cluster.pick() else {
+    let Some(endpoint) = crate::lb::pick_for_connection(&cluster, &downstream) else {
         store.stats.flag(ResponseFlag::NoHealthyUpstream);
         tracing::debug!(%peer, cluster = cluster_name, "tcp: no healthy upstream");
         return;
     };
     cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
     let timeout = cluster.config.connect_timeout;
-    let upstream = match tokio::time::timeout(timeout, TcpStream::connect(endpoint.addr)).await {
+    let upstream = match tokio::time::timeout(timeout, TcpStream::connect(endpoint)).await {
         Ok(Ok(s)) => s,
         _ => {
             cluster
@@ -42,7 +42,7 @@ pub async fn proxy(downstream: TcpStream, peer: SocketAddr, cfg: &TcpProxy, stor
                 .cx_connect_fail
                 .fetch_add(1, Ordering::Relaxed);
             store.stats.flag(ResponseFlag::UpstreamConnectFailure);
-            tracing::debug!(%peer, upstream = %endpoint.addr, "tcp: upstream connect failed");
+            tracing::debug!(%peer, upstream = %endpoint, "tcp: upstream connect failed");
             return;
         }
     };

@@ -61,7 +61,14 @@ pub async fn forward(
         );
         return local_error(store, ResponseFlag::UpgradeFailed, 503, &cause);
     }
-    let Some(endpoint) = cluster.pick() else {
+    let choice = crate::lb::Choice::new(
+        &cluster,
+        target.forward,
+        req.headers(),
+        target.path,
+        target.downstream,
+    );
+    let Some(endpoint) = choice.pick(&cluster, &[]) else {
         let cause = format!("no healthy upstream for cluster {cluster_name:?}");
         return local_error(store, ResponseFlag::NoHealthyUpstream, 503, &cause);
     };
@@ -94,18 +101,16 @@ pub async fn forward(
     let req = Request::from_parts(parts, body.boxed());
     cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
     let exchange = async {
-        let stream = tokio::time::timeout(
-            cluster.config.connect_timeout,
-            TcpStream::connect(endpoint.addr),
-        )
-        .await
-        .map_err(|_| {
-            (
-                ResponseFlag::UpstreamConnectFailure,
-                "connect timeout".to_string(),
-            )
-        })?
-        .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e.to_string()))?;
+        let stream =
+            tokio::time::timeout(cluster.config.connect_timeout, TcpStream::connect(endpoint))
+                .await
+                .map_err(|_| {
+                    (
+                        ResponseFlag::UpstreamConnectFailure,
+                        "connect timeout".to_string(),
+                    )
+                })?
+                .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e.to_string()))?;
         cluster.stats.cx_total.fetch_add(1, Ordering::Relaxed);
         let (mut sender, conn) = http1::handshake::<_, Body>(TokioIo::new(stream))
             .await

@@ -34,6 +34,10 @@ pub enum Attempt {
     Status(u16),
     ConnectFailure,
     Reset,
+    /// An HTTP/2 upstream refused the stream (REFUSED_STREAM): nothing was processed.
+    RefusedStream,
+    /// A response whose headers carry `grpc-status` (HTTP status, gRPC code).
+    Grpc(u16, u32),
     PerTryTimeout,
     /// The circuit breaker refused the attempt; never retried.
     Overflow,
@@ -52,6 +56,12 @@ pub fn should_retry(on: &RetryOn, codes: &[u16], attempt: Attempt) -> bool {
             on.server_error || on.gateway_error || on.reset || on.connect_failure
         }
         Attempt::Reset | Attempt::PerTryTimeout => on.server_error || on.gateway_error || on.reset,
+        Attempt::RefusedStream => {
+            on.refused_stream || on.server_error || on.gateway_error || on.reset
+        }
+        Attempt::Grpc(s, code) => {
+            on.grpc_codes.contains(code) || should_retry(on, codes, Attempt::Status(s))
+        }
         Attempt::Overflow => false,
     }
 }
@@ -74,6 +84,10 @@ struct Template {
     uri: Uri,
     version: Version,
     headers: HeaderMap,
+    /// Set `x-envoy-attempt-count` on each attempt.
+    attempt_count: bool,
+    /// How this request picks an endpoint beyond the cluster's own state.
+    choice: crate::lb::Choice,
 }
 
 enum RequestBody {
@@ -104,6 +118,10 @@ pub struct Target<'a> {
     pub request_headers: [&'a HeaderMutation; 3],
     pub authority: &'a str,
     pub path: &'a str,
+    /// The virtual host's `include_request_attempt_count`.
+    pub attempt_count: bool,
+    /// The downstream connection (ORIGINAL_DST clusters, hash policies on the source IP).
+    pub downstream: Option<crate::downstream::Downstream>,
 }
 
 pub async fn forward(
@@ -143,7 +161,8 @@ pub async fn forward(
     }
     // Every request is external for now (see `overrides`): the override headers are dropped.
     crate::overrides::sanitize(&mut parts.headers);
-    let (retry, timeout) = (target.retry.cloned(), f.timeout);
+    let timeout = crate::grpc_timeout::route_timeout(f, &parts.headers);
+    let retry = target.retry.cloned();
     let template = Template {
         method: parts.method,
         uri: upstream_uri(h2, &host, target.path),
@@ -152,7 +171,9 @@ pub async fn forward(
         } else {
             Version::HTTP_11
         },
+        choice: crate::lb::Choice::new(&cluster, f, &parts.headers, target.path, target.downstream),
         headers: parts.headers,
+        attempt_count: target.attempt_count,
     };
     let retry = retry.as_ref();
     let replay = retry.is_some_and(|p| p.num_retries > 0) || !f.mirrors.is_empty();
@@ -180,6 +201,10 @@ pub async fn forward(
     }
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut resp = attempts(store, &cluster, &template, body, retry, deadline).await;
+    if let Some(cookie) = &template.choice.set_cookie {
+        resp.headers_mut()
+            .append(http::header::SET_COOKIE, cookie.clone());
+    }
     if let Some((_, resp_h)) = weighted {
         resp_h.apply(resp.headers_mut());
     }
@@ -193,6 +218,7 @@ type Sent = Option<Result<Response<Incoming>, UpstreamError>>;
 async fn send_once(
     cluster: &ClusterRuntime,
     endpoint: SocketAddr,
+    attempt: u32,
     template: &Template,
     body: Body,
     per_try: Option<Duration>,
@@ -203,6 +229,10 @@ async fn send_once(
     *req.uri_mut() = template.uri.clone();
     *req.version_mut() = template.version;
     *req.headers_mut() = template.headers.clone();
+    if template.attempt_count {
+        req.headers_mut()
+            .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+    }
     cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
     let limit = match (per_try.map(|t| Instant::now() + t), deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -220,11 +250,30 @@ async fn send_once(
 fn classify(sent: &Sent) -> Attempt {
     match sent {
         None => Attempt::PerTryTimeout,
-        Some(Ok(r)) => Attempt::Status(r.status().as_u16()),
+        Some(Ok(r)) => {
+            let grpc = r.headers().get("grpc-status").and_then(|v| v.to_str().ok());
+            match grpc.and_then(|v| v.parse().ok()) {
+                Some(code) => Attempt::Grpc(r.status().as_u16(), code),
+                None => Attempt::Status(r.status().as_u16()),
+            }
+        }
+        Some(Err(UpstreamError::Reset { source, .. })) if refused(source) => Attempt::RefusedStream,
         Some(Err(UpstreamError::Reset { .. })) => Attempt::Reset,
         Some(Err(UpstreamError::Overflow(_))) => Attempt::Overflow,
         Some(Err(_)) => Attempt::ConnectFailure,
     }
+}
+
+/// Whether hyper's error is an HTTP/2 REFUSED_STREAM reset.
+fn refused(e: &hyper::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(h2e) = err.downcast_ref::<h2::Error>() {
+            return h2e.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn timeout_reply(store: &Store, cluster: &ClusterRuntime, cause: &str) -> Response<Body> {
@@ -246,7 +295,7 @@ async fn attempts(
     let mut guards: Vec<Guard> = Vec::new();
     let mut n = 0u32;
     loop {
-        let Some(endpoint) = pick(cluster, retry, &tried) else {
+        let Some(endpoint) = pick(cluster, &template.choice, retry, &tried) else {
             let cause = format!("no healthy upstream for cluster {name:?}");
             return local_error(store, ResponseFlag::NoHealthyUpstream, 503, &cause);
         };
@@ -259,8 +308,16 @@ async fn attempts(
             return overflow(store, cluster, "max_requests");
         };
         let per_try = retry.and_then(|p| p.per_try_timeout);
-        let (sent, active) =
-            send_once(cluster, endpoint, template, body.take(), per_try, deadline).await;
+        let (sent, active) = send_once(
+            cluster,
+            endpoint,
+            n + 1,
+            template,
+            body.take(),
+            per_try,
+            deadline,
+        )
+        .await;
         if sent.is_none() && deadline.is_some_and(|d| Instant::now() >= d) {
             let cause = format!(
                 "upstream request timeout (cluster {name:?}, {} attempts)",
@@ -315,10 +372,13 @@ fn overflow(store: &Store, cluster: &ClusterRuntime, which: &str) -> Response<Bo
 /// `host_selection_max_attempts` times to avoid hosts already tried.
 fn pick(
     cluster: &ClusterRuntime,
+    choice: &crate::lb::Choice,
     retry: Option<&RetryPolicy>,
     tried: &[SocketAddr],
 ) -> Option<SocketAddr> {
-    let first = cluster.pick()?.addr;
+    let excluded =
+        crate::lb::excluded_priorities(retry.and_then(|p| p.previous_priorities), cluster, tried);
+    let first = choice.pick(cluster, &excluded)?;
     let Some(p) = retry.filter(|p| p.avoid_previous_hosts && !tried.is_empty()) else {
         return Some(first);
     };
@@ -327,7 +387,7 @@ fn pick(
         if !tried.contains(&candidate) {
             return Some(candidate);
         }
-        candidate = cluster.pick()?.addr;
+        candidate = choice.pick(cluster, &excluded)?;
     }
     Some(candidate)
 }
@@ -424,6 +484,8 @@ mod tests {
         let gw = on(|o| o.gateway_error = true);
         let reset = on(|o| o.reset = true);
         let cf = on(|o| o.connect_failure = true);
+        let refused = on(|o| o.refused_stream = true);
+        let unavailable = on(|o| o.grpc_codes.0 = 1 << 14);
         let codes = on(|o| o.retriable_status_codes = true);
         let four = on(|o| o.retriable_4xx = true);
         let cases = [
@@ -437,6 +499,14 @@ mod tests {
             (reset, Attempt::ConnectFailure, true),
             (cf, Attempt::ConnectFailure, true),
             (cf, Attempt::Reset, false),
+            (cf, Attempt::RefusedStream, false),
+            (refused, Attempt::RefusedStream, true),
+            (refused, Attempt::Reset, false),
+            (reset, Attempt::RefusedStream, true),
+            (unavailable, Attempt::Grpc(200, 14), true),
+            (unavailable, Attempt::Grpc(200, 1), false),
+            (unavailable, Attempt::Status(200), false),
+            (five, Attempt::Grpc(503, 0), true),
             (codes, Attempt::Status(418), true),
             (codes, Attempt::Status(419), false),
             (four, Attempt::Status(409), true),
@@ -462,6 +532,7 @@ mod tests {
             backoff_max: Duration::from_millis(35),
             avoid_previous_hosts: false,
             host_selection_max_attempts: 1,
+            previous_priorities: None,
         };
         for n in 0..20 {
             let ceiling = Duration::from_millis(10 * (1 << n.min(16))).min(p.backoff_max);

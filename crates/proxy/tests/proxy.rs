@@ -59,7 +59,7 @@ async fn bad_listener_is_nacked_and_others_still_bind() {
         address: Some(socket("127.0.0.1:0".parse().expect("addr"))),
         ..Default::default()
     };
-    bad.use_original_dst = Some(envoy_types::pb::google::protobuf::BoolValue { value: true });
+    bad.transparent = Some(envoy_types::pb::google::protobuf::BoolValue { value: true });
     ads.push(
         LISTENER_TYPE,
         vec![
@@ -75,7 +75,7 @@ async fn bad_listener_is_nacked_and_others_still_bind() {
     assert!(
         nack.error
             .as_deref()
-            .is_some_and(|e| e.contains("Listener \"bad\": use_original_dst")),
+            .is_some_and(|e| e.contains("Listener \"bad\": transparent")),
         "{nack:?}"
     );
     wait_listener(&proxy, "tcp").await;

@@ -14,7 +14,8 @@ pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Forward(Forward),
+    // Boxed: a forward action is much larger than the others.
+    Forward(Box<Forward>),
     Redirect(Redirect),
     Direct {
         status: u16,
@@ -51,6 +52,11 @@ pub struct Forward {
     pub retry: Option<RetryPolicy>,
     /// Route-level `upgrade_configs` for `websocket`: overrides the connection manager.
     pub websocket: Option<bool>,
+    /// `hash_policy`: the request's key for ring hash and maglev clusters.
+    pub hash_policy: Vec<super::hash::HashPolicy>,
+    /// `max_stream_duration.grpc_timeout_header_max`: gRPC requests take their timeout from
+    /// `grpc-timeout` (none: no timeout), capped by this unless it is zero.
+    pub grpc_timeout_max: Option<Duration>,
     pub mirrors: Vec<Mirror>,
 }
 
@@ -74,6 +80,8 @@ impl PartialEq for Forward {
             && self.timeout == o.timeout
             && self.retry == o.retry
             && self.websocket == o.websocket
+            && self.hash_policy == o.hash_policy
+            && self.grpc_timeout_max == o.grpc_timeout_max
             && self.mirrors == o.mirrors
     }
 }
@@ -136,15 +144,13 @@ impl TryFrom<&rt::RouteAction> for Forward {
             priority,
             rate_limits,
             include_vh_rate_limits,
-            hash_policy,
             cors,
             max_grpc_timeout,
             grpc_timeout_offset,
             internal_redirect_policy,
             internal_redirect_action,
             max_internal_redirects,
-            hedge_policy,
-            max_stream_duration
+            hedge_policy
         );
         let clusters = match cluster_specifier {
             Some(C::Cluster(c)) => ClusterChoice::Single(c.clone()),
@@ -235,6 +241,11 @@ impl TryFrom<&rt::RouteAction> for Forward {
             }
             websocket = Some(enabled.as_ref().is_none_or(|b| b.value));
         }
+        let hash_policy = super::hash::HashPolicy::parse_all(hash_policy)?;
+        let grpc_timeout_max = match max_stream_duration {
+            Some(m) => grpc_timeout_max(m).map_err(|e| e.within("max_stream_duration"))?,
+            None => None,
+        };
         let mirrors = request_mirror_policies
             .iter()
             .enumerate()
@@ -243,6 +254,8 @@ impl TryFrom<&rt::RouteAction> for Forward {
         Ok(Forward {
             mirrors,
             websocket,
+            hash_policy,
+            grpc_timeout_max,
             clusters,
             cluster_not_found_status,
             prefix_rewrite: Some(prefix_rewrite.clone()).filter(|p| !p.is_empty()),
@@ -254,8 +267,23 @@ impl TryFrom<&rt::RouteAction> for Forward {
     }
 }
 
+fn grpc_timeout_max(m: &rt::route_action::MaxStreamDuration) -> FieldResult<Option<Duration>> {
+    let rt::route_action::MaxStreamDuration {
+        max_stream_duration,
+        grpc_timeout_header_max,
+        grpc_timeout_header_offset,
+    } = m;
+    deny_set!(max_stream_duration, grpc_timeout_header_offset);
+    match grpc_timeout_header_max {
+        Some(d) => Ok(Some(
+            duration(d).map_err(|e| e.within("grpc_timeout_header_max"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Envoy substitutions use `\1` for capture groups; the regex crate uses `${1}`.
-fn envoy_substitution(s: &str) -> String {
+pub(crate) fn envoy_substitution(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
@@ -333,14 +361,14 @@ fn mirror(m: &rt::route_action::RequestMirrorPolicy) -> FieldResult<Mirror> {
         cluster,
         cluster_header,
         runtime_fraction,
-        trace_sampled,
+        // Only decides whether the mirror's trace span is sampled; Plexus does no tracing.
+        trace_sampled: _,
         disable_shadow_host_suffix_append,
         request_headers_mutations,
         host_rewrite_literal,
     } = m;
     deny_set!(
         cluster_header,
-        trace_sampled,
         request_headers_mutations,
         host_rewrite_literal
     );

@@ -7,6 +7,7 @@ use envoy_types::pb::envoy::config::cluster::v3 as c;
 use envoy_types::pb::envoy::config::endpoint::v3 as e;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uh;
 
+use super::cluster_ext::{self, PoolPolicy};
 use super::{
     FieldError, FieldResult, Limits, OutlierDetection, duration, socket_address, unpack_field,
 };
@@ -25,6 +26,10 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     pub limits: Limits,
     pub outlier: Option<OutlierDetection>,
+    /// Upstream connection lifetime (`common_http_protocol_options`).
+    pub pool: PoolPolicy,
+    /// `common_lb_config.healthy_panic_threshold`, percent.
+    pub panic_threshold: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +37,11 @@ pub enum Discovery {
     Static(Vec<Endpoint>),
     /// Endpoints arrive over EDS under this service name.
     Eds(String),
+    /// STRICT_DNS: hosts resolved into endpoints (`crate::dns`).
+    Dns(super::dns::DnsTargets),
+    /// ORIGINAL_DST: each request goes where the downstream connection was headed, or to the
+    /// address in this header when it is set.
+    OriginalDst(Option<http::HeaderName>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +52,16 @@ pub enum LbPolicy {
     LeastRequest {
         choices: u32,
     },
+    /// Ketama ring with between `min_ring` and `max_ring` entries.
+    RingHash {
+        min_ring: usize,
+        max_ring: usize,
+    },
+    Maglev {
+        table_size: usize,
+    },
+    /// The cluster picks (ORIGINAL_DST).
+    ClusterProvided,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +75,8 @@ pub enum UpstreamProtocol {
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub weight: u32,
+    /// Locality priority: lower is preferred while it has healthy endpoints.
+    pub priority: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,11 +153,9 @@ impl TryFrom<&c::Cluster> for Cluster {
             upstream_http_protocol_options,
             common_http_protocol_options,
             http_protocol_options,
-            dns_refresh_rate,
             dns_jitter,
             dns_failure_refresh_rate,
             respect_dns_ttl,
-            dns_lookup_family,
             dns_resolvers,
             use_tcp_for_dns_lookups,
             dns_resolution_config,
@@ -144,7 +164,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             cleanup_interval,
             upstream_bind_config,
             lb_subset_config,
-            common_lb_config,
             transport_socket,
             protocol_selection,
             upstream_connection_options,
@@ -165,6 +184,10 @@ impl TryFrom<&c::Cluster> for Cluster {
             Ok(c::cluster::LbPolicy::RoundRobin) if lb_config.is_none() => LbPolicy::RoundRobin,
             Ok(c::cluster::LbPolicy::Random) if lb_config.is_none() => LbPolicy::Random,
             Ok(c::cluster::LbPolicy::LeastRequest) => least_request(lb_config.as_ref())?,
+            Ok(p @ (c::cluster::LbPolicy::RingHash | c::cluster::LbPolicy::Maglev)) => {
+                cluster_ext::hash_lb(p, lb_config.as_ref())?
+            }
+            Ok(c::cluster::LbPolicy::ClusterProvided) => LbPolicy::ClusterProvided,
             Ok(_) if lb_config.is_some() => return Err(FieldError::unsupported("lb_config")),
             Ok(other) => {
                 return Err(FieldError::unsupported(format!(
@@ -179,12 +202,40 @@ impl TryFrom<&c::Cluster> for Cluster {
                 ));
             }
         };
-        let discovery = discovery(
+        let mut discovery = discovery(
             cluster_discovery_type,
             eds_cluster_config,
             load_assignment,
             name,
         )?;
+        match (&mut discovery, lb) {
+            (Discovery::OriginalDst(header), LbPolicy::ClusterProvided) => {
+                *header = cluster_ext::original_dst(lb_config.as_ref())?;
+            }
+            (Discovery::OriginalDst(_), _) => {
+                return Err(FieldError::invalid(
+                    "lb_policy",
+                    "an ORIGINAL_DST cluster needs CLUSTER_PROVIDED",
+                ));
+            }
+            (_, LbPolicy::ClusterProvided) => {
+                return Err(FieldError::invalid(
+                    "lb_policy",
+                    "CLUSTER_PROVIDED is only valid for ORIGINAL_DST clusters",
+                ));
+            }
+            _ => {}
+        }
+        if let (Discovery::Dns(_), Some(la)) = (&discovery, load_assignment) {
+            discovery = Discovery::Dns(super::dns::targets(
+                la,
+                dns_refresh_rate.as_ref(),
+                *dns_lookup_family,
+                lb_endpoint,
+            )?);
+        }
+        let panic_threshold = cluster_ext::panic_threshold(common_lb_config.as_ref())?;
+        let mut pool = PoolPolicy::default();
         let mut protocol = if http2_protocol_options.is_some() {
             UpstreamProtocol::Http2
         } else {
@@ -199,6 +250,8 @@ impl TryFrom<&c::Cluster> for Cluster {
             let at = format!("typed_extension_protocol_options[{key:?}]");
             let opts: uh::HttpProtocolOptions = unpack_field(any, &at)?;
             protocol = upstream_protocol(&opts).map_err(|e| e.within(&at))?;
+            pool = cluster_ext::pool_policy(opts.common_http_protocol_options.as_ref())
+                .map_err(|e| e.within(&at))?;
         }
         let connect_timeout = match connect_timeout {
             Some(d) => duration(d).map_err(|e| e.within("connect_timeout"))?,
@@ -222,6 +275,8 @@ impl TryFrom<&c::Cluster> for Cluster {
             protocol,
             limits,
             outlier,
+            pool,
+            panic_threshold,
         })
     }
 }
@@ -301,6 +356,29 @@ fn discovery(
             }
             Ok(Discovery::Eds(service))
         }
+        D::StrictDns => {
+            if load_assignment.is_none() {
+                return Err(FieldError::invalid(
+                    "load_assignment",
+                    "a STRICT_DNS cluster needs hosts",
+                ));
+            }
+            // Filled in by the caller, which has the DNS fields.
+            Ok(Discovery::Dns(super::dns::DnsTargets {
+                hosts: Vec::new(),
+                refresh: super::dns::DEFAULT_REFRESH,
+                family: super::dns::DnsFamily::Auto,
+            }))
+        }
+        D::OriginalDst => {
+            if load_assignment.is_some() || eds.is_some() {
+                return Err(FieldError::invalid(
+                    "load_assignment",
+                    "an ORIGINAL_DST cluster has no configured endpoints",
+                ));
+            }
+            Ok(Discovery::OriginalDst(None))
+        }
         other => Err(FieldError::unsupported(format!(
             "type ({})",
             other.as_str_name()
@@ -313,7 +391,8 @@ fn upstream_protocol(o: &uh::HttpProtocolOptions) -> FieldResult<UpstreamProtoco
         UpstreamProtocolOptions as U, explicit_http_config::ProtocolConfig as P,
     };
     let uh::HttpProtocolOptions {
-        common_http_protocol_options,
+        // Connection lifetime: `cluster_ext::pool_policy`.
+        common_http_protocol_options: _,
         upstream_http_protocol_options,
         http_filters,
         header_validation_config,
@@ -324,7 +403,6 @@ fn upstream_protocol(o: &uh::HttpProtocolOptions) -> FieldResult<UpstreamProtoco
         upstream_protocol_options,
     } = o;
     deny_set!(
-        common_http_protocol_options,
         upstream_http_protocol_options,
         http_filters,
         header_validation_config,
@@ -377,8 +455,8 @@ impl TryFrom<&e::ClusterLoadAssignment> for LoadAssignment {
 
 fn locality(group: &e::LocalityLbEndpoints, out: &mut Vec<Endpoint>) -> FieldResult<()> {
     let e::LocalityLbEndpoints {
-        // Locality only matters to locality-aware LB, which Plexus does not do yet; with all
-        // endpoints at priority 0 ignoring it gives Envoy's result.
+        // Locality weights and zone-aware routing are not done (their fields are rejected);
+        // the locality itself then only names the group, and `priority` is honoured.
         locality: _,
         metadata: _,
         lb_endpoints,
@@ -387,9 +465,11 @@ fn locality(group: &e::LocalityLbEndpoints, out: &mut Vec<Endpoint>) -> FieldRes
         proximity,
         lb_config,
     } = group;
-    deny_set!(load_balancing_weight, priority, proximity, lb_config);
+    deny_set!(load_balancing_weight, proximity, lb_config);
     for (j, lbe) in lb_endpoints.iter().enumerate() {
-        out.push(lb_endpoint(lbe).map_err(|e| e.within(&format!("lb_endpoints[{j}]")))?);
+        let mut ep = lb_endpoint(lbe).map_err(|e| e.within(&format!("lb_endpoints[{j}]")))?;
+        ep.priority = *priority;
+        out.push(ep);
     }
     Ok(())
 }
@@ -437,7 +517,11 @@ fn lb_endpoint(lbe: &e::LbEndpoint) -> FieldResult<Endpoint> {
             "must be at least 1",
         ));
     }
-    Ok(Endpoint { addr, weight })
+    Ok(Endpoint {
+        addr,
+        weight,
+        priority: 0,
+    })
 }
 
 #[cfg(test)]
@@ -488,10 +572,13 @@ mod tests {
     #[test]
     fn unsupported_policy_is_named() {
         let cl = c::Cluster {
-            lb_policy: c::cluster::LbPolicy::Maglev as i32,
+            lb_policy: c::cluster::LbPolicy::LoadBalancingPolicyConfig as i32,
             ..Default::default()
         };
-        assert!(Cluster::try_from(&cl).is_err_and(|e| e.field == "lb_policy (MAGLEV)"));
+        assert!(
+            Cluster::try_from(&cl)
+                .is_err_and(|e| e.field == "lb_policy (LOAD_BALANCING_POLICY_CONFIG)")
+        );
         let cl = c::Cluster {
             health_checks: vec![Default::default()],
             ..Default::default()

@@ -20,7 +20,28 @@ pub struct Listener {
     pub name: String,
     /// Port 0 binds an ephemeral port (tests); the bound address is reported by the proxy.
     pub address: SocketAddr,
+    /// The only filter chain, or the default (else first) one of a capture listener.
     pub kind: ListenerKind,
+    /// REDIRECT-mode fields; `Capture::default()` for an ordinary listener.
+    pub capture: super::capture::Capture,
+}
+
+impl Listener {
+    /// The filter chain for a connection (Envoy: no match and no default chain closes the
+    /// connection).
+    pub fn chain_for(&self, key: &super::capture::ChainKey) -> Option<&ListenerKind> {
+        if self.capture.matched.is_empty() && self.capture.default_chain.is_none() {
+            return Some(&self.kind);
+        }
+        super::capture::select(&self.capture.matched, key).or(self.capture.default_chain.as_ref())
+    }
+
+    /// Every filter chain (RDS subscriptions).
+    pub fn chains(&self) -> impl Iterator<Item = &ListenerKind> {
+        std::iter::once(&self.kind)
+            .chain(self.capture.matched.iter().map(|(_, k)| k))
+            .chain(self.capture.default_chain.iter())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +66,10 @@ pub struct HttpManager {
     pub fault: Option<FaultFilter>,
     /// `upgrade_configs` allows `websocket` (routes may override).
     pub websocket: bool,
+    /// What the manager does to requests before routing (see `crate::downstream`).
+    pub options: super::hcm_options::ManagerOptions,
+    /// `envoy.filters.http.cors` is in the chain (after the fault filter, if any).
+    pub cors: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,13 +145,10 @@ impl TryFrom<&l::Listener> for Listener {
             stats_matcher,
             fcds_config,
             filter_chain_matcher,
-            use_original_dst,
-            default_filter_chain,
             per_connection_buffer_limit_bytes,
             per_connection_buffer_high_watermark_timeout,
             deprecated_v1,
             drain_type,
-            listener_filters,
             listener_filters_timeout,
             continue_on_listener_filters_timeout,
             transparent,
@@ -141,7 +163,6 @@ impl TryFrom<&l::Listener> for Listener {
             access_log,
             tcp_backlog_size,
             max_connections_to_accept_per_socket_event,
-            bind_to_port,
             enable_mptcp,
             ignore_global_conn_limit,
             bypass_overload_manager,
@@ -149,22 +170,23 @@ impl TryFrom<&l::Listener> for Listener {
             listener_specifier
         );
         let address = socket_address(address).map_err(|e| e.within("address"))?;
-        let [chain] = filter_chains.as_slice() else {
-            return Err(FieldError::unsupported(format!(
-                "filter_chains (exactly one filter chain is supported, got {})",
-                filter_chains.len()
-            )));
-        };
-        let kind = filter_chain(chain).map_err(|e| e.within("filter_chains[0]"))?;
+        let (kind, capture) = super::capture::parse(
+            bind_to_port.as_ref(),
+            use_original_dst.as_ref(),
+            listener_filters,
+            filter_chains,
+            default_filter_chain.as_ref(),
+        )?;
         Ok(Listener {
             name: name.clone(),
             address,
             kind,
+            capture,
         })
     }
 }
 
-fn filter_chain(c: &l::FilterChain) -> FieldResult<ListenerKind> {
+pub(super) fn filter_chain(c: &l::FilterChain) -> FieldResult<ListenerKind> {
     let l::FilterChain {
         filter_chain_match,
         filters,
@@ -277,7 +299,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         tracing,
         common_http_protocol_options,
         http1_safe_max_connection_duration,
-        http_protocol_options,
         http2_protocol_options,
         http3_protocol_options,
         server_name,
@@ -295,7 +316,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         access_log_flush_interval,
         flush_access_log_on_new_request,
         access_log_options,
-        use_remote_address,
         xff_num_trusted_hops,
         original_ip_detection_extensions,
         early_header_mutation_extensions,
@@ -310,7 +330,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         forward_client_cert_matcher,
         proxy_100_continue,
         represent_ipv4_remote_address_as_ipv4_mapped_ipv6,
-        normalize_path,
         merge_slashes,
         path_with_escaped_slashes_action,
         request_id_extension,
@@ -333,7 +352,7 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         2 => Codec::Http2,
         n => return Err(FieldError::unsupported(format!("codec_type ({n})"))),
     };
-    let fault = filter_chain_http(http_filters).map_err(|e| e.within("http_filters"))?;
+    let (fault, cors) = filter_chain_http(http_filters).map_err(|e| e.within("http_filters"))?;
     let routes = match route_specifier {
         Some(hcm::http_connection_manager::RouteSpecifier::Rds(hcm::Rds {
             config_source,
@@ -358,24 +377,44 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         }
     };
     let websocket = websocket_upgrades(upgrade_configs).map_err(|e| e.within("upgrade_configs"))?;
+    let options = super::hcm_options::ManagerOptions::parse(
+        http_protocol_options.as_ref(),
+        normalize_path.as_ref(),
+        use_remote_address.as_ref(),
+    )?;
     Ok(HttpManager {
         codec,
         routes,
         fault,
         websocket,
+        options,
+        cors,
     })
 }
 
-/// The HTTP filter chain: optional fault filters, then the router with default options.
-/// Plexus has no other HTTP filters yet, and skipping one silently would change behaviour.
-fn filter_chain_http(filters: &[hcm::HttpFilter]) -> FieldResult<Option<FaultFilter>> {
+/// The HTTP filter chain: an optional fault filter, an optional CORS filter after it, then the
+/// router with default options. Plexus has no other HTTP filters yet, and skipping one
+/// silently would change behaviour.
+fn filter_chain_http(filters: &[hcm::HttpFilter]) -> FieldResult<(Option<FaultFilter>, bool)> {
     let Some((router, before)) = filters.split_last() else {
         return Err(FieldError::invalid("", "the router filter is required"));
     };
     let at = filters.len() - 1;
     router_filter(router).map_err(|e| e.within(&format!("[{at}]")))?;
     let mut fault = None;
+    let mut cors = false;
     for (i, f) in before.iter().enumerate() {
+        let any = typed_config(f).map_err(|e| e.within(&format!("[{i}]")))?;
+        if super::cors::is_filter(any) {
+            super::cors::filter(any).map_err(|e| e.within(&format!("[{i}]")))?;
+            cors = true;
+            continue;
+        }
+        if cors {
+            return Err(FieldError::unsupported(format!(
+                "[{i}] (a filter after envoy.filters.http.cors)"
+            )));
+        }
         let parsed = fault_filter(f).map_err(|e| e.within(&format!("[{i}]")))?;
         if fault.is_some() {
             return Err(FieldError::unsupported(format!(
@@ -384,7 +423,7 @@ fn filter_chain_http(filters: &[hcm::HttpFilter]) -> FieldResult<Option<FaultFil
         }
         fault = Some(parsed);
     }
-    Ok(fault)
+    Ok((fault, cors))
 }
 
 fn typed_config(f: &hcm::HttpFilter) -> FieldResult<&envoy_types::pb::google::protobuf::Any> {

@@ -8,9 +8,15 @@
 #![allow(deprecated)]
 
 pub mod action;
+pub mod capture;
 pub mod circuit;
 pub mod cluster;
+pub mod cluster_ext;
+pub mod cors;
+pub mod dns;
 pub mod fault;
+pub mod hash;
+pub mod hcm_options;
 pub mod listener;
 pub mod outlier;
 pub mod retry;
@@ -426,6 +432,10 @@ pub fn per_filter_faults(
     for name in names {
         let Some(any) = map.get(name) else { continue };
         let at = format!("typed_per_filter_config[{name:?}]");
+        // CORS policies are read by `cors::policy`.
+        if cors::is_policy(any) {
+            continue;
+        }
         if any.type_url != HttpFault::type_url() {
             return Err(FieldError::unsupported(format!("{at} ({})", any.type_url)));
         }

@@ -13,7 +13,7 @@ use crate::deny_set;
 /// Envoy's default retry backoff base interval.
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(25);
 
-/// The `retry_on` conditions Plexus understands (HTTP ones; gRPC conditions are not yet).
+/// The `retry_on` conditions Plexus understands (HTTP ones and the gRPC status conditions).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetryOn {
     /// Any 5xx response, a reset, a connect failure or a per-try timeout.
@@ -27,6 +27,21 @@ pub struct RetryOn {
     pub retriable_4xx: bool,
     /// The codes in `retriable_status_codes`.
     pub retriable_status_codes: bool,
+    /// An HTTP/2 upstream reset the stream with REFUSED_STREAM.
+    pub refused_stream: bool,
+    /// gRPC conditions: the response headers carry one of these `grpc-status` codes
+    /// (cancelled 1, deadline-exceeded 4, resource-exhausted 8, internal 13, unavailable 14).
+    pub grpc_codes: GrpcCodes,
+}
+
+/// Bit set of the gRPC status codes `retry_on` names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrpcCodes(pub u32);
+
+impl GrpcCodes {
+    pub fn contains(self, code: u32) -> bool {
+        code < 32 && self.0 & (1 << code) != 0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +55,9 @@ pub struct RetryPolicy {
     /// `envoy.retry_host_predicates.previous_hosts`: retries avoid hosts already tried.
     pub avoid_previous_hosts: bool,
     pub host_selection_max_attempts: u32,
+    /// `envoy.retry_priorities.previous_priorities` with this `update_frequency`: retries
+    /// avoid priority levels earlier attempts used.
+    pub previous_priorities: Option<u32>,
 }
 
 impl TryFrom<&rt::RetryPolicy> for RetryPolicy {
@@ -63,7 +81,6 @@ impl TryFrom<&rt::RetryPolicy> for RetryPolicy {
         } = p;
         deny_set!(
             per_try_idle_timeout,
-            retry_priority,
             retry_options_predicates,
             rate_limited_retry_back_off,
             retriable_headers,
@@ -100,7 +117,12 @@ impl TryFrom<&rt::RetryPolicy> for RetryPolicy {
             }
             avoid_previous_hosts = true;
         }
+        let previous_priorities = match retry_priority {
+            Some(p) => Some(previous_priorities(p).map_err(|e| e.within("retry_priority"))?),
+            None => None,
+        };
         Ok(RetryPolicy {
+            previous_priorities,
             on,
             num_retries: num_retries.as_ref().map_or(1, |n| n.value),
             per_try_timeout,
@@ -158,6 +180,8 @@ impl RetryOn {
                 self.connect_failure |= one.connect_failure;
                 self.retriable_4xx |= one.retriable_4xx;
                 self.retriable_status_codes |= one.retriable_status_codes;
+                self.refused_stream |= one.refused_stream;
+                self.grpc_codes.0 |= one.grpc_codes.0;
             }
         }
     }
@@ -175,8 +199,29 @@ impl RetryPolicy {
             backoff_max: DEFAULT_BACKOFF_BASE * 10,
             avoid_previous_hosts: false,
             host_selection_max_attempts: 1,
+            previous_priorities: None,
         }
     }
+}
+
+fn previous_priorities(p: &rt::retry_policy::RetryPriority) -> FieldResult<u32> {
+    use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
+    let any = match &p.config_type {
+        Some(rt::retry_policy::retry_priority::ConfigType::TypedConfig(any))
+            if any.type_url == PreviousPrioritiesConfig::type_url() =>
+        {
+            any
+        }
+        _ => return Err(FieldError::unsupported(format!("name ({})", p.name))),
+    };
+    let cfg: PreviousPrioritiesConfig = super::unpack_field(any, "typed_config")?;
+    if cfg.update_frequency <= 0 {
+        return Err(FieldError::invalid(
+            "typed_config.update_frequency",
+            "must be greater than 0",
+        ));
+    }
+    Ok(cfg.update_frequency.unsigned_abs())
 }
 
 fn parse_retry_on(s: &str) -> FieldResult<RetryOn> {
@@ -187,6 +232,12 @@ fn parse_retry_on(s: &str) -> FieldResult<RetryOn> {
             "gateway-error" => on.gateway_error = true,
             "reset" => on.reset = true,
             "connect-failure" => on.connect_failure = true,
+            "refused-stream" => on.refused_stream = true,
+            "cancelled" => on.grpc_codes.0 |= 1 << 1,
+            "deadline-exceeded" => on.grpc_codes.0 |= 1 << 4,
+            "resource-exhausted" => on.grpc_codes.0 |= 1 << 8,
+            "internal" => on.grpc_codes.0 |= 1 << 13,
+            "unavailable" => on.grpc_codes.0 |= 1 << 14,
             "retriable-4xx" => on.retriable_4xx = true,
             "retriable-status-codes" => on.retriable_status_codes = true,
             other => return Err(FieldError::unsupported(format!("condition {other:?}"))),
@@ -215,13 +266,26 @@ mod tests {
                 && r.backoff_max == DEFAULT_BACKOFF_BASE * 10),
             "{got:?}"
         );
-        let grpc = rt::RetryPolicy {
-            retry_on: "unavailable".into(),
+        let istio = rt::RetryPolicy {
+            retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+                .into(),
+            ..Default::default()
+        };
+        let got = RetryPolicy::try_from(&istio);
+        assert!(
+            got.as_ref().is_ok_and(|r| r.on.refused_stream
+                && r.on.grpc_codes.contains(14)
+                && r.on.grpc_codes.contains(1)
+                && !r.on.grpc_codes.contains(4)),
+            "{got:?}"
+        );
+        let unknown = rt::RetryPolicy {
+            retry_on: "envoy-ratelimited".into(),
             ..Default::default()
         };
         assert!(
-            RetryPolicy::try_from(&grpc)
-                .is_err_and(|e| e.field == "retry_on.condition \"unavailable\"")
+            RetryPolicy::try_from(&unknown)
+                .is_err_and(|e| e.field == "retry_on.condition \"envoy-ratelimited\"")
         );
     }
 }

@@ -16,6 +16,9 @@ pub struct RouteConfig {
     /// Applied after the virtual host's and route's (least specific last, Envoy's default).
     pub request_headers: HeaderMutation,
     pub response_headers: HeaderMutation,
+    /// `ignore_port_in_host_matching`: the port of `:authority` is dropped before domain
+    /// matching.
+    pub ignore_port: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +32,13 @@ pub struct VirtualHost {
     pub retry: Option<RetryPolicy>,
     /// Fault filter overrides from `typed_per_filter_config`, by filter name.
     pub faults: Vec<(String, Fault)>,
+    /// `include_request_attempt_count`: send `x-envoy-attempt-count` upstream.
+    pub attempt_count: bool,
+    /// CORS policy from `typed_per_filter_config`.
+    pub cors: Option<super::cors::Cors>,
+    /// `require_tls` EXTERNAL_ONLY or ALL: Plexus terminates no TLS and no request is
+    /// internal, so every request is redirected to https (301), as Envoy does for plaintext.
+    pub require_tls: bool,
 }
 
 /// One entry of `domains`, lower-cased. Envoy's precedence: exact, then longest suffix
@@ -52,6 +62,8 @@ pub struct Route {
     pub faults: Vec<(String, Fault)>,
     pub request_headers: HeaderMutation,
     pub response_headers: HeaderMutation,
+    /// CORS policy from `typed_per_filter_config` (wins over the virtual host's).
+    pub cors: Option<super::cors::Cors>,
 }
 
 impl TryFrom<&rt::RouteConfiguration> for RouteConfig {
@@ -86,7 +98,6 @@ impl TryFrom<&rt::RouteConfiguration> for RouteConfig {
             max_direct_response_body_size_bytes,
             cluster_specifier_plugins,
             request_mirror_policies,
-            ignore_port_in_host_matching,
             vhost_header,
             ignore_path_parameters_in_path_matching,
             typed_per_filter_config,
@@ -112,6 +123,7 @@ impl TryFrom<&rt::RouteConfiguration> for RouteConfig {
         Ok(RouteConfig {
             name: name.clone(),
             virtual_hosts: vhosts,
+            ignore_port: *ignore_port_in_host_matching,
             request_headers: HeaderMutation::parse(
                 request_headers_to_add,
                 request_headers_to_remove,
@@ -157,11 +169,9 @@ impl TryFrom<&rt::VirtualHost> for VirtualHost {
         } = vh;
         deny_set!(
             matcher,
-            require_tls,
             virtual_clusters,
             rate_limits,
             cors,
-            include_request_attempt_count,
             include_attempt_count_in_response,
             retry_policy_typed_config,
             hedge_policy,
@@ -197,6 +207,18 @@ impl TryFrom<&rt::VirtualHost> for VirtualHost {
             routes,
             retry,
             faults: per_filter_faults(typed_per_filter_config)?,
+            attempt_count: *include_request_attempt_count,
+            cors: super::cors::policy(typed_per_filter_config)?,
+            require_tls: match require_tls {
+                0 => false,
+                1 | 2 => true,
+                n => {
+                    return Err(FieldError::invalid(
+                        "require_tls",
+                        format!("unknown value {n}"),
+                    ));
+                }
+            },
             request_headers: HeaderMutation::parse(
                 request_headers_to_add,
                 request_headers_to_remove,
@@ -264,9 +286,9 @@ impl TryFrom<&rt::Route> for Route {
             None => return Err(FieldError::invalid("match", "a route needs a match")),
         };
         let action = match action {
-            Some(rt::route::Action::Route(a)) => {
-                Action::Forward(Forward::try_from(a).map_err(|e| e.within("route"))?)
-            }
+            Some(rt::route::Action::Route(a)) => Action::Forward(Box::new(
+                Forward::try_from(a).map_err(|e| e.within("route"))?,
+            )),
             Some(rt::route::Action::Redirect(a)) => {
                 redirect(a).map_err(|e| e.within("redirect"))?
             }
@@ -286,6 +308,7 @@ impl TryFrom<&rt::Route> for Route {
             matcher,
             action,
             faults: per_filter_faults(typed_per_filter_config)?,
+            cors: super::cors::policy(typed_per_filter_config)?,
             request_headers: HeaderMutation::parse(
                 request_headers_to_add,
                 request_headers_to_remove,

@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 
 use crate::common::*;
 
+mod istio_defaults;
 mod resilience;
 mod routing;
 
@@ -245,5 +246,6 @@ fn redirect(r: rt::RedirectAction) -> rt::route::Action {
 pub fn all() -> Vec<Scenario> {
     let mut all = routing::scenarios();
     all.extend(resilience::scenarios());
+    all.extend(istio_defaults::scenarios());
     all
 }

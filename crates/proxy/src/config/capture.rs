@@ -1,0 +1,282 @@
+//! Listener fields of traffic capture (Istio's REDIRECT mode): `bind_to_port: false`
+//! listeners that only receive connections handed over by a `use_original_dst` listener,
+//! the `envoy.filters.listener.original_dst` listener filter, several filter chains chosen by
+//! `filter_chain_match.destination_port`, and `default_filter_chain`.
+
+use envoy_types::pb::envoy::config::listener::v3 as l;
+use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::google::protobuf::BoolValue;
+use prost::Name;
+
+use super::listener::{ListenerKind, filter_chain};
+use super::{FieldError, FieldResult, unpack_field};
+use crate::deny_set;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capture {
+    /// `bind_to_port` (default true); an unbound listener only gets handed-over connections.
+    pub bind: bool,
+    /// Hand accepted connections to the listener for their SO_ORIGINAL_DST.
+    pub use_original_dst: bool,
+    /// `envoy.filters.listener.original_dst`: the connection's destination is SO_ORIGINAL_DST.
+    pub original_dst_filter: bool,
+    /// Chains with a `filter_chain_match`, in order.
+    pub matched: Vec<(ChainMatch, ListenerKind)>,
+    /// Peek for a TLS ClientHello before choosing a chain (`tls_inspector`, or a chain that
+    /// matches on `server_names` / `transport_protocol`, for which Envoy adds the inspector).
+    pub inspect_tls: bool,
+    /// Used when no chain matches.
+    pub default_chain: Option<ListenerKind>,
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture {
+            bind: true,
+            use_original_dst: false,
+            original_dst_filter: false,
+            matched: Vec::new(),
+            inspect_tls: false,
+            default_chain: None,
+        }
+    }
+}
+
+/// The `filter_chain_match` criteria Plexus understands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainMatch {
+    pub port: Option<u16>,
+    /// Lower-cased; `*.example.com` matches by suffix.
+    pub server_names: Vec<String>,
+    /// "tls" or "raw_buffer".
+    pub transport: Option<String>,
+}
+
+/// What a connection offers for chain selection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainKey {
+    pub port: u16,
+    pub tls: bool,
+    pub server_name: Option<String>,
+}
+
+/// Envoy's order: destination port, then server name (exact, then longest wildcard, then
+/// none), then transport protocol; at each step the most specific criterion that matches
+/// wins, and an empty field matches anything. `None`: no chain matches.
+pub fn select<'a, T>(chains: &'a [(ChainMatch, T)], key: &ChainKey) -> Option<&'a T> {
+    let mut c: Vec<&(ChainMatch, T)> = chains.iter().collect();
+    let by_port: Vec<_> = c
+        .iter()
+        .copied()
+        .filter(|(m, _)| m.port == Some(key.port))
+        .collect();
+    c = if by_port.is_empty() {
+        c.into_iter().filter(|(m, _)| m.port.is_none()).collect()
+    } else {
+        by_port
+    };
+    let sni = key.server_name.as_deref().unwrap_or("");
+    let exact: Vec<_> = c
+        .iter()
+        .copied()
+        .filter(|(m, _)| m.server_names.iter().any(|n| n == sni))
+        .collect();
+    c = if !exact.is_empty() {
+        exact
+    } else {
+        let wild_len = |m: &ChainMatch| {
+            m.server_names
+                .iter()
+                .filter_map(|n| n.strip_prefix('*'))
+                .filter(|suffix| sni.len() > suffix.len() && sni.ends_with(suffix))
+                .map(str::len)
+                .max()
+        };
+        match c.iter().filter_map(|(m, _)| wild_len(m)).max() {
+            Some(best) => c
+                .into_iter()
+                .filter(|(m, _)| wild_len(m) == Some(best))
+                .collect(),
+            None => c
+                .into_iter()
+                .filter(|(m, _)| m.server_names.is_empty())
+                .collect(),
+        }
+    };
+    let proto = if key.tls { "tls" } else { "raw_buffer" };
+    let by_proto: Vec<_> = c
+        .iter()
+        .copied()
+        .filter(|(m, _)| m.transport.as_deref() == Some(proto))
+        .collect();
+    c = if by_proto.is_empty() {
+        c.into_iter()
+            .filter(|(m, _)| m.transport.is_none())
+            .collect()
+    } else {
+        by_proto
+    };
+    c.first().map(|(_, k)| k)
+}
+
+/// The listener's filter chains: the chain to run when there is exactly one unmatched chain
+/// (`Ok((kind, capture))`), else the matched chains and default in `capture` with `kind` the
+/// default (or first) chain.
+pub fn parse(
+    bind_to_port: Option<&BoolValue>,
+    use_original_dst: Option<&BoolValue>,
+    listener_filters: &[l::ListenerFilter],
+    filter_chains: &[l::FilterChain],
+    default_filter_chain: Option<&l::FilterChain>,
+) -> FieldResult<(ListenerKind, Capture)> {
+    let mut capture = Capture {
+        bind: bind_to_port.is_none_or(|b| b.value),
+        use_original_dst: use_original_dst.is_some_and(|b| b.value),
+        ..Capture::default()
+    };
+    for (i, f) in listener_filters.iter().enumerate() {
+        match listener_filter(f).map_err(|e| e.within(&format!("listener_filters[{i}]")))? {
+            Inspector::OriginalDst => capture.original_dst_filter = true,
+            Inspector::Tls => capture.inspect_tls = true,
+        }
+    }
+    if let ([only], None) = (filter_chains, default_filter_chain)
+        && only.filter_chain_match.is_none()
+    {
+        let kind = filter_chain(only).map_err(|e| e.within("filter_chains[0]"))?;
+        return Ok((kind, capture));
+    }
+    for (i, chain) in filter_chains.iter().enumerate() {
+        let at = format!("filter_chains[{i}]");
+        let m = chain_match(chain.filter_chain_match.as_ref())
+            .map_err(|e| e.within(&format!("{at}.filter_chain_match")))?;
+        capture.inspect_tls |= !m.server_names.is_empty() || m.transport.is_some();
+        let unmatched = l::FilterChain {
+            filter_chain_match: None,
+            ..chain.clone()
+        };
+        let kind = filter_chain(&unmatched).map_err(|e| e.within(&at))?;
+        capture.matched.push((m, kind));
+    }
+    if let Some(d) = default_filter_chain {
+        if d.filter_chain_match.is_some() {
+            return Err(FieldError::invalid(
+                "default_filter_chain.filter_chain_match",
+                "the default chain has no match",
+            ));
+        }
+        capture.default_chain =
+            Some(filter_chain(d).map_err(|e| e.within("default_filter_chain"))?);
+    }
+    let kind = capture
+        .default_chain
+        .clone()
+        .or_else(|| capture.matched.first().map(|(_, k)| k.clone()))
+        .ok_or_else(|| FieldError::invalid("filter_chains", "a listener needs a filter chain"))?;
+    Ok((kind, capture))
+}
+
+enum Inspector {
+    OriginalDst,
+    Tls,
+}
+
+fn listener_filter(f: &l::ListenerFilter) -> FieldResult<Inspector> {
+    let l::ListenerFilter {
+        name,
+        filter_disabled,
+        config_type,
+    } = f;
+    deny_set!(filter_disabled);
+    match config_type {
+        Some(l::listener_filter::ConfigType::TypedConfig(any))
+            if any.type_url == OriginalDst::type_url() =>
+        {
+            let cfg: OriginalDst = unpack_field(any, "typed_config")?;
+            let OriginalDst {} = cfg;
+            Ok(Inspector::OriginalDst)
+        }
+        Some(l::listener_filter::ConfigType::TypedConfig(any))
+            if any.type_url == TlsInspector::type_url() =>
+        {
+            let cfg: TlsInspector = unpack_field(any, "typed_config")?;
+            let TlsInspector {
+                enable_ja3_fingerprinting,
+                enable_ja4_fingerprinting,
+                initial_read_buffer_size,
+                close_connection_on_client_hello_parsing_errors,
+                max_client_hello_size,
+            } = cfg;
+            deny_set!(
+                enable_ja3_fingerprinting,
+                enable_ja4_fingerprinting,
+                initial_read_buffer_size,
+                close_connection_on_client_hello_parsing_errors,
+                max_client_hello_size
+            );
+            Ok(Inspector::Tls)
+        }
+        _ => Err(FieldError::unsupported(format!(
+            "typed_config ({name}; only envoy.filters.listener.original_dst and tls_inspector)"
+        ))),
+    }
+}
+
+/// `destination_port`, `server_names` and `transport_protocol`; other criteria are rejected.
+fn chain_match(m: Option<&l::FilterChainMatch>) -> FieldResult<ChainMatch> {
+    let Some(m) = m else {
+        return Ok(ChainMatch::default());
+    };
+    let l::FilterChainMatch {
+        destination_port,
+        prefix_ranges,
+        address_suffix,
+        suffix_len,
+        direct_source_prefix_ranges,
+        source_type,
+        source_prefix_ranges,
+        source_ports,
+        server_names,
+        transport_protocol,
+        application_protocols,
+    } = m;
+    deny_set!(
+        prefix_ranges,
+        address_suffix,
+        suffix_len,
+        direct_source_prefix_ranges,
+        source_type,
+        source_prefix_ranges,
+        source_ports,
+        application_protocols
+    );
+    let port = match destination_port {
+        Some(p) => Some(
+            u16::try_from(p.value)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    FieldError::invalid("destination_port", format!("{} is not a port", p.value))
+                })?,
+        ),
+        None => None,
+    };
+    let transport = match transport_protocol.as_str() {
+        "" => None,
+        t @ ("tls" | "raw_buffer") => Some(t.to_string()),
+        other => {
+            return Err(FieldError::unsupported(format!(
+                "transport_protocol ({other})"
+            )));
+        }
+    };
+    Ok(ChainMatch {
+        port,
+        server_names: server_names
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect(),
+        transport,
+    })
+}
