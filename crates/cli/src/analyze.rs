@@ -56,11 +56,15 @@ pub fn run(
     match output {
         OutputFormat::Text => {
             for m in &messages {
-                println!("{}", text_line(m));
+                if !crate::output::println(&text_line(m)) {
+                    break;
+                }
             }
         }
         OutputFormat::Json => match serde_json::to_string_pretty(&messages) {
-            Ok(json) => println!("{json}"),
+            Ok(json) => {
+                crate::output::println(&json);
+            }
             Err(e) => {
                 eprintln!("error: cannot encode messages as JSON: {e}");
                 return ExitCode::FAILURE;

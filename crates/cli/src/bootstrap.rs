@@ -149,7 +149,7 @@ fn build(args: BootstrapArgs) -> Result<(), String> {
     let text = serde_json::to_string_pretty(&envoy_bootstrap(&node, &opts))
         .map_err(|e| format!("cannot encode bootstrap: {e}"))?;
     if output.as_os_str() == "-" {
-        println!("{text}");
+        crate::output::println(&text);
     } else {
         std::fs::write(&output, text + "\n")
             .map_err(|e| format!("cannot write {}: {e}", output.display()))?;

@@ -10,6 +10,7 @@ mod bootstrap;
 mod control;
 mod echo;
 mod local;
+mod output;
 mod proxy;
 mod status;
 mod validate;

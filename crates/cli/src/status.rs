@@ -88,7 +88,7 @@ pub fn status(args: StatusArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print!("{}", render_status(&sync, &config));
+    crate::output::print(&render_status(&sync, &config));
     ExitCode::SUCCESS
 }
 
@@ -170,11 +170,12 @@ pub fn config(args: ConfigArgs) -> ExitCode {
         .cloned()
         .unwrap_or_default();
     match output {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&resources).unwrap_or_default()
-        ),
-        Format::Table => print!("{}", render_table(kind, &resources)),
+        Format::Json => {
+            crate::output::println(&serde_json::to_string_pretty(&resources).unwrap_or_default());
+        }
+        Format::Table => {
+            crate::output::print(&render_table(kind, &resources));
+        }
     }
     ExitCode::SUCCESS
 }
