@@ -26,6 +26,8 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     pub limits: Limits,
     pub outlier: Option<OutlierDetection>,
+    /// Active health check (`health_checks`; at most one).
+    pub health: Option<super::health::HealthCheck>,
     /// Upstream connection lifetime (`common_http_protocol_options`).
     pub pool: PoolPolicy,
     /// `common_lb_config.healthy_panic_threshold`, percent.
@@ -148,7 +150,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             stats_matcher,
             per_connection_buffer_limit_bytes,
             per_connection_buffer_high_watermark_timeout,
-            health_checks,
             max_requests_per_connection,
             upstream_http_protocol_options,
             common_http_protocol_options,
@@ -267,6 +268,7 @@ impl TryFrom<&c::Cluster> for Cluster {
             }
             None => None,
         };
+        let health = super::health::from_cluster(health_checks)?;
         Ok(Cluster {
             name: name.clone(),
             discovery,
@@ -275,6 +277,7 @@ impl TryFrom<&c::Cluster> for Cluster {
             protocol,
             limits,
             outlier,
+            health,
             pool,
             panic_threshold,
         })
@@ -580,9 +583,9 @@ mod tests {
                 .is_err_and(|e| e.field == "lb_policy (LOAD_BALANCING_POLICY_CONFIG)")
         );
         let cl = c::Cluster {
-            health_checks: vec![Default::default()],
+            health_checks: vec![Default::default(), Default::default()],
             ..Default::default()
         };
-        assert!(Cluster::try_from(&cl).is_err_and(|e| e.field == "health_checks"));
+        assert!(Cluster::try_from(&cl).is_err_and(|e| e.field == "health_checks[1]"));
     }
 }
