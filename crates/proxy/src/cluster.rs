@@ -223,14 +223,17 @@ impl ClusterRuntime {
         pools
             .entry(addr)
             .or_insert_with(|| {
-                Arc::new(EndpointPool::new(
-                    addr,
-                    self.config.protocol,
-                    self.config.connect_timeout,
-                    self.stats.clone(),
-                    self.budget.clone(),
-                    self.config.pool,
-                ))
+                Arc::new(
+                    EndpointPool::new(
+                        addr,
+                        self.config.protocol,
+                        self.config.connect_timeout,
+                        self.stats.clone(),
+                        self.budget.clone(),
+                        self.config.pool,
+                    )
+                    .with_keepalive(self.config.keepalive),
+                )
             })
             .clone()
     }
@@ -272,6 +275,7 @@ mod tests {
             limits: Default::default(),
             outlier: None,
             health: None,
+            keepalive: None,
             pool: Default::default(),
             panic_threshold: 50.0,
         };

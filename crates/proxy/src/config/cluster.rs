@@ -28,6 +28,8 @@ pub struct Cluster {
     pub outlier: Option<OutlierDetection>,
     /// Active health check (`health_checks`; at most one).
     pub health: Option<super::health::HealthCheck>,
+    /// TCP keepalive on upstream connections (`upstream_connection_options`).
+    pub keepalive: Option<super::keepalive::Keepalive>,
     /// Upstream connection lifetime (`common_http_protocol_options`).
     pub pool: PoolPolicy,
     /// `common_lb_config.healthy_panic_threshold`, percent.
@@ -167,7 +169,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             lb_subset_config,
             transport_socket,
             protocol_selection,
-            upstream_connection_options,
             close_connections_on_host_health_failure,
             ignore_health_on_host_removal,
             filters,
@@ -269,6 +270,8 @@ impl TryFrom<&c::Cluster> for Cluster {
             None => None,
         };
         let health = super::health::from_cluster(health_checks)?;
+        let keepalive = super::keepalive::from_options(upstream_connection_options.as_ref())
+            .map_err(|e| e.within("upstream_connection_options"))?;
         Ok(Cluster {
             name: name.clone(),
             discovery,
@@ -278,6 +281,7 @@ impl TryFrom<&c::Cluster> for Cluster {
             limits,
             outlier,
             health,
+            keepalive,
             pool,
             panic_threshold,
         })

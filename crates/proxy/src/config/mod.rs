@@ -18,6 +18,7 @@ pub mod fault;
 pub mod hash;
 pub mod hcm_options;
 pub mod health;
+pub mod keepalive;
 pub mod listener;
 pub mod outlier;
 pub mod retry;
