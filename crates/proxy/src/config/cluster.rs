@@ -182,6 +182,7 @@ impl TryFrom<&c::Cluster> for Cluster {
             connection_pool_per_downstream_connection,
             queuing_policies
         );
+        let health = super::health::from_cluster(health_checks)?;
         let lb = match c::cluster::LbPolicy::try_from(*lb_policy) {
             Ok(c::cluster::LbPolicy::RoundRobin) if lb_config.is_none() => LbPolicy::RoundRobin,
             Ok(c::cluster::LbPolicy::Random) if lb_config.is_none() => LbPolicy::Random,
@@ -269,7 +270,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             }
             None => None,
         };
-        let health = super::health::from_cluster(health_checks)?;
         let keepalive = super::keepalive::from_options(upstream_connection_options.as_ref())
             .map_err(|e| e.within("upstream_connection_options"))?;
         Ok(Cluster {
