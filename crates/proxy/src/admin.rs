@@ -140,8 +140,18 @@ fn clusters(store: &Store) -> Value {
                 .iter()
                 .map(|e| {
                     let ejected = c.outlier.as_ref().is_some_and(|o| o.is_ejected(&e.addr));
+                    let hc_failed = c.health.as_ref().is_some_and(|h| h.is_failed(&e.addr));
+                    // Envoy's `/clusters` text names these flags; empty means healthy.
+                    let flags: Vec<&str> = [
+                        (hc_failed, "/failed_active_hc"),
+                        (ejected, "/failed_outlier_check"),
+                    ]
+                    .into_iter()
+                    .filter_map(|(on, f)| on.then_some(f))
+                    .collect();
                     json!({"address": e.addr.to_string(), "weight": e.weight,
-                           "health": "HEALTHY", "outlier_ejected": ejected})
+                           "health": if hc_failed { "UNHEALTHY" } else { "HEALTHY" },
+                           "health_flags": flags.concat(), "outlier_ejected": ejected})
                 })
                 .collect();
             json!({"name": name, "endpoints": eps})

@@ -150,6 +150,7 @@ impl XdsHandler {
             let stats = self.store.stats.cluster(&name);
             let runtime = Arc::new(ClusterRuntime::new(cfg, endpoints, stats));
             crate::dns::spawn(&runtime);
+            crate::health::spawn(&runtime);
             self.clusters.insert(name, runtime);
         }
         errors

@@ -30,6 +30,8 @@ pub struct ClusterRuntime {
     /// Circuit-breaker counters, shared by every endpoint pool of the cluster.
     pub budget: Arc<Budget>,
     pub outlier: Option<Arc<Outlier>>,
+    /// Active health checking state (`crate::health::spawn` runs the checks).
+    pub health: Option<Arc<crate::health::Health>>,
     /// Ring hash / maglev table and the endpoints it was built from.
     hash_table: Mutex<Option<(Vec<SocketAddr>, Arc<crate::lb::Table>)>>,
 }
@@ -39,6 +41,7 @@ impl ClusterRuntime {
         ClusterRuntime {
             budget: Budget::new(config.limits),
             outlier: config.outlier.map(|cfg| Outlier::start(cfg, stats.clone())),
+            health: config.health.clone().map(crate::health::Health::new),
             config,
             endpoints: ArcSwap::from_pointee(endpoints),
             rr: AtomicUsize::new(0),
@@ -97,8 +100,8 @@ impl ClusterRuntime {
         eps.get(i).copied()
     }
 
-    /// The priority level in use, without hosts ejected by outlier detection unless the level
-    /// is in panic (`lb::level`).
+    /// The priority level in use, without hosts ejected by outlier detection or failed by
+    /// health checks unless the level is in panic (`lb::level`).
     fn available<'a>(
         &self,
         all: &'a [Endpoint],
@@ -106,19 +109,24 @@ impl ClusterRuntime {
     ) -> std::borrow::Cow<'a, [Endpoint]> {
         let single_level = all.iter().all(|e| e.priority == all[0].priority);
         let panic = self.config.panic_threshold;
-        match &self.outlier {
-            None if single_level => all.into(),
-            None => crate::lb::level(all, |_| false, panic, excluded).into(),
-            Some(o) => crate::lb::level(all, |a| o.is_ejected(a), panic, excluded).into(),
+        if self.outlier.is_none() && self.health.is_none() && single_level {
+            return all.into();
         }
+        crate::lb::level(all, |a| self.unavailable(a), panic, excluded).into()
     }
 
-    /// Priority levels that have an endpoint not ejected by outlier detection.
+    /// Ejected by outlier detection or failed by active health checking.
+    pub fn unavailable(&self, addr: &SocketAddr) -> bool {
+        self.outlier.as_ref().is_some_and(|o| o.is_ejected(addr))
+            || self.health.as_ref().is_some_and(|h| h.is_failed(addr))
+    }
+
+    /// Priority levels that have an endpoint not ejected or failed (`unavailable`).
     pub fn healthy_levels(&self) -> Vec<u32> {
         let all = self.endpoints.load();
         let mut out: Vec<u32> = all
             .iter()
-            .filter(|e| self.outlier.as_ref().is_none_or(|o| !o.is_ejected(&e.addr)))
+            .filter(|e| !self.unavailable(&e.addr))
             .map(|e| e.priority)
             .collect();
         out.sort_unstable();
@@ -215,14 +223,17 @@ impl ClusterRuntime {
         pools
             .entry(addr)
             .or_insert_with(|| {
-                Arc::new(EndpointPool::new(
-                    addr,
-                    self.config.protocol,
-                    self.config.connect_timeout,
-                    self.stats.clone(),
-                    self.budget.clone(),
-                    self.config.pool,
-                ))
+                Arc::new(
+                    EndpointPool::new(
+                        addr,
+                        self.config.protocol,
+                        self.config.connect_timeout,
+                        self.stats.clone(),
+                        self.budget.clone(),
+                        self.config.pool,
+                    )
+                    .with_keepalive(self.config.keepalive),
+                )
             })
             .clone()
     }
@@ -263,6 +274,8 @@ mod tests {
             protocol: UpstreamProtocol::Http1,
             limits: Default::default(),
             outlier: None,
+            health: None,
+            keepalive: None,
             pool: Default::default(),
             panic_threshold: 50.0,
         };

@@ -14,6 +14,7 @@ pub mod downstream;
 pub mod flags;
 pub mod grpc_timeout;
 pub mod handoff;
+pub mod health;
 pub mod http;
 pub mod lb;
 pub mod listener;

@@ -62,6 +62,7 @@ pub struct EndpointPool {
     reaping: AtomicBool,
     /// Wakes the reaper to recompute its deadline (a connection that expires sooner went idle).
     rearm: Arc<tokio::sync::Notify>,
+    keepalive: Option<crate::config::keepalive::Keepalive>,
 }
 
 impl EndpointPool {
@@ -85,7 +86,14 @@ impl EndpointPool {
             policy,
             reaping: AtomicBool::new(false),
             rearm: Arc::default(),
+            keepalive: None,
         }
+    }
+
+    /// Set TCP keepalive on the connections this pool opens.
+    pub fn with_keepalive(mut self, k: Option<crate::config::keepalive::Keepalive>) -> Self {
+        self.keepalive = k;
+        self
     }
 
     pub async fn send(
@@ -114,6 +122,7 @@ impl EndpointPool {
             }
         };
         let _ = stream.set_nodelay(true);
+        crate::config::keepalive::apply(self.keepalive.as_ref(), &stream);
         self.stats.cx_total.fetch_add(1, Ordering::Relaxed);
         Ok(TokioIo::new(stream))
     }

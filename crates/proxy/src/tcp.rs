@@ -35,7 +35,10 @@ pub async fn proxy(downstream: TcpStream, peer: SocketAddr, cfg: &TcpProxy, stor
     cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
     let timeout = cluster.config.connect_timeout;
     let upstream = match tokio::time::timeout(timeout, TcpStream::connect(endpoint)).await {
-        Ok(Ok(s)) => s,
+        Ok(Ok(s)) => {
+            crate::config::keepalive::apply(cluster.config.keepalive.as_ref(), &s);
+            s
+        }
         _ => {
             cluster
                 .stats

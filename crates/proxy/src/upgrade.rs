@@ -111,6 +111,7 @@ pub async fn forward(
                     )
                 })?
                 .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e.to_string()))?;
+        crate::config::keepalive::apply(cluster.config.keepalive.as_ref(), &stream);
         cluster.stats.cx_total.fetch_add(1, Ordering::Relaxed);
         let (mut sender, conn) = http1::handshake::<_, Body>(TokioIo::new(stream))
             .await

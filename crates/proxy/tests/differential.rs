@@ -347,7 +347,37 @@ fn with_outlier(
     cl
 }
 
+/// Active health checking every 100 ms (also before any traffic); one failure fails a host.
+fn with_health_check(
+    mut cl: envoy_types::pb::envoy::config::cluster::v3::Cluster,
+    checker: envoy_types::pb::envoy::config::core::v3::health_check::HealthChecker,
+) -> envoy_types::pb::envoy::config::cluster::v3::Cluster {
+    use envoy_types::pb::google::protobuf::Duration as PbDuration;
+    let ms = |n: i32| {
+        Some(PbDuration {
+            seconds: 0,
+            nanos: n * 1_000_000,
+        })
+    };
+    cl.health_checks = vec![envoy_types::pb::envoy::config::core::v3::HealthCheck {
+        timeout: ms(500),
+        interval: ms(100),
+        no_traffic_interval: ms(100),
+        unhealthy_threshold: Some(UInt32Value { value: 1 }),
+        healthy_threshold: Some(UInt32Value { value: 1 }),
+        health_checker: Some(checker),
+        ..Default::default()
+    }];
+    cl
+}
+
 fn base_clusters(b: &Backends) -> Config {
+    use envoy_types::pb::envoy::config::core::v3::health_check as hc;
+    let http_hc = hc::HealthChecker::HttpHealthCheck(hc::HttpHealthCheck {
+        path: "/healthz".into(),
+        ..Default::default()
+    });
+    let tcp_hc = hc::HealthChecker::TcpHealthCheck(hc::TcpHealthCheck::default());
     let a2 = h2_cluster(static_cluster("a2", &[b.a]));
     Config {
         listeners: vec![
@@ -375,6 +405,8 @@ fn base_clusters(b: &Backends) -> Config {
                 t.max_pending_requests = Some(UInt32Value { value: 1 });
             }),
             static_cluster("mixed", &[b.flaky, b.a]),
+            with_health_check(static_cluster("hc_http", &[b.flaky, b.a]), http_hc),
+            with_health_check(static_cluster("hc_tcp", &[b.closed, b.a]), tcp_hc),
             static_cluster("cf", &[b.closed, b.a]),
             static_cluster("flakyonly", &[b.flaky]),
             static_cluster("slowmixed", &[b.slow, b.a]),

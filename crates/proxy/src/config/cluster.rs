@@ -26,6 +26,10 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     pub limits: Limits,
     pub outlier: Option<OutlierDetection>,
+    /// Active health check (`health_checks`; at most one).
+    pub health: Option<super::health::HealthCheck>,
+    /// TCP keepalive on upstream connections (`upstream_connection_options`).
+    pub keepalive: Option<super::keepalive::Keepalive>,
     /// Upstream connection lifetime (`common_http_protocol_options`).
     pub pool: PoolPolicy,
     /// `common_lb_config.healthy_panic_threshold`, percent.
@@ -148,7 +152,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             stats_matcher,
             per_connection_buffer_limit_bytes,
             per_connection_buffer_high_watermark_timeout,
-            health_checks,
             max_requests_per_connection,
             upstream_http_protocol_options,
             common_http_protocol_options,
@@ -166,7 +169,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             lb_subset_config,
             transport_socket,
             protocol_selection,
-            upstream_connection_options,
             close_connections_on_host_health_failure,
             ignore_health_on_host_removal,
             filters,
@@ -180,6 +182,7 @@ impl TryFrom<&c::Cluster> for Cluster {
             connection_pool_per_downstream_connection,
             queuing_policies
         );
+        let health = super::health::from_cluster(health_checks)?;
         let lb = match c::cluster::LbPolicy::try_from(*lb_policy) {
             Ok(c::cluster::LbPolicy::RoundRobin) if lb_config.is_none() => LbPolicy::RoundRobin,
             Ok(c::cluster::LbPolicy::Random) if lb_config.is_none() => LbPolicy::Random,
@@ -267,6 +270,8 @@ impl TryFrom<&c::Cluster> for Cluster {
             }
             None => None,
         };
+        let keepalive = super::keepalive::from_options(upstream_connection_options.as_ref())
+            .map_err(|e| e.within("upstream_connection_options"))?;
         Ok(Cluster {
             name: name.clone(),
             discovery,
@@ -275,6 +280,8 @@ impl TryFrom<&c::Cluster> for Cluster {
             protocol,
             limits,
             outlier,
+            health,
+            keepalive,
             pool,
             panic_threshold,
         })
@@ -580,9 +587,9 @@ mod tests {
                 .is_err_and(|e| e.field == "lb_policy (LOAD_BALANCING_POLICY_CONFIG)")
         );
         let cl = c::Cluster {
-            health_checks: vec![Default::default()],
+            health_checks: vec![Default::default(), Default::default()],
             ..Default::default()
         };
-        assert!(Cluster::try_from(&cl).is_err_and(|e| e.field == "health_checks"));
+        assert!(Cluster::try_from(&cl).is_err_and(|e| e.field == "health_checks[1]"));
     }
 }

@@ -17,6 +17,8 @@ pub mod dns;
 pub mod fault;
 pub mod hash;
 pub mod hcm_options;
+pub mod health;
+pub mod keepalive;
 pub mod listener;
 pub mod outlier;
 pub mod retry;

@@ -1,4 +1,5 @@
-//! Resilience scenarios: retries, fault injection, circuit breakers, outlier detection.
+//! Resilience scenarios: retries, fault injection, circuit breakers, outlier detection, active
+//! health checks.
 #![allow(clippy::wildcard_imports)]
 
 use super::*;
@@ -296,6 +297,40 @@ pub fn scenarios() -> Vec<Scenario> {
                 Check {
                     workload: Some("flaky"),
                     ..get("h", "/od-single", 503)
+                },
+            ],
+        },
+        Scenario {
+            name: "active health checks: hosts failing an HTTP or TCP check get no traffic",
+            routes: vec![vhost(
+                "hc",
+                &["*"],
+                vec![
+                    route(prefix("/hc-http"), to_cluster("hc_http")),
+                    route(prefix("/hc-tcp"), to_cluster("hc_tcp")),
+                ],
+            )],
+            // flaky answers its health path with 503 and `closed` refuses connections, so once
+            // the first checks are done every answer comes from `a` (round robin would
+            // otherwise alternate).
+            checks: vec![
+                Check {
+                    workload: Some("a"),
+                    until_stable: 4,
+                    ..get("h", "/hc-http", 200)
+                },
+                Check {
+                    workload: Some("a"),
+                    ..get("h", "/hc-http", 200)
+                },
+                Check {
+                    workload: Some("a"),
+                    until_stable: 4,
+                    ..get("h", "/hc-tcp", 200)
+                },
+                Check {
+                    workload: Some("a"),
+                    ..get("h", "/hc-tcp", 200)
                 },
             ],
         },

@@ -1,0 +1,308 @@
+//! Active health checking of a cluster's endpoints (Envoy's HTTP/1.1 and TCP checkers).
+//!
+//! One task per cluster checks every current endpoint each interval (plus jitter; the
+//! no-traffic interval until the cluster has routed a request). As in Envoy, a host starts
+//! failed (pending its first check), one success makes a never-checked host healthy, later
+//! recoveries need `healthy_threshold` successes in a row; `unhealthy_threshold` failures in a
+//! row (timeouts, connection errors, payload mismatches) mark it unhealthy, and an HTTP status
+//! outside `expected_statuses` marks it unhealthy at once. Load balancing skips failed hosts
+//! subject to the panic threshold (`ClusterRuntime::available`).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::cluster::ClusterRuntime;
+use crate::config::health::{CheckKind, HealthCheck, HttpCheck, TcpCheck};
+
+/// Bytes of a health check response kept while looking for the status line or payloads.
+const MAX_RESPONSE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    /// Counts towards `unhealthy_threshold`.
+    Fail,
+    /// Ignores the threshold (HTTP status not expected).
+    FailNow,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HostHealth {
+    failed: bool,
+    checked: bool,
+    successes: u32,
+    failures: u32,
+}
+
+impl Default for HostHealth {
+    fn default() -> Self {
+        HostHealth {
+            failed: true,
+            checked: false,
+            successes: 0,
+            failures: 0,
+        }
+    }
+}
+
+pub struct Health {
+    cfg: HealthCheck,
+    hosts: Mutex<HashMap<SocketAddr, HostHealth>>,
+}
+
+impl Health {
+    pub fn new(cfg: HealthCheck) -> Arc<Health> {
+        Arc::new(Health {
+            cfg,
+            hosts: Mutex::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, HostHealth>> {
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `addr` is failed (or not yet checked) by active health checking.
+    pub fn is_failed(&self, addr: &SocketAddr) -> bool {
+        self.lock().get(addr).is_none_or(|h| h.failed)
+    }
+
+    /// Apply one check's outcome to `addr`'s state.
+    pub fn record(&self, addr: SocketAddr, outcome: Outcome) {
+        let (healthy_threshold, unhealthy_threshold) =
+            (self.cfg.healthy_threshold, self.cfg.unhealthy_threshold);
+        let mut hosts = self.lock();
+        let h = hosts.entry(addr).or_default();
+        match outcome {
+            Outcome::Pass => {
+                h.failures = 0;
+                h.successes += 1;
+                if h.failed && (!h.checked || h.successes >= healthy_threshold) {
+                    h.failed = false;
+                    tracing::info!(%addr, "active health check: host healthy");
+                }
+            }
+            Outcome::Fail | Outcome::FailNow => {
+                h.successes = 0;
+                h.failures += 1;
+                let now = outcome == Outcome::FailNow || h.failures >= unhealthy_threshold;
+                if now && !h.failed {
+                    tracing::info!(%addr, "active health check: host unhealthy");
+                }
+                h.failed |= now;
+            }
+        }
+        h.checked = true;
+    }
+
+    fn retain(&self, keep: &HashSet<SocketAddr>) {
+        self.lock().retain(|a, _| keep.contains(a));
+    }
+
+    /// The wait before the next round.
+    fn next_wait(&self, had_traffic: bool) -> Duration {
+        let base = if had_traffic {
+            self.cfg.interval
+        } else {
+            self.cfg.no_traffic_interval
+        };
+        let mut rng = rand::rng();
+        let mut jitter = Duration::ZERO;
+        if !self.cfg.interval_jitter.is_zero() {
+            jitter += self.cfg.interval_jitter.mul_f64(rng.random::<f64>());
+        }
+        if self.cfg.interval_jitter_percent > 0 {
+            let pct = f64::from(self.cfg.interval_jitter_percent) / 100.0;
+            jitter += base.mul_f64(pct * rng.random::<f64>());
+        }
+        base + jitter
+    }
+}
+
+/// Start the checker of `runtime` if its cluster has one; it ends when the runtime is dropped.
+pub fn spawn(runtime: &Arc<ClusterRuntime>) {
+    let Some(health) = runtime.health.clone() else {
+        return;
+    };
+    let weak = Arc::downgrade(runtime);
+    tokio::spawn(async move {
+        loop {
+            let (endpoints, authority, had_traffic) = {
+                let Some(rt) = weak.upgrade() else { return };
+                let eps: Vec<SocketAddr> = rt.endpoints().iter().map(|e| e.addr).collect();
+                let traffic = rt.stats.rq_total.load(Ordering::Relaxed) > 0;
+                (eps, rt.config.name.clone(), traffic)
+            };
+            health.retain(&endpoints.iter().copied().collect());
+            let mut round = tokio::task::JoinSet::new();
+            for addr in endpoints {
+                let cfg = health.cfg.clone();
+                let authority = authority.clone();
+                round.spawn(async move { (addr, check(&cfg, addr, &authority).await) });
+            }
+            while let Some(done) = round.join_next().await {
+                if let Ok((addr, outcome)) = done {
+                    health.record(addr, outcome);
+                }
+            }
+            tokio::time::sleep(health.next_wait(had_traffic)).await;
+        }
+    });
+}
+
+/// One check of `addr`, bounded by the configured timeout.
+pub async fn check(cfg: &HealthCheck, addr: SocketAddr, cluster: &str) -> Outcome {
+    let run = async {
+        match &cfg.kind {
+            CheckKind::Http(h) => http_check(h, addr, cluster).await,
+            CheckKind::Tcp(t) => tcp_check(t, addr).await,
+        }
+    };
+    tokio::time::timeout(cfg.timeout, run)
+        .await
+        .unwrap_or(Outcome::Fail)
+}
+
+async fn http_check(h: &HttpCheck, addr: SocketAddr, cluster: &str) -> Outcome {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return Outcome::Fail;
+    };
+    let host = if h.host.is_empty() { cluster } else { &h.host };
+    let mut req = format!(
+        "GET {} HTTP/1.1\r\nhost: {host}\r\nuser-agent: Envoy/HC\r\nconnection: close\r\n",
+        h.path
+    )
+    .into_bytes();
+    for (name, value) in &h.headers {
+        req.extend_from_slice(name.as_str().as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(value.as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    if stream.write_all(&req).await.is_err() {
+        return Outcome::Fail;
+    }
+    let mut buf = Vec::new();
+    let line_end = loop {
+        if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+            break i;
+        }
+        if buf.len() > MAX_RESPONSE || !read_more(&mut stream, &mut buf).await {
+            return Outcome::Fail;
+        }
+    };
+    match status(&buf[..line_end]) {
+        Some(s) if h.expected.iter().any(|&(lo, hi)| (lo..hi).contains(&s)) => Outcome::Pass,
+        Some(_) => Outcome::FailNow,
+        None => Outcome::Fail,
+    }
+}
+
+/// The status code of an HTTP/1.x status line.
+fn status(line: &[u8]) -> Option<u16> {
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split(' ');
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    parts.next()?.parse().ok()
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
+async fn tcp_check(t: &TcpCheck, addr: SocketAddr) -> Outcome {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return Outcome::Fail;
+    };
+    if !t.send.is_empty() && stream.write_all(&t.send).await.is_err() {
+        return Outcome::Fail;
+    }
+    let mut buf = Vec::new();
+    while !payloads_found(&buf, &t.receive) {
+        if buf.len() > MAX_RESPONSE || !read_more(&mut stream, &mut buf).await {
+            return Outcome::Fail;
+        }
+    }
+    Outcome::Pass
+}
+
+/// Whether every block appears in `buf`, each after the previous one.
+fn payloads_found(buf: &[u8], blocks: &[Vec<u8>]) -> bool {
+    let mut rest = buf;
+    for b in blocks.iter().filter(|b| !b.is_empty()) {
+        match rest.windows(b.len()).position(|w| w == b.as_slice()) {
+            Some(i) => rest = &rest[i + b.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::health::TcpCheck;
+
+    fn cfg(unhealthy: u32, healthy: u32) -> HealthCheck {
+        HealthCheck {
+            timeout: Duration::from_secs(1),
+            interval: Duration::from_millis(10),
+            interval_jitter: Duration::ZERO,
+            interval_jitter_percent: 0,
+            no_traffic_interval: Duration::from_secs(60),
+            unhealthy_threshold: unhealthy,
+            healthy_threshold: healthy,
+            kind: CheckKind::Tcp(TcpCheck {
+                send: vec![],
+                receive: vec![],
+            }),
+        }
+    }
+
+    #[test]
+    fn thresholds_follow_envoy() {
+        let h = Health::new(cfg(2, 3));
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(h.is_failed(&a), "unchecked hosts are pending");
+        h.record(a, Outcome::Pass);
+        assert!(!h.is_failed(&a), "the first success is enough");
+        h.record(a, Outcome::Fail);
+        assert!(!h.is_failed(&a));
+        h.record(a, Outcome::Fail);
+        assert!(h.is_failed(&a));
+        h.record(a, Outcome::Pass);
+        h.record(a, Outcome::Pass);
+        assert!(h.is_failed(&a));
+        h.record(a, Outcome::Pass);
+        assert!(!h.is_failed(&a));
+        h.record(a, Outcome::FailNow);
+        assert!(h.is_failed(&a), "unexpected status ignores the threshold");
+    }
+
+    #[test]
+    fn payload_order_matters() {
+        let blocks = vec![b"AB".to_vec(), b"CD".to_vec()];
+        assert!(payloads_found(b"xxABxxCD", &blocks));
+        assert!(!payloads_found(b"CDxxAB", &blocks));
+        assert!(payloads_found(b"", &[]));
+        assert_eq!(status(b"HTTP/1.1 503 Service Unavailable"), Some(503));
+        assert_eq!(status(b"garbage"), None);
+    }
+}
