@@ -114,15 +114,24 @@ pub struct TimedOut;
 
 /// Peek (without consuming) until `detect` decides, the peer closes (opaque TCP), or
 /// `timeout` passes; `None` waits as long as it takes (Envoy's `listener_filters_timeout: 0s`).
-pub async fn sniff(stream: &TcpStream, timeout: Option<Duration>) -> Result<Detected, TimedOut> {
+/// Without `http`, only a TLS ClientHello is waited for: any other first byte is opaque TCP.
+pub async fn sniff(
+    stream: &TcpStream,
+    timeout: Option<Duration>,
+    http: bool,
+) -> Result<Detected, TimedOut> {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut buf = vec![0u8; 4 * 1024];
     let mut last = 0;
     loop {
-        let n = within(deadline, stream.peek(&mut buf))
-            .await?
-            .unwrap_or(0);
-        match detect(&buf[..n]) {
+        let n = within(deadline, stream.peek(&mut buf)).await?.unwrap_or(0);
+        let seen = &buf[..n];
+        let decided = if http || seen.first() == Some(&0x16) {
+            detect(seen)
+        } else {
+            Detected::Tcp
+        };
+        match decided {
             // Peek waits for readiness, so zero bytes means the peer closed.
             _ if n == 0 => return Ok(Detected::Tcp),
             Detected::NeedMore if n == last && n == buf.len() => return Ok(Detected::Tcp),
@@ -180,7 +189,10 @@ mod tests {
             (b"PRI", Detected::NeedMore),
             (b"PRI * HTTP/2.0\r\n", Detected::NeedMore),
             (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Detected::Http2),
-            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\x12\x04", Detected::Http2),
+            (
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\x12\x04",
+                Detected::Http2,
+            ),
             (b"PRI * HTTP/1.1\r\n", h1),
             (b"PRI * HTTP/2.0\r\n\r\nXX", Detected::Tcp),
             (&hello, tls("db.example")),
