@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod conn_life;
 pub mod cors;
+pub mod detect;
 pub mod dns;
 pub mod downstream;
 pub mod flags;

@@ -12,12 +12,10 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::config::capture::Capture;
 use crate::config::capture::ChainKey;
 use crate::config::{Listener, ListenerKind, listener::Codec};
-
-/// How long a connection may take to show whether it starts with a TLS ClientHello (Envoy's
-/// `listener_filters_timeout` default is 15 s; a server-first protocol would wait that long).
-const TLS_INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+use crate::detect::{Detected, TimedOut};
 use crate::flags::ResponseFlag;
 use crate::store::Store;
 
@@ -76,7 +74,6 @@ async fn accept_loop(
         let own = config.load_full();
         let (cfg, conn) = crate::handoff::route_connection(&own, &stream, peer, &store);
         let store = store.clone();
-        let inspect = cfg.capture.inspect_tls;
         // A handed-over connection runs on a snapshot of the target listener's config.
         let config = if Arc::ptr_eq(&cfg, &own) {
             config.clone()
@@ -85,25 +82,45 @@ async fn accept_loop(
         };
         tokio::spawn(async move {
             store.active_connections.fetch_add(1, Ordering::AcqRel);
-            let mut key = ChainKey {
-                port: conn.original_dst.port(),
-                ..ChainKey::default()
-            };
-            if inspect {
-                let seen = crate::tls_inspect::inspect(&stream, TLS_INSPECT_TIMEOUT).await;
-                (key.tls, key.server_name) = (seen.tls, seen.server_name);
-            }
-            match cfg.chain_for(&key) {
-                Some(ListenerKind::Http(_)) => {
-                    serve_http(stream, conn, key, config, store.clone()).await
+            let key = chain_key(&stream, &cfg.capture, conn.original_dst.port()).await;
+            match key
+                .as_ref()
+                .and_then(|key| cfg.chain_for(key).map(|c| (key, c)))
+            {
+                Some((key, ListenerKind::Http(_))) => {
+                    serve_http(stream, conn, key.clone(), config, store.clone()).await
                 }
-                Some(ListenerKind::Tcp(t)) => crate::tcp::proxy(stream, peer, t, &store).await,
-                // Envoy closes a connection no filter chain matches.
+                Some((_, ListenerKind::Tcp(t))) => crate::tcp::proxy(stream, peer, t, &store).await,
+                // Envoy closes a connection no filter chain matches, and one whose listener
+                // filters time out without `continue_on_listener_filters_timeout`.
                 None => store.stats.flag(ResponseFlag::NoRoute),
             }
             store.active_connections.fetch_sub(1, Ordering::AcqRel);
         });
     }
+}
+
+/// What the listener filters say about a connection, for chain selection; `None` when they
+/// time out and the listener closes such connections. Without inspecting filters nothing is
+/// read, so server-first protocols are never held up.
+async fn chain_key(stream: &TcpStream, capture: &Capture, port: u16) -> Option<ChainKey> {
+    let mut key = ChainKey {
+        port,
+        ..ChainKey::default()
+    };
+    if !capture.inspect_tls && !capture.inspect_http {
+        return Some(key);
+    }
+    match crate::detect::sniff(stream, capture.filters_timeout, capture.inspect_http).await {
+        Ok(Detected::Tls { server_name }) if capture.inspect_tls => {
+            (key.tls, key.server_name) = (true, server_name);
+        }
+        Ok(d) if capture.inspect_http => key.application_protocol = d.application_protocol(),
+        Ok(_) => {}
+        Err(TimedOut) if capture.continue_on_timeout => {}
+        Err(TimedOut) => return None,
+    }
+    Some(key)
 }
 
 pub(crate) async fn serve_http(

@@ -1,10 +1,7 @@
 //! Envoy's `tls_inspector` listener filter without terminating TLS: peek at the first bytes of
 //! a connection and, when they are a TLS ClientHello, read its SNI. Filter chains match on the
-//! result (`transport_protocol` "tls" or "raw_buffer", `server_names`).
-
-use std::time::Duration;
-
-use tokio::net::TcpStream;
+//! result (`transport_protocol` "tls" or "raw_buffer", `server_names`). The peeking is done
+//! by `detect::sniff`.
 
 /// What the first bytes of a connection say.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -12,42 +9,6 @@ pub struct Inspected {
     pub tls: bool,
     /// Lower-cased SNI of a ClientHello.
     pub server_name: Option<String>,
-}
-
-/// Largest ClientHello read (Envoy's default maximum).
-const MAX_HELLO: usize = 64 * 1024;
-
-/// Peek (without consuming) until the ClientHello is complete, the bytes are not TLS, or
-/// `timeout` passes (then whatever is known).
-pub async fn inspect(stream: &TcpStream, timeout: Duration) -> Inspected {
-    let mut buf = vec![0u8; 16 * 1024];
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut last = 0;
-    loop {
-        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) => n,
-            _ => return parse(&buf[..last]).unwrap_or_default(),
-        };
-        if let Some(done) = parse(&buf[..n]) {
-            return done;
-        }
-        if n == 0 || n == last && n == buf.len() {
-            return Inspected::default();
-        }
-        if n == buf.len() && buf.len() < MAX_HELLO {
-            buf.resize(MAX_HELLO, 0);
-        } else if n == last {
-            // Nothing new yet: wait for more bytes rather than spinning on peek.
-            if tokio::time::timeout_at(deadline, stream.readable())
-                .await
-                .is_err()
-            {
-                return Inspected::default();
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        last = n;
-    }
 }
 
 /// `Some` once the bytes decide: not TLS, or a complete ClientHello (with or without SNI).

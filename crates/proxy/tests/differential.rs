@@ -387,10 +387,15 @@ fn base_clusters(b: &Backends) -> Config {
                 "tcp-idle".into(),
                 tcp_listener_idle("tcp-idle", "tcpecho", 300),
             ),
+            (
+                "sniff".into(),
+                scenarios::detection::sniffing_listener("sniff", "a", "greeter"),
+            ),
         ],
         routes: vec![],
         clusters: vec![
             static_cluster("tcpecho", &[b.tcp]),
+            static_cluster("greeter", &[b.greeter]),
             static_cluster("mirror", &[b.mirror]),
             with_outlier(static_cluster("outlier", &[b.flaky, b.a]), 2),
             with_outlier(static_cluster("outlier_single", &[b.flaky]), 1),
@@ -495,6 +500,7 @@ async fn differential_scenarios() {
         a: a.addr,
         b: b.addr,
         closed: closed_port().await,
+        greeter: scenarios::detection::greeting_server().await,
     };
     let ads = FakeAds::start().await.expect("fake ADS");
     let base = base_clusters(&backends);
@@ -515,12 +521,14 @@ async fn differential_scenarios() {
         let http = wait_listener(&plexus, "main").await;
         let tcp = wait_listener(&plexus, "tcp").await;
         let tcp_idle = wait_listener(&plexus, "tcp-idle").await;
+        let sniff = wait_listener(&plexus, "sniff").await;
         targets.push(Target {
             proxy: "plexus",
             delta,
             http,
             tcp,
             tcp_idle,
+            sniff,
         });
         proxies.push(plexus);
     }
@@ -543,12 +551,17 @@ async fn differential_scenarios() {
                 .wait_listener("tcp-idle", WAIT)
                 .await
                 .expect("envoy tcp-idle listener");
+            let sniff = envoy
+                .wait_listener("sniff", WAIT)
+                .await
+                .expect("envoy sniff listener");
             targets.push(Target {
                 proxy: "envoy",
                 delta,
                 http,
                 tcp,
                 tcp_idle,
+                sniff,
             });
             envoys.push(envoy);
         }
@@ -591,6 +604,10 @@ async fn differential_scenarios() {
         match tcp_idle_close(t.tcp_idle).await {
             Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
             Err(e) => failures.push(format!("[tcp idle timeout] {}: {e}", t.label())),
+        }
+        match scenarios::detection::check(t.sniff).await {
+            Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
+            Err(e) => failures.push(format!("[protocol detection] {}: {e}", t.label())),
         }
     }
     let count = |proxy: &str| {
@@ -636,6 +653,8 @@ struct Target {
     tcp: SocketAddr,
     /// TCP proxy with a 300 ms idle timeout.
     tcp_idle: SocketAddr,
+    /// http_inspector + tls_inspector listener with HTTP and TCP chains.
+    sniff: SocketAddr,
 }
 
 impl Target {

@@ -1,12 +1,18 @@
 //! Listener fields of traffic capture (Istio's REDIRECT mode): `bind_to_port: false`
 //! listeners that only receive connections handed over by a `use_original_dst` listener,
 //! the `envoy.filters.listener.original_dst` listener filter, several filter chains chosen by
-//! `filter_chain_match.destination_port`, and `default_filter_chain`.
+//! `filter_chain_match.destination_port`, and `default_filter_chain`. Also the inspecting
+//! listener filters (`tls_inspector`, `http_inspector`), their `listener_filters_timeout`, and
+//! chain matching on what they find (`server_names`, `transport_protocol`,
+//! `application_protocols`).
 
 use envoy_types::pb::envoy::config::listener::v3 as l;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
-use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::pb::google::protobuf::{self as pbuf, BoolValue};
 use prost::Name;
 
 use super::listener::{ListenerKind, filter_chain};
@@ -26,6 +32,13 @@ pub struct Capture {
     /// Peek for a TLS ClientHello before choosing a chain (`tls_inspector`, or a chain that
     /// matches on `server_names` / `transport_protocol`, for which Envoy adds the inspector).
     pub inspect_tls: bool,
+    /// `http_inspector`: tell HTTP/1.x and the h2c preface from other bytes.
+    pub inspect_http: bool,
+    /// `listener_filters_timeout` (Envoy's default 15 s; `None` for `0s`, which waits forever).
+    pub filters_timeout: Option<Duration>,
+    /// `continue_on_listener_filters_timeout`: on timeout use the chain for opaque TCP instead
+    /// of closing the connection.
+    pub continue_on_timeout: bool,
     /// Used when no chain matches.
     pub default_chain: Option<ListenerKind>,
 }
@@ -38,10 +51,19 @@ impl Default for Capture {
             original_dst_filter: false,
             matched: Vec::new(),
             inspect_tls: false,
+            inspect_http: false,
+            filters_timeout: Some(DEFAULT_FILTERS_TIMEOUT),
+            continue_on_timeout: false,
             default_chain: None,
         }
     }
 }
+
+/// Envoy's `listener_filters_timeout` when unset.
+pub const DEFAULT_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The `application_protocols` values Plexus can find: those Envoy's http_inspector sets.
+const DETECTED_PROTOCOLS: [&str; 3] = ["http/1.0", "http/1.1", "h2c"];
 
 /// The `filter_chain_match` criteria Plexus understands.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,6 +73,8 @@ pub struct ChainMatch {
     pub server_names: Vec<String>,
     /// "tls" or "raw_buffer".
     pub transport: Option<String>,
+    /// Values among `DETECTED_PROTOCOLS`.
+    pub application_protocols: Vec<String>,
 }
 
 /// What a connection offers for chain selection.
@@ -59,10 +83,12 @@ pub struct ChainKey {
     pub port: u16,
     pub tls: bool,
     pub server_name: Option<String>,
+    /// What `http_inspector` detected (`http/1.0`, `http/1.1`, `h2c`).
+    pub application_protocol: Option<&'static str>,
 }
 
 /// Envoy's order: destination port, then server name (exact, then longest wildcard, then
-/// none), then transport protocol; at each step the most specific criterion that matches
+/// none), then transport protocol, then application protocol; at each step the most specific criterion that matches
 /// wins, and an empty field matches anything. `None`: no chain matches.
 pub fn select<'a, T>(chains: &'a [(ChainMatch, T)], key: &ChainKey) -> Option<&'a T> {
     let mut c: Vec<&(ChainMatch, T)> = chains.iter().collect();
@@ -117,6 +143,21 @@ pub fn select<'a, T>(chains: &'a [(ChainMatch, T)], key: &ChainKey) -> Option<&'
     } else {
         by_proto
     };
+    let by_app: Vec<_> = c
+        .iter()
+        .copied()
+        .filter(|(m, _)| {
+            key.application_protocol
+                .is_some_and(|p| m.application_protocols.iter().any(|a| a == p))
+        })
+        .collect();
+    c = if by_app.is_empty() {
+        c.into_iter()
+            .filter(|(m, _)| m.application_protocols.is_empty())
+            .collect()
+    } else {
+        by_app
+    };
     c.first().map(|(_, k)| k)
 }
 
@@ -125,6 +166,8 @@ pub fn select<'a, T>(chains: &'a [(ChainMatch, T)], key: &ChainKey) -> Option<&'
 /// default (or first) chain.
 pub fn parse(
     bind_to_port: Option<&BoolValue>,
+    filters_timeout: Option<&pbuf::Duration>,
+    continue_on_timeout: bool,
     use_original_dst: Option<&BoolValue>,
     listener_filters: &[l::ListenerFilter],
     filter_chains: &[l::FilterChain],
@@ -133,12 +176,18 @@ pub fn parse(
     let mut capture = Capture {
         bind: bind_to_port.is_none_or(|b| b.value),
         use_original_dst: use_original_dst.is_some_and(|b| b.value),
+        continue_on_timeout,
         ..Capture::default()
     };
+    if let Some(t) = filters_timeout {
+        let t = super::duration(t).map_err(|e| e.within("listener_filters_timeout"))?;
+        capture.filters_timeout = (!t.is_zero()).then_some(t);
+    }
     for (i, f) in listener_filters.iter().enumerate() {
         match listener_filter(f).map_err(|e| e.within(&format!("listener_filters[{i}]")))? {
             Inspector::OriginalDst => capture.original_dst_filter = true,
             Inspector::Tls => capture.inspect_tls = true,
+            Inspector::Http => capture.inspect_http = true,
         }
     }
     if let ([only], None) = (filter_chains, default_filter_chain)
@@ -180,6 +229,7 @@ pub fn parse(
 enum Inspector {
     OriginalDst,
     Tls,
+    Http,
 }
 
 fn listener_filter(f: &l::ListenerFilter) -> FieldResult<Inspector> {
@@ -217,8 +267,16 @@ fn listener_filter(f: &l::ListenerFilter) -> FieldResult<Inspector> {
             );
             Ok(Inspector::Tls)
         }
+        Some(l::listener_filter::ConfigType::TypedConfig(any))
+            if any.type_url == HttpInspector::type_url() =>
+        {
+            let cfg: HttpInspector = unpack_field(any, "typed_config")?;
+            let HttpInspector {} = cfg;
+            Ok(Inspector::Http)
+        }
         _ => Err(FieldError::unsupported(format!(
-            "typed_config ({name}; only envoy.filters.listener.original_dst and tls_inspector)"
+            "typed_config ({name}; only envoy.filters.listener.original_dst, tls_inspector \
+             and http_inspector)"
         ))),
     }
 }
@@ -248,9 +306,17 @@ fn chain_match(m: Option<&l::FilterChainMatch>) -> FieldResult<ChainMatch> {
         direct_source_prefix_ranges,
         source_type,
         source_prefix_ranges,
-        source_ports,
-        application_protocols
+        source_ports
     );
+    if let Some(other) = application_protocols
+        .iter()
+        .find(|p| !DETECTED_PROTOCOLS.contains(&p.as_str()))
+    {
+        return Err(FieldError::unsupported(format!(
+            "application_protocols ({other}; only the http_inspector's http/1.0, http/1.1 \
+             and h2c: ALPN from a TLS ClientHello is not read)"
+        )));
+    }
     let port = match destination_port {
         Some(p) => Some(
             u16::try_from(p.value)
@@ -278,5 +344,55 @@ fn chain_match(m: Option<&l::FilterChainMatch>) -> FieldResult<ChainMatch> {
             .map(|n| n.to_ascii_lowercase())
             .collect(),
         transport,
+        application_protocols: application_protocols.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(protocols: &[&str]) -> ChainMatch {
+        ChainMatch {
+            application_protocols: protocols.iter().map(|p| p.to_string()).collect(),
+            ..ChainMatch::default()
+        }
+    }
+
+    #[test]
+    fn application_protocols_select_after_transport_with_empty_as_fallback() {
+        let chains = [
+            (m(&["http/1.0", "http/1.1"]), "h1"),
+            (m(&["h2c"]), "h2"),
+            (m(&[]), "tcp"),
+        ];
+        let key = |p| ChainKey {
+            application_protocol: p,
+            ..ChainKey::default()
+        };
+        let picked: Vec<_> = [Some("http/1.0"), Some("http/1.1"), Some("h2c"), None]
+            .into_iter()
+            .map(|p| select(&chains, &key(p)).copied())
+            .collect();
+        assert_eq!(picked, [Some("h1"), Some("h1"), Some("h2"), Some("tcp")]);
+        assert_eq!(select(&chains[..2], &key(None)), None, "no catch-all chain");
+    }
+
+    #[test]
+    fn application_protocols_beyond_detection_are_named_in_the_nack() {
+        let fcm = |protocols: &[&str]| l::FilterChainMatch {
+            application_protocols: protocols.iter().map(|p| p.to_string()).collect(),
+            ..l::FilterChainMatch::default()
+        };
+        assert_eq!(
+            chain_match(Some(&fcm(&["h2c", "http/1.1"]))),
+            Ok(m(&["h2c", "http/1.1"]))
+        );
+        let err = chain_match(Some(&fcm(&["istio-peer-exchange"]))).expect_err("unsupported");
+        assert!(
+            err.field
+                .starts_with("application_protocols (istio-peer-exchange"),
+            "{err:?}"
+        );
+    }
 }

@@ -149,8 +149,6 @@ impl TryFrom<&l::Listener> for Listener {
             per_connection_buffer_high_watermark_timeout,
             deprecated_v1,
             drain_type,
-            listener_filters_timeout,
-            continue_on_listener_filters_timeout,
             transparent,
             freebind,
             socket_options,
@@ -172,6 +170,8 @@ impl TryFrom<&l::Listener> for Listener {
         let address = socket_address(address).map_err(|e| e.within("address"))?;
         let (kind, capture) = super::capture::parse(
             bind_to_port.as_ref(),
+            listener_filters_timeout.as_ref(),
+            *continue_on_listener_filters_timeout,
             use_original_dst.as_ref(),
             listener_filters,
             filter_chains,

@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 
 use crate::common::*;
 
+pub mod detection;
 mod istio_defaults;
 mod resilience;
 mod routing;
@@ -33,6 +34,8 @@ pub struct Backends {
     pub tcp: SocketAddr,
     /// Receives mirrored requests (workload `mirror`).
     pub mirror: SocketAddr,
+    /// Server-first TCP: greets on accept, then echoes.
+    pub greeter: SocketAddr,
 }
 
 /// One request and what must be observed.
