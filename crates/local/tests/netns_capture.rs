@@ -3,6 +3,8 @@
 //! mesh VIPs through its hosts file), inbound TCP to 15006, leaves the proxy's own uid alone,
 //! and deleting the namespaces leaves no namespace, link, hosts file or host iptables rule.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,7 +96,7 @@ impl Drop for Cleanup {
 #[test]
 fn scenario_netns_capture_names_and_teardown() {
     if !netns::available() || !capture::available() {
-        eprintln!("scenario skipped: needs root, ip(8) and iptables");
+        common::skip("needs root, ip(8) and iptables");
         return;
     }
     let bin = plexus();

@@ -9,6 +9,8 @@
 //! Skipped (with a message) without root, or without Envoy for the Envoy run.
 //! `PLEXUS_BINARY` names another binary for control plane and proxies.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -117,7 +119,7 @@ fn scenario_netns_mode_bookinfo_plexus() {
 fn scenario_netns_mode_bookinfo_envoy() {
     let envoy = workspace().join(".venv/bin/envoy");
     if std::env::var_os("PLEXUS_ENVOY_BINARY").is_none() && !envoy.exists() {
-        eprintln!("scenario skipped: no Envoy ({} missing)", envoy.display());
+        common::skip(&format!("no Envoy ({} missing)", envoy.display()));
         return;
     }
     netns_bookinfo("envoy", 237);
@@ -127,7 +129,7 @@ fn scenario_netns_mode_bookinfo_envoy() {
 /// blocks disjoint from the other data plane's (nextest runs tests in parallel).
 fn netns_bookinfo(data_plane: &str, first_block: u32) {
     if !netns::available() || !plexus_local::capture::available() {
-        eprintln!("scenario skipped: needs root, ip(8) and iptables");
+        common::skip("needs root, ip(8) and iptables");
         return;
     }
     let bin = plexus();
@@ -137,7 +139,7 @@ fn netns_bookinfo(data_plane: &str, first_block: u32) {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_control {
-        eprintln!("scenario skipped: this build has no `plexus control` (merge branch control)");
+        common::skip("this binary has no `plexus control` (PLEXUS_BINARY points at an old build?)");
         return;
     }
     let tmp = std::env::temp_dir().join(format!("plexus-netns-e2e-{}", std::process::id()));

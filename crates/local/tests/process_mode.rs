@@ -7,6 +7,8 @@
 //! `control`); on a build without it the test says so and returns. `PLEXUS_BINARY` names
 //! another binary to run as control plane and proxies (as `plexus up` itself reads it).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -118,17 +120,6 @@ impl Drop for Down {
 
 #[test]
 fn scenario_process_mode_bookinfo_plexus() {
-    // Process mode tells each sidecar where its app listens through node metadata.
-    let help = Command::new(mesh_binary(&plexus()))
-        .args(["proxy", "--help"])
-        .output();
-    if !help.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--metadata")) {
-        eprintln!(
-            "scenario skipped: this build's `plexus proxy` has no --metadata KEY=VALUE \
-             (needed for PLEXUS_APP_ADDRESS and PLEXUS_OUTBOUND_ADDRESS; branch proxy)"
-        );
-        return;
-    }
     bookinfo_end_to_end("plexus", 0);
 }
 
@@ -136,10 +127,10 @@ fn scenario_process_mode_bookinfo_plexus() {
 fn scenario_process_mode_bookinfo_envoy() {
     let envoy = workspace().join(".venv/bin/envoy");
     if std::env::var_os("PLEXUS_ENVOY_BINARY").is_none() && !envoy.exists() {
-        eprintln!(
-            "scenario skipped: no Envoy ({} missing; scripts/test.sh installs it)",
+        common::skip(&format!(
+            "no Envoy ({} missing; scripts/test.sh installs it)",
             envoy.display()
-        );
+        ));
         return;
     }
     bookinfo_end_to_end("envoy", 1);
@@ -148,7 +139,7 @@ fn scenario_process_mode_bookinfo_envoy() {
 fn bookinfo_end_to_end(data_plane: &str, offset: u32) {
     let bin = plexus();
     if !has_control(&bin) {
-        eprintln!("scenario skipped: this build has no `plexus control` (merge branch control)");
+        common::skip("this binary has no `plexus control` (PLEXUS_BINARY points at an old build?)");
         return;
     }
     let tmp = std::env::temp_dir().join(format!("plexus-e2e-{data_plane}-{}", std::process::id()));

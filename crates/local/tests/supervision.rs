@@ -2,6 +2,8 @@
 //! plane and the proxies (`plexus echo` answering on the debug and admin addresses), so the
 //! local runner is tested whatever state the control plane and proxy are in.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -219,7 +221,7 @@ fn up_keep_exec_restart_and_down_with_stand_ins() {
 #[test]
 fn netns_up_exec_and_down_with_stand_ins() {
     if !plexus_local::netns::available() || !plexus_local::capture::available() {
-        eprintln!("scenario skipped: needs root, ip(8) and iptables");
+        common::skip("needs root, ip(8) and iptables");
         return;
     }
     let bin = plexus();
