@@ -10,6 +10,7 @@ mod bootstrap;
 mod control;
 mod echo;
 mod local;
+mod node_flags;
 mod output;
 mod proxy;
 mod status;

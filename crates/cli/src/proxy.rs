@@ -1,28 +1,12 @@
 //! `plexus proxy`: the data plane, configured only over xDS.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use plexus_proxy::ProxyConfig;
 use plexus_xds::client::Backoff;
-use plexus_xds::node::{InterceptionMode, NodeIdentity, ProxyType};
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Kind {
-    Sidecar,
-    Router,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Interception {
-    #[value(name = "REDIRECT")]
-    Redirect,
-    #[value(name = "NONE")]
-    None,
-}
 
 #[derive(Args)]
 pub struct ProxyArgs {
@@ -36,39 +20,14 @@ pub struct ProxyArgs {
     /// Admin endpoint address.
     #[arg(long, env = "PLEXUS_ADMIN_ADDRESS", default_value = plexus_proxy::DEFAULT_ADMIN_ADDRESS)]
     admin_address: SocketAddr,
-    /// Proxy type in the node id.
-    #[arg(long = "type", value_enum, default_value = "sidecar")]
-    kind: Kind,
-    /// Workload IP (node id and INSTANCE_IPS).
-    #[arg(long, env = "INSTANCE_IP", default_value = "127.0.0.1")]
-    ip: String,
-    #[arg(long, env = "POD_NAME", default_value = "plexus-proxy")]
-    pod_name: String,
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    namespace: String,
-    /// Workload labels, `key=value` (repeat or comma-separate).
-    #[arg(long, value_delimiter = ',')]
-    labels: Vec<String>,
-    #[arg(long, env = "SERVICE_ACCOUNT", default_value = "default")]
-    service_account: String,
-    /// Reported to the control plane; Plexus does not capture traffic itself yet.
-    #[arg(long, value_enum, default_value = "NONE")]
-    interception_mode: Interception,
-    /// WORKLOAD_NAME metadata (defaults to the pod name).
-    #[arg(long)]
-    workload_name: Option<String>,
-    #[arg(long, env = "CLUSTER_ID", default_value = "Kubernetes")]
-    cluster_id: String,
+    #[command(flatten)]
+    node: crate::node_flags::NodeFlags,
     /// Seconds to let open connections finish after SIGTERM or /quitquitquit.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
     /// Use delta (incremental) xDS instead of state-of-the-world.
     #[arg(long, env = "PLEXUS_XDS_DELTA")]
     xds_delta: bool,
-    /// Extra node metadata `KEY=VALUE` (repeatable), e.g. the local mesh's
-    /// `PLEXUS_APP_ADDRESS=127.4.2.1`. The Istio keys set by the flags above take precedence.
-    #[arg(long = "metadata", value_name = "KEY=VALUE")]
-    metadata: Vec<String>,
     /// Worker threads serving traffic (Envoy's `--concurrency`). 1 runs everything on one
     /// single-threaded runtime, which avoids cross-thread wake-ups; Istio's sidecar default is 2.
     #[arg(long, env = "PLEXUS_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -79,53 +38,17 @@ pub fn run(args: ProxyArgs) -> ExitCode {
     let ProxyArgs {
         xds_address,
         admin_address,
-        kind,
-        ip,
-        pod_name,
-        namespace,
-        labels,
-        service_account,
-        interception_mode,
-        workload_name,
-        cluster_id,
+        node,
         drain_seconds,
         xds_delta,
-        metadata,
         concurrency,
     } = args;
-    let mut label_map = BTreeMap::new();
-    for l in labels {
-        let Some((k, v)) = l.split_once('=') else {
-            eprintln!("error: --labels expects key=value, got {l:?}");
+    let node = match node.identity() {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(2);
-        };
-        label_map.insert(k.to_string(), v.to_string());
-    }
-    let mut extra_metadata = BTreeMap::new();
-    for m in metadata {
-        let Some((k, v)) = m.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-            eprintln!("error: --metadata expects KEY=VALUE, got {m:?}");
-            return ExitCode::from(2);
-        };
-        extra_metadata.insert(k.to_string(), v.to_string());
-    }
-    let node = NodeIdentity {
-        extra_metadata,
-        proxy_type: match kind {
-            Kind::Sidecar => ProxyType::Sidecar,
-            Kind::Router => ProxyType::Router,
-        },
-        ip,
-        workload_name: workload_name.unwrap_or_else(|| pod_name.clone()),
-        pod: pod_name,
-        namespace,
-        labels: label_map,
-        service_account,
-        interception_mode: match interception_mode {
-            Interception::Redirect => InterceptionMode::Redirect,
-            Interception::None => InterceptionMode::None,
-        },
-        cluster_id,
+        }
     };
     let cfg = ProxyConfig {
         xds_address,
