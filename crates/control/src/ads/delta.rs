@@ -47,26 +47,24 @@ pub(crate) async fn run(hub: Arc<Hub>, mut inbound: Streaming<DeltaDiscoveryRequ
     let Ok(Some(first)) = inbound.message().await else {
         return;
     };
-    let Some(node) = first.node.clone() else {
-        let _ = tx
-            .send(Err(Status::invalid_argument(
-                "the first DeltaDiscoveryRequest of a stream must carry the node",
-            )))
-            .await;
+    let Some(opened) = super::open_stream(
+        &hub,
+        first.node.clone(),
+        &tx,
+        "Delta",
+        "DeltaDiscoveryRequest",
+    )
+    .await
+    else {
         return;
     };
-    let mut updates = hub.subscribe();
-    let generator = updates.borrow_and_update().clone();
-    let resources = match super::generate_off_runtime(&generator, &node).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(proxy = %node.id, "refusing delta ADS stream: {e}");
-            let _ = tx.send(Err(Status::invalid_argument(e))).await;
-            return;
-        }
-    };
-    let conn = hub.connect(&node, "Delta");
-    hub.seen(conn, &generator.version());
+    let super::Opened {
+        node,
+        mut updates,
+        generator,
+        resources,
+        conn,
+    } = opened;
     let mut s = Stream {
         hub: hub.clone(),
         conn,

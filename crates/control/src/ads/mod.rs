@@ -75,6 +75,51 @@ pub(crate) async fn generate_off_runtime(
         .unwrap_or_else(|e| Err(format!("translation failed: {e}")))
 }
 
+/// What every ADS stream (SotW or delta) starts with: the proxy's node, its first generated
+/// resources and its registration with the hub.
+pub(crate) struct Opened {
+    pub node: Node,
+    pub updates: watch::Receiver<Arc<dyn Generator>>,
+    pub generator: Arc<dyn Generator>,
+    pub resources: Resources,
+    pub conn: u64,
+}
+
+/// Open a stream from its first request's node. `None` when the stream is refused (no node, or
+/// a node that does not translate); the reason has then been sent to the proxy.
+pub(crate) async fn open_stream<T>(
+    hub: &Hub,
+    node: Option<Node>,
+    tx: &mpsc::Sender<Result<T, Status>>,
+    protocol: &'static str,
+    request: &str,
+) -> Option<Opened> {
+    let Some(node) = node else {
+        let msg = format!("the first {request} of a stream must carry the node");
+        let _ = tx.send(Err(Status::invalid_argument(msg))).await;
+        return None;
+    };
+    let mut updates = hub.subscribe();
+    let generator = updates.borrow_and_update().clone();
+    let resources = match generate_off_runtime(&generator, &node).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(proxy = %node.id, "refusing {protocol} ADS stream: {e}");
+            let _ = tx.send(Err(Status::invalid_argument(e))).await;
+            return None;
+        }
+    };
+    let conn = hub.connect(&node, protocol);
+    hub.seen(conn, &generator.version());
+    Some(Opened {
+        node,
+        updates,
+        generator,
+        resources,
+        conn,
+    })
+}
+
 /// Serve ADS on `listener` until `stop` turns true.
 pub async fn serve(listener: TcpListener, hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     let svc = AdsService { hub };

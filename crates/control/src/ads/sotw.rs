@@ -42,26 +42,18 @@ pub(crate) async fn run(hub: Arc<Hub>, mut inbound: Streaming<DiscoveryRequest>,
     let Ok(Some(first)) = inbound.message().await else {
         return;
     };
-    let Some(node) = first.node.clone() else {
-        let _ = tx
-            .send(Err(Status::invalid_argument(
-                "the first DiscoveryRequest of a stream must carry the node",
-            )))
-            .await;
+    let Some(opened) =
+        super::open_stream(&hub, first.node.clone(), &tx, "SotW", "DiscoveryRequest").await
+    else {
         return;
     };
-    let mut updates = hub.subscribe();
-    let generator = updates.borrow_and_update().clone();
-    let resources = match super::generate_off_runtime(&generator, &node).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(proxy = %node.id, "refusing ADS stream: {e}");
-            let _ = tx.send(Err(Status::invalid_argument(e))).await;
-            return;
-        }
-    };
-    let conn = hub.connect(&node, "SotW");
-    hub.seen(conn, &generator.version());
+    let super::Opened {
+        node,
+        mut updates,
+        generator,
+        resources,
+        conn,
+    } = opened;
     let mut s = Stream {
         hub: hub.clone(),
         conn,
