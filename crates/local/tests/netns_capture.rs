@@ -7,7 +7,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use plexus_local::{capture, netns};
 
@@ -73,11 +72,7 @@ fn http_get(target: &str) -> String {
 }
 
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::eventually(what, 15, || f().then_some(()));
 }
 
 struct Cleanup(Vec<String>, Vec<Child>);

@@ -13,7 +13,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use plexus_local::netns;
 
@@ -82,11 +81,7 @@ fn exec(bin: &Path, run: &Path, target: &str, script: &str) -> Result<String, St
 }
 
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::eventually(what, 20, || f().then_some(()));
 }
 
 struct Guard {

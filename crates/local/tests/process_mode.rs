@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plexus_local::state::RunState;
 use plexus_local::supervise::alive;
@@ -97,16 +97,7 @@ fn reviews_version(gw: &str, headers: &[(&str, &str)]) -> Option<String> {
         .map(str::to_string)
 }
 
-fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::eventually;
 
 struct Down(PathBuf, PathBuf);
 impl Drop for Down {
