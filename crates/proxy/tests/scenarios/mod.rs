@@ -19,6 +19,7 @@ pub mod detection;
 mod istio_defaults;
 mod resilience;
 mod routing;
+mod timeouts;
 
 /// The backends every scenario can use.
 pub struct Backends {
@@ -77,6 +78,8 @@ pub struct Check {
     pub until_stable: u32,
     /// After the response, the mirror backend must receive a copy with this host.
     pub mirrored: Option<&'static str>,
+    /// Send to the listener whose `internal_address_config` makes the client internal.
+    pub internal: bool,
 }
 
 pub struct Scenario {
@@ -250,5 +253,6 @@ pub fn all() -> Vec<Scenario> {
     let mut all = routing::scenarios();
     all.extend(resilience::scenarios());
     all.extend(istio_defaults::scenarios());
+    all.extend(timeouts::scenarios());
     all
 }
