@@ -453,6 +453,13 @@ fn base_clusters(b: &Backends) -> Config {
             static_cluster("flakyonly", &[b.flaky]),
             static_cluster("slowmixed", &[b.slow, b.a]),
             static_cluster("a", &[b.a]),
+            dns_cluster(
+                "logical",
+                envoy_types::pb::envoy::config::cluster::v3::cluster::DiscoveryType::LogicalDns,
+                "localhost",
+                b.a.port(),
+                200,
+            ),
             eds_cluster("b"),
             eds_cluster("empty"),
             static_cluster("closed", &[b.closed]),

@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 
 use crate::common::*;
 
+mod clusters;
 pub mod detection;
 mod istio_defaults;
 mod resilience;
@@ -254,5 +255,6 @@ pub fn all() -> Vec<Scenario> {
     all.extend(resilience::scenarios());
     all.extend(istio_defaults::scenarios());
     all.extend(timeouts::scenarios());
+    all.extend(clusters::scenarios());
     all
 }
