@@ -449,6 +449,14 @@ fn base_clusters(b: &Backends) -> Config {
             static_cluster("mixed", &[b.flaky, b.a]),
             with_health_check(static_cluster("hc_http", &[b.flaky, b.a]), http_hc),
             with_health_check(static_cluster("hc_tcp", &[b.closed, b.a]), tcp_hc),
+            with_health_check(
+                h2_cluster(static_cluster("hc_grpc", &[b.grpc_one, b.grpc_two])),
+                scenarios::health::grpc_checker(),
+            ),
+            with_health_check(
+                static_cluster("hc_h2", &[b.flaky, b.a]),
+                scenarios::health::http2_checker(),
+            ),
             static_cluster("cf", &[b.closed, b.a]),
             static_cluster("flakyonly", &[b.flaky]),
             static_cluster("slowmixed", &[b.slow, b.a]),
@@ -529,6 +537,27 @@ async fn differential_scenarios() {
     )
     .await
     .expect("echo mirror");
+    let grpc_one = echo::start_http(
+        EchoConfig {
+            workload: "grpc-one".into(),
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo grpc-one");
+    let grpc_two = echo::start_http(
+        EchoConfig {
+            workload: "grpc-two".into(),
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo grpc-two");
+    for e in [&grpc_one, &grpc_two] {
+        e.set_health("reviews", plexus_testkit::grpc_health::SERVING);
+    }
     let live = Live {
         a_requests: &a.requests,
         mirror: &mirror,
@@ -545,6 +574,8 @@ async fn differential_scenarios() {
         b: b.addr,
         closed: closed_port().await,
         greeter: scenarios::detection::greeting_server().await,
+        grpc_one: grpc_one.addr,
+        grpc_two: grpc_two.addr,
     };
     let ads = FakeAds::start().await.expect("fake ADS");
     let base = base_clusters(&backends);
@@ -572,6 +603,7 @@ async fn differential_scenarios() {
             delta,
             http,
             internal,
+            admin: plexus.admin,
             tcp,
             tcp_idle,
             sniff,
@@ -610,6 +642,7 @@ async fn differential_scenarios() {
                 delta,
                 http,
                 internal,
+                admin: envoy.admin,
                 tcp,
                 tcp_idle,
                 sniff,
@@ -662,6 +695,26 @@ async fn differential_scenarios() {
             Err(e) => failures.push(format!("[protocol detection] {}: {e}", t.label())),
         }
     }
+    // Health flags in `/clusters`: the same transitions on every proxy.
+    let admins: Vec<(String, &'static str, SocketAddr)> = targets
+        .iter()
+        .map(|t| (t.label(), t.proxy, t.admin))
+        .collect();
+    let flips = |status: u64| grpc_two.set_health("reviews", status);
+    for (i, outcome) in scenarios::health::flags_follow_checks(&admins, &backends, flips)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        match outcome {
+            Ok(()) => {
+                *passed
+                    .entry((targets[i].proxy, targets[i].delta))
+                    .or_default() += 1
+            }
+            Err(e) => failures.push(format!("[health flags] {e}")),
+        }
+    }
     let count = |proxy: &str| {
         passed
             .iter()
@@ -704,6 +757,8 @@ struct Target {
     http: SocketAddr,
     /// The `r1` routes behind `internal_address_config` 127.0.0.0/8 (see `internal_listener`).
     internal: SocketAddr,
+    /// The admin endpoint (`/clusters`).
+    admin: SocketAddr,
     tcp: SocketAddr,
     /// TCP proxy with a 300 ms idle timeout.
     tcp_idle: SocketAddr,
