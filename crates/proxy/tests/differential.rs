@@ -156,7 +156,7 @@ async fn run_check_once(
         return run_upgrade(target, addr, check, protocol).await;
     }
     let sent = if check.grpc {
-        grpc_request(addr, check.host, check.path).await
+        grpc_request(addr, check.host, check.path, &check.headers).await
     } else {
         request(
             addr,
@@ -447,6 +447,7 @@ fn base_clusters(b: &Backends) -> Config {
                 t.max_pending_requests = Some(UInt32Value { value: 1 });
             }),
             static_cluster("mixed", &[b.flaky, b.a]),
+            h2_cluster(static_cluster("mixed_h2", &[b.flaky, b.a])),
             with_health_check(static_cluster("hc_http", &[b.flaky, b.a]), http_hc),
             with_health_check(static_cluster("hc_tcp", &[b.closed, b.a]), tcp_hc),
             with_health_check(

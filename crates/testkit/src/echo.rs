@@ -5,7 +5,7 @@
 //! status. Per request, `x-echo-status: CODE` and `x-echo-delay-ms: N` override both, so tests
 //! can ask one request to fail or to be slow. Requests with `content-type: application/grpc*`
 //! get a unary gRPC echo of any method (the message back, `grpc-status` in trailers; a failing
-//! request gets 14 UNAVAILABLE, `x-echo-grpc-status: N` forces N). Every reply names the
+//! request gets a trailers-only 14 UNAVAILABLE, `x-echo-grpc-status: N` forces N). Every reply names the
 //! instance in `x-echo-workload`, `x-echo-version` and `x-echo-replica`. The gRPC health service
 //! (`grpc.health.v1.Health/Check`, see `grpc_health`) answers with statuses a test sets through
 //! `EchoHandle::set_health`; `connections` counts accepted connections.
@@ -294,8 +294,20 @@ fn identify(cfg: &EchoConfig, headers: &mut http::HeaderMap) {
 }
 
 /// Unary gRPC echo of any method: the request's length-prefixed message comes back as the
-/// response message, then trailers with `grpc-status`.
+/// response message, then trailers with `grpc-status`; a failure is a trailers-only reply.
 fn grpc_echo(cfg: &EchoConfig, message: Bytes, grpc_status: u64) -> Response<EchoBody> {
+    if grpc_status != 0 {
+        // Errors are trailers-only, as gRPC servers send them (and proxies can retry them).
+        let mut resp = Response::new(full(Bytes::new()));
+        let headers = resp.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", http::HeaderValue::from(grpc_status));
+        identify(cfg, headers);
+        return resp;
+    }
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from(grpc_status));
     let frames = vec![
@@ -455,20 +467,10 @@ mod tests {
             Some(&b"0"[..])
         );
         assert_eq!(collected.to_bytes(), message);
-        let failed = send(Some("5"))
-            .await
-            .expect("send")
-            .into_body()
-            .collect()
-            .await
-            .expect("body");
-        assert_eq!(
-            failed
-                .trailers()
-                .and_then(|t| t.get("grpc-status"))
-                .map(|v| v.as_bytes()),
-            Some(&b"5"[..])
-        );
+        let failed = send(Some("5")).await.expect("send");
+        assert_eq!(failed.headers()["grpc-status"], "5", "trailers-only");
+        let failed = failed.into_body().collect().await.expect("body");
+        assert!(failed.trailers().is_none() && failed.to_bytes().is_empty());
     }
 
     #[tokio::test]

@@ -54,6 +54,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 route(prefix("/idle-hcm"), to("a", |a| a.timeout = ms(0))),
                 route(prefix("/plain"), to("a", |_| {})),
                 route(prefix("/mixed"), to("mixed", |_| {})),
+                route(prefix("/grpc.Mixed/"), to("mixed_h2", |_| {})),
                 route(prefix("/slowmixed"), to("slowmixed", |_| {})),
             ],
         )],
@@ -125,6 +126,16 @@ pub fn scenarios() -> Vec<Scenario> {
                 workload: Some("a"),
                 until_stable: 2,
                 ..get("t", "/slowmixed", 200)
+            },
+            // `flaky` answers gRPC calls with UNAVAILABLE: the header asks to retry those.
+            Check {
+                internal: true,
+                grpc: true,
+                headers: vec![("x-envoy-retry-grpc-on", "unavailable")],
+                grpc_status: Some("0"),
+                backend: Some("a"),
+                until_stable: 4,
+                ..get("t", "/grpc.Mixed/Call", 200)
             },
         ],
     }]
