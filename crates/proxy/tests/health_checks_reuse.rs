@@ -1,4 +1,4 @@
-//! Socket tests of active health checks against the testkit echo: one connection reused
+//! Socket tests of active health checks: one connection (HTTP/1.1, HTTP/2, TCP) reused
 //! across checks (Envoy's default) or one per check with `reuse_connection: false`, HTTP/2
 //! checks, and gRPC checks (`grpc.health.v1`, `service_name`, `authority`) whose host leaves
 //! and rejoins rotation as the echo's serving status flips, shown in `/clusters`.
@@ -184,4 +184,56 @@ async fn grpc_checks_follow_the_serving_status() {
         1,
         "reused across checks"
     );
+}
+
+/// A TCP server that counts connections and answers `PING` with `PONG`, keeping them open.
+async fn pong_server() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(b"PONG").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn tcp_checks_reuse_their_connection() {
+    let ((kept, kept_count), (fresh, fresh_count)) = (pong_server().await, pong_server().await);
+    let text = |t: &str| hc::Payload {
+        payload: Some(hc::payload::Payload::Text(t.into())),
+    };
+    let tcp = hc::HealthChecker::TcpHealthCheck(hc::TcpHealthCheck {
+        send: Some(text("50494E47")),
+        receive: vec![text("504F4E47")],
+        ..Default::default()
+    });
+    let mut a = static_cluster("kept", &[kept]);
+    a.health_checks = vec![check(tcp.clone(), None)];
+    let mut b = static_cluster("fresh", &[fresh]);
+    b.health_checks = vec![check(tcp, Some(false))];
+    let (_ads, proxy) = run(vec![listener("main", routes(), |_| {})], vec![a, b]).await;
+    wait_flags(proxy.admin, "kept", kept, "").await;
+    wait_flags(proxy.admin, "fresh", fresh, "").await;
+    eventually(WAIT, "five fresh connections", || async {
+        (fresh_count.load(Ordering::SeqCst) >= 5).then_some(())
+    })
+    .await
+    .expect("one connection per check");
+    assert_eq!(kept_count.load(Ordering::SeqCst), 1, "reused");
+    assert_eq!(flags(proxy.admin, "kept", kept).await.as_deref(), Some(""));
 }
