@@ -33,32 +33,52 @@ fn delayed(path: &'static str, delay: &'static str, status: u16) -> Check {
 pub fn scenarios() -> Vec<Scenario> {
     vec![Scenario {
         name: "idle timeouts and override headers for internal clients",
-        routes: vec![vhost(
-            "timeouts",
-            &["*"],
-            vec![
-                route(
-                    prefix("/idle-route"),
-                    to("a", |a| {
-                        a.timeout = ms(0);
-                        a.idle_timeout = ms(300);
-                    }),
-                ),
-                route(
-                    prefix("/idle-off"),
-                    to("a", |a| {
-                        a.timeout = ms(0);
-                        a.idle_timeout = ms(0);
-                    }),
-                ),
-                route(prefix("/idle-hcm"), to("a", |a| a.timeout = ms(0))),
-                route(prefix("/plain"), to("a", |_| {})),
-                route(prefix("/mixed"), to("mixed", |_| {})),
-                route(prefix("/grpc.Mixed/"), to("mixed_h2", |_| {})),
-                route(prefix("/slowmixed"), to("slowmixed", |_| {})),
-            ],
-        )],
+        routes: vec![
+            rt::VirtualHost {
+                require_tls: rt::virtual_host::TlsRequirementType::ExternalOnly as i32,
+                ..vhost(
+                    "tls-external",
+                    &["tls.test"],
+                    vec![route(prefix("/"), to("a", |_| {}))],
+                )
+            },
+            vhost(
+                "timeouts",
+                &["*"],
+                vec![
+                    route(
+                        prefix("/idle-route"),
+                        to("a", |a| {
+                            a.timeout = ms(0);
+                            a.idle_timeout = ms(300);
+                        }),
+                    ),
+                    route(
+                        prefix("/idle-off"),
+                        to("a", |a| {
+                            a.timeout = ms(0);
+                            a.idle_timeout = ms(0);
+                        }),
+                    ),
+                    route(prefix("/idle-hcm"), to("a", |a| a.timeout = ms(0))),
+                    route(prefix("/plain"), to("a", |_| {})),
+                    route(prefix("/mixed"), to("mixed", |_| {})),
+                    route(prefix("/grpc.Mixed/"), to("mixed_h2", |_| {})),
+                    route(prefix("/slowmixed"), to("slowmixed", |_| {})),
+                ],
+            ),
+        ],
         checks: vec![
+            // `require_tls: EXTERNAL_ONLY` redirects external requests only.
+            Check {
+                response_header: Some(("location", Some("https://tls.test/x"))),
+                ..get("tls.test", "/x", 301)
+            },
+            Check {
+                internal: true,
+                workload: Some("a"),
+                ..get("tls.test", "/x", 200)
+            },
             // The route's idle timeout: a request waiting longer for its response gets 504.
             Check {
                 min_elapsed: Some(Duration::from_millis(250)),
