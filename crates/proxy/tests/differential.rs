@@ -371,8 +371,8 @@ fn with_health_check(
     cl
 }
 
-/// An RDS listener for `route`: `use_remote_address`, every loopback client internal, and a
-/// 1 s `stream_idle_timeout`.
+/// An RDS listener for `route`: `use_remote_address`, every loopback client internal, a
+/// 1 s `stream_idle_timeout`, and a router with `suppress_envoy_headers`.
 fn internal_listener(name: &str, route: &str) -> envoy_types::pb::google::protobuf::Any {
     use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
     let any = http_listener_rds_with_fault(name, route);
@@ -388,6 +388,15 @@ fn internal_listener(name: &str, route: &str) -> envoy_types::pb::google::protob
                     prost::Message::decode(t.value.as_slice()).expect("hcm");
                 m.use_remote_address =
                     Some(envoy_types::pb::google::protobuf::BoolValue { value: true });
+                if let Some(router) = m.http_filters.last_mut() {
+                    use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+                    router.config_type = Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(
+                        Router {
+                            suppress_envoy_headers: true,
+                            ..Default::default()
+                        },
+                    )));
+                }
                 m.stream_idle_timeout = Some(envoy_types::pb::google::protobuf::Duration {
                     seconds: 1,
                     nanos: 0,

@@ -122,6 +122,14 @@ pub fn scenarios() -> Vec<Scenario> {
                 upstream_header: Some(("x-envoy-internal", Some("true"))),
                 ..get("t", "/plain", 200)
             },
+            // `suppress_envoy_headers` on this listener's router: Envoy adds none of its
+            // router headers, which Plexus never adds.
+            Check {
+                internal: true,
+                upstream_header: Some(("x-envoy-expected-rq-timeout-ms", None)),
+                response_header: Some(("x-envoy-upstream-service-time", None)),
+                ..get("t", "/plain", 200)
+            },
             Check {
                 internal: true,
                 headers: vec![
