@@ -371,51 +371,6 @@ fn with_health_check(
     cl
 }
 
-/// An RDS listener for `route`: `use_remote_address`, every loopback client internal, a
-/// 1 s `stream_idle_timeout`, and a router with `suppress_envoy_headers`.
-fn internal_listener(name: &str, route: &str) -> envoy_types::pb::google::protobuf::Any {
-    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
-    let any = http_listener_rds_with_fault(name, route);
-    let mut l: envoy_types::pb::envoy::config::listener::v3::Listener =
-        prost::Message::decode(any.value.as_slice()).expect("listener");
-    for chain in &mut l.filter_chains {
-        for f in &mut chain.filters {
-            if let Some(
-                envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(t),
-            ) = &mut f.config_type
-            {
-                let mut m: hcm::HttpConnectionManager =
-                    prost::Message::decode(t.value.as_slice()).expect("hcm");
-                m.use_remote_address =
-                    Some(envoy_types::pb::google::protobuf::BoolValue { value: true });
-                if let Some(router) = m.http_filters.last_mut() {
-                    use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
-                    router.config_type = Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(
-                        Router {
-                            suppress_envoy_headers: true,
-                            ..Default::default()
-                        },
-                    )));
-                }
-                m.stream_idle_timeout = Some(envoy_types::pb::google::protobuf::Duration {
-                    seconds: 1,
-                    nanos: 0,
-                });
-                m.internal_address_config =
-                    Some(hcm::http_connection_manager::InternalAddressConfig {
-                        unix_sockets: false,
-                        cidr_ranges: vec![core::CidrRange {
-                            address_prefix: "127.0.0.0".into(),
-                            prefix_len: Some(UInt32Value { value: 8 }),
-                        }],
-                    });
-                *t = pack_any(m);
-            }
-        }
-    }
-    pack_any(l)
-}
-
 fn base_clusters(b: &Backends) -> Config {
     use envoy_types::pb::envoy::config::core::v3::health_check as hc;
     let http_hc = hc::HealthChecker::HttpHealthCheck(hc::HttpHealthCheck {
@@ -427,7 +382,10 @@ fn base_clusters(b: &Backends) -> Config {
     Config {
         listeners: vec![
             ("main".into(), http_listener_rds_with_fault("main", "r1")),
-            ("internal".into(), internal_listener("internal", "r1")),
+            (
+                "internal".into(),
+                scenarios::timeouts::internal_listener("internal", "r1"),
+            ),
             ("tcp".into(), tcp_listener("tcp", "tcpecho")),
             (
                 "tcp-idle".into(),

@@ -21,7 +21,7 @@ pub mod health;
 mod istio_defaults;
 mod resilience;
 mod routing;
-mod timeouts;
+pub mod timeouts;
 
 /// The backends every scenario can use.
 pub struct Backends {

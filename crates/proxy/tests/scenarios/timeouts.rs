@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use super::*;
+use envoy_types::util::pack_any;
 
 fn ms(n: i32) -> Option<PbDuration> {
     Some(PbDuration {
@@ -167,4 +168,49 @@ pub fn scenarios() -> Vec<Scenario> {
             },
         ],
     }]
+}
+
+/// An RDS listener for `route`: `use_remote_address`, every loopback client internal, a
+/// 1 s `stream_idle_timeout`, and a router with `suppress_envoy_headers`.
+pub fn internal_listener(name: &str, route: &str) -> envoy_types::pb::google::protobuf::Any {
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+    let any = http_listener_rds_with_fault(name, route);
+    let mut l: envoy_types::pb::envoy::config::listener::v3::Listener =
+        prost::Message::decode(any.value.as_slice()).expect("listener");
+    for chain in &mut l.filter_chains {
+        for f in &mut chain.filters {
+            if let Some(
+                envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(t),
+            ) = &mut f.config_type
+            {
+                let mut m: hcm::HttpConnectionManager =
+                    prost::Message::decode(t.value.as_slice()).expect("hcm");
+                m.use_remote_address =
+                    Some(envoy_types::pb::google::protobuf::BoolValue { value: true });
+                if let Some(router) = m.http_filters.last_mut() {
+                    use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+                    router.config_type = Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(
+                        Router {
+                            suppress_envoy_headers: true,
+                            ..Default::default()
+                        },
+                    )));
+                }
+                m.stream_idle_timeout = Some(envoy_types::pb::google::protobuf::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                });
+                m.internal_address_config =
+                    Some(hcm::http_connection_manager::InternalAddressConfig {
+                        unix_sockets: false,
+                        cidr_ranges: vec![core::CidrRange {
+                            address_prefix: "127.0.0.0".into(),
+                            prefix_len: Some(UInt32Value { value: 8 }),
+                        }],
+                    });
+                *t = pack_any(m);
+            }
+        }
+    }
+    pack_any(l)
 }
