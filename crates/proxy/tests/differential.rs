@@ -505,27 +505,7 @@ async fn differential_scenarios() {
     )
     .await
     .expect("echo mirror");
-    let grpc_one = echo::start_http(
-        EchoConfig {
-            workload: "grpc-one".into(),
-            ..Default::default()
-        },
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("echo grpc-one");
-    let grpc_two = echo::start_http(
-        EchoConfig {
-            workload: "grpc-two".into(),
-            ..Default::default()
-        },
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("echo grpc-two");
-    for e in [&grpc_one, &grpc_two] {
-        e.set_health("reviews", plexus_testkit::grpc_health::SERVING);
-    }
+    let (grpc_one, grpc_two) = scenarios::health::grpc_echoes().await;
     let live = Live {
         a_requests: &a.requests,
         mirror: &mirror,

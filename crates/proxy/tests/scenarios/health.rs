@@ -7,11 +7,29 @@
 use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3::health_check as hc;
+use plexus_testkit::echo::{self, EchoConfig, EchoHandle};
 use plexus_testkit::eventually;
 use plexus_testkit::grpc_health::{NOT_SERVING, SERVING};
 
 use super::Backends;
 use crate::common::WAIT;
+
+/// Two echoes whose gRPC health service says `reviews` is SERVING.
+pub async fn grpc_echoes() -> (EchoHandle, EchoHandle) {
+    let start = |name: &str| {
+        let cfg = EchoConfig {
+            workload: name.into(),
+            ..Default::default()
+        };
+        echo::start_http(cfg, "127.0.0.1:0".parse().expect("addr"))
+    };
+    let one = start("grpc-one").await.expect("echo grpc-one");
+    let two = start("grpc-two").await.expect("echo grpc-two");
+    for e in [&one, &two] {
+        e.set_health("reviews", SERVING);
+    }
+    (one, two)
+}
 
 pub fn grpc_checker() -> hc::HealthChecker {
     hc::HealthChecker::GrpcHealthCheck(hc::GrpcHealthCheck {
