@@ -155,6 +155,9 @@ async fn run_check_once(
     if let Some(protocol) = check.upgrade {
         return run_upgrade(target, addr, check, protocol).await;
     }
+    if check.connect {
+        return run_connect(target, addr, check).await;
+    }
     let sent = if check.grpc {
         grpc_request(addr, check.host, check.path).await
     } else {
@@ -219,6 +222,29 @@ async fn run_upgrade(
         ));
     }
     if got.status == 101 && !got.echoed {
+        return Err(format!("{where_}: the tunnel did not echo"));
+    }
+    if let Some(b) = check.backend {
+        let want = format!("x-echo-workload: {b}");
+        if !got.head.to_ascii_lowercase().contains(&want) {
+            return Err(format!("{where_}: no {want:?} in {:?}", got.head));
+        }
+    }
+    Ok(())
+}
+
+async fn run_connect(target: &str, addr: SocketAddr, check: &Check) -> Result<(), String> {
+    let where_ = format!("{target}: CONNECT {} {:?}", check.host, check.headers);
+    let got = connect_request(addr, check.host, &check.headers)
+        .await
+        .map_err(|e| format!("{where_}: {e}"))?;
+    if got.status != check.status {
+        return Err(format!(
+            "{where_}: status {} (want {}); head {:?}",
+            got.status, check.status, got.head
+        ));
+    }
+    if got.status == 200 && !got.echoed {
         return Err(format!("{where_}: the tunnel did not echo"));
     }
     if let Some(b) = check.backend {
