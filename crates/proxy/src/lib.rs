@@ -17,6 +17,7 @@ pub mod grpc_timeout;
 pub mod handoff;
 pub mod health;
 pub mod http;
+pub mod idle;
 pub mod lb;
 pub mod listener;
 pub mod mirror;

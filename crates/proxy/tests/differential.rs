@@ -397,6 +397,42 @@ fn with_health_check(
     cl
 }
 
+/// An RDS listener for `route`: `use_remote_address`, every loopback client internal, and a
+/// 1 s `stream_idle_timeout`.
+fn internal_listener(name: &str, route: &str) -> envoy_types::pb::google::protobuf::Any {
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+    let any = http_listener_rds_with_fault(name, route);
+    let mut l: envoy_types::pb::envoy::config::listener::v3::Listener =
+        prost::Message::decode(any.value.as_slice()).expect("listener");
+    for chain in &mut l.filter_chains {
+        for f in &mut chain.filters {
+            if let Some(
+                envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(t),
+            ) = &mut f.config_type
+            {
+                let mut m: hcm::HttpConnectionManager =
+                    prost::Message::decode(t.value.as_slice()).expect("hcm");
+                m.use_remote_address =
+                    Some(envoy_types::pb::google::protobuf::BoolValue { value: true });
+                m.stream_idle_timeout = Some(envoy_types::pb::google::protobuf::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                });
+                m.internal_address_config =
+                    Some(hcm::http_connection_manager::InternalAddressConfig {
+                        unix_sockets: false,
+                        cidr_ranges: vec![core::CidrRange {
+                            address_prefix: "127.0.0.0".into(),
+                            prefix_len: Some(UInt32Value { value: 8 }),
+                        }],
+                    });
+                *t = pack_any(m);
+            }
+        }
+    }
+    pack_any(l)
+}
+
 fn base_clusters(b: &Backends) -> Config {
     use envoy_types::pb::envoy::config::core::v3::health_check as hc;
     let http_hc = hc::HealthChecker::HttpHealthCheck(hc::HttpHealthCheck {
@@ -408,6 +444,7 @@ fn base_clusters(b: &Backends) -> Config {
     Config {
         listeners: vec![
             ("main".into(), http_listener_rds_with_fault("main", "r1")),
+            ("internal".into(), internal_listener("internal", "r1")),
             ("tcp".into(), tcp_listener("tcp", "tcpecho")),
             (
                 "tcp-idle".into(),
@@ -442,6 +479,13 @@ fn base_clusters(b: &Backends) -> Config {
             static_cluster("flakyonly", &[b.flaky]),
             static_cluster("slowmixed", &[b.slow, b.a]),
             static_cluster("a", &[b.a]),
+            dns_cluster(
+                "logical",
+                envoy_types::pb::envoy::config::cluster::v3::cluster::DiscoveryType::LogicalDns,
+                "localhost",
+                b.a.port(),
+                200,
+            ),
             eds_cluster("b"),
             eds_cluster("empty"),
             static_cluster("closed", &[b.closed]),
@@ -548,10 +592,12 @@ async fn differential_scenarios() {
         let tcp = wait_listener(&plexus, "tcp").await;
         let tcp_idle = wait_listener(&plexus, "tcp-idle").await;
         let sniff = wait_listener(&plexus, "sniff").await;
+        let internal = wait_listener(&plexus, "internal").await;
         targets.push(Target {
             proxy: "plexus",
             delta,
             http,
+            internal,
             tcp,
             tcp_idle,
             sniff,
@@ -581,10 +627,15 @@ async fn differential_scenarios() {
                 .wait_listener("sniff", WAIT)
                 .await
                 .expect("envoy sniff listener");
+            let internal = envoy
+                .wait_listener("internal", WAIT)
+                .await
+                .expect("envoy internal listener");
             targets.push(Target {
                 proxy: "envoy",
                 delta,
                 http,
+                internal,
                 tcp,
                 tcp_idle,
                 sniff,
@@ -611,7 +662,8 @@ async fn differential_scenarios() {
             }
             let mut ok = true;
             for check in &checks {
-                if let Err(e) = run_check(&label, t.http, check, &live).await {
+                let addr = if check.internal { t.internal } else { t.http };
+                if let Err(e) = run_check(&label, addr, check, &live).await {
                     failures.push(format!("[{name}] {e}"));
                     ok = false;
                 }
@@ -676,6 +728,8 @@ struct Target {
     proxy: &'static str,
     delta: bool,
     http: SocketAddr,
+    /// The `r1` routes behind `internal_address_config` 127.0.0.0/8 (see `internal_listener`).
+    internal: SocketAddr,
     tcp: SocketAddr,
     /// TCP proxy with a 300 ms idle timeout.
     tcp_idle: SocketAddr,

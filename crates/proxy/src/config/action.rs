@@ -60,6 +60,9 @@ pub struct Forward {
     /// `grpc-timeout` (none: no timeout), capped by this unless it is zero.
     pub grpc_timeout_max: Option<Duration>,
     pub mirrors: Vec<Mirror>,
+    /// `idle_timeout`: `None` leaves the connection manager's `stream_idle_timeout` in force,
+    /// `Some(None)` (`0s`) disables the stream idle timeout for this route.
+    pub idle_timeout: Option<Option<Duration>>,
 }
 
 /// `request_mirror_policies`: a copy of the request goes to `cluster`, its answer ignored.
@@ -86,6 +89,7 @@ impl PartialEq for Forward {
             && self.hash_policy == o.hash_policy
             && self.grpc_timeout_max == o.grpc_timeout_max
             && self.mirrors == o.mirrors
+            && self.idle_timeout == o.idle_timeout
     }
 }
 
@@ -140,7 +144,6 @@ impl TryFrom<&rt::RouteAction> for Forward {
             path_rewrite_policy,
             path_rewrite,
             append_x_forwarded_host,
-            idle_timeout,
             flush_timeout,
             early_data_policy,
             retry_policy_typed_config,
@@ -211,6 +214,12 @@ impl TryFrom<&rt::RouteAction> for Forward {
             Some(d) => Some(duration(d).map_err(|e| e.within("timeout"))?).filter(|d| !d.is_zero()),
             None => Some(DEFAULT_ROUTE_TIMEOUT),
         };
+        let idle_timeout = match idle_timeout {
+            Some(d) => Some(
+                Some(duration(d).map_err(|e| e.within("idle_timeout"))?).filter(|d| !d.is_zero()),
+            ),
+            None => None,
+        };
         let cluster_not_found_status = match cluster_not_found_response_code {
             0 => 503,
             1 => 404,
@@ -250,6 +259,7 @@ impl TryFrom<&rt::RouteAction> for Forward {
             host_rewrite,
             timeout,
             retry,
+            idle_timeout,
         })
     }
 }

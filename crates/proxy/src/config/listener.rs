@@ -245,14 +245,15 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         tracing,
         common_http_protocol_options,
         http1_safe_max_connection_duration,
-        http_protocol_options,
+        http_protocol_options: _,
         http2_protocol_options,
         http3_protocol_options,
         server_name,
         server_header_transformation,
         scheme_header_transformation,
         max_request_headers_kb,
-        stream_idle_timeout,
+        // Read by `ManagerOptions::parse` with the other request options.
+        stream_idle_timeout: _,
         stream_flush_timeout,
         request_timeout,
         request_headers_timeout,
@@ -263,11 +264,11 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         access_log_flush_interval,
         flush_access_log_on_new_request,
         access_log_options,
-        use_remote_address,
+        use_remote_address: _,
         xff_num_trusted_hops,
         original_ip_detection_extensions,
         early_header_mutation_extensions,
-        internal_address_config,
+        internal_address_config: _,
         skip_xff_append,
         via,
         generate_request_id,
@@ -279,7 +280,7 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         proxy_100_continue,
         represent_ipv4_remote_address_as_ipv4_mapped_ipv6,
         upgrade_configs,
-        normalize_path,
+        normalize_path: _,
         merge_slashes,
         path_with_escaped_slashes_action,
         request_id_extension,
@@ -308,7 +309,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         server_header_transformation,
         scheme_header_transformation,
         max_request_headers_kb,
-        stream_idle_timeout,
         stream_flush_timeout,
         request_timeout,
         request_headers_timeout,
@@ -322,7 +322,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         xff_num_trusted_hops,
         original_ip_detection_extensions,
         early_header_mutation_extensions,
-        internal_address_config,
         skip_xff_append,
         via,
         generate_request_id,
@@ -381,11 +380,7 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
     };
     let Upgrades { websocket, connect } =
         upgrades(upgrade_configs).map_err(|e| e.within("upgrade_configs"))?;
-    let options = super::hcm_options::ManagerOptions::parse(
-        http_protocol_options.as_ref(),
-        normalize_path.as_ref(),
-        use_remote_address.as_ref(),
-    )?;
+    let options = super::hcm_options::ManagerOptions::parse(m)?;
     Ok(HttpManager {
         codec,
         routes,

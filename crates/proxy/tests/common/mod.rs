@@ -201,6 +201,47 @@ pub fn static_cluster(name: &str, addrs: &[SocketAddr]) -> c::Cluster {
     }
 }
 
+/// A STRICT_DNS or LOGICAL_DNS cluster of one host, IPv4 only, re-resolved every
+/// `refresh_ms`. Use `localhost` (resolved from /etc/hosts: no traffic leaves the machine).
+// `dns_refresh_rate` is deprecated in the API but is what translation sends Envoy 1.40.
+#[allow(deprecated, dead_code)]
+pub fn dns_cluster(
+    name: &str,
+    kind: c::cluster::DiscoveryType,
+    host: &str,
+    port: u16,
+    refresh_ms: i32,
+) -> c::Cluster {
+    let mut cl = static_cluster(name, &["127.0.0.1:1".parse().expect("addr")]);
+    cl.cluster_discovery_type = Some(c::cluster::ClusterDiscoveryType::Type(kind as i32));
+    cl.dns_lookup_family = c::cluster::DnsLookupFamily::V4Only as i32;
+    cl.dns_refresh_rate = Some(PbDuration {
+        seconds: 0,
+        nanos: refresh_ms * 1_000_000,
+    });
+    for group in cl
+        .load_assignment
+        .iter_mut()
+        .flat_map(|la| la.endpoints.iter_mut())
+    {
+        for lbe in &mut group.lb_endpoints {
+            if let Some(e::lb_endpoint::HostIdentifier::Endpoint(ep)) = lbe.host_identifier.as_mut()
+            {
+                ep.address = Some(core::Address {
+                    address: Some(core::address::Address::SocketAddress(core::SocketAddress {
+                        address: host.into(),
+                        port_specifier: Some(core::socket_address::PortSpecifier::PortValue(
+                            u32::from(port),
+                        )),
+                        ..Default::default()
+                    })),
+                });
+            }
+        }
+    }
+    cl
+}
+
 pub fn eds_cluster(name: &str) -> c::Cluster {
     c::Cluster {
         name: name.into(),

@@ -15,10 +15,12 @@ use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 
 use crate::common::*;
 
+mod clusters;
 pub mod detection;
 mod istio_defaults;
 mod resilience;
 mod routing;
+mod timeouts;
 
 /// The backends every scenario can use.
 pub struct Backends {
@@ -80,6 +82,8 @@ pub struct Check {
     pub until_stable: u32,
     /// After the response, the mirror backend must receive a copy with this host.
     pub mirrored: Option<&'static str>,
+    /// Send to the listener whose `internal_address_config` makes the client internal.
+    pub internal: bool,
 }
 
 pub struct Scenario {
@@ -268,5 +272,7 @@ pub fn all() -> Vec<Scenario> {
     let mut all = routing::scenarios();
     all.extend(resilience::scenarios());
     all.extend(istio_defaults::scenarios());
+    all.extend(timeouts::scenarios());
+    all.extend(clusters::scenarios());
     all
 }
