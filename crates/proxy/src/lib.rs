@@ -24,6 +24,7 @@ pub mod mirror;
 pub mod outlier;
 pub mod overrides;
 pub mod pool;
+pub mod probe;
 pub mod redirect;
 pub mod select;
 pub mod stats;

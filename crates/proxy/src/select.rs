@@ -194,7 +194,7 @@ mod tests {
             retry: None,
             faults: vec![],
             attempt_count: false,
-            require_tls: false,
+            require_tls: crate::config::route::TlsRequired::No,
             cors: None,
         }
     }

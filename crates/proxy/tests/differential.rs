@@ -159,7 +159,7 @@ async fn run_check_once(
         return run_connect(target, addr, check).await;
     }
     let sent = if check.grpc {
-        grpc_request(addr, check.host, check.path).await
+        grpc_request(addr, check.host, check.path, &check.headers).await
     } else {
         request(
             addr,
@@ -397,8 +397,8 @@ fn with_health_check(
     cl
 }
 
-/// An RDS listener for `route`: `use_remote_address`, every loopback client internal, and a
-/// 1 s `stream_idle_timeout`.
+/// An RDS listener for `route`: `use_remote_address`, every loopback client internal, a
+/// 1 s `stream_idle_timeout`, and a router with `suppress_envoy_headers`.
 fn internal_listener(name: &str, route: &str) -> envoy_types::pb::google::protobuf::Any {
     use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
     let any = http_listener_rds_with_fault(name, route);
@@ -414,6 +414,15 @@ fn internal_listener(name: &str, route: &str) -> envoy_types::pb::google::protob
                     prost::Message::decode(t.value.as_slice()).expect("hcm");
                 m.use_remote_address =
                     Some(envoy_types::pb::google::protobuf::BoolValue { value: true });
+                if let Some(router) = m.http_filters.last_mut() {
+                    use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+                    router.config_type = Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(
+                        Router {
+                            suppress_envoy_headers: true,
+                            ..Default::default()
+                        },
+                    )));
+                }
                 m.stream_idle_timeout = Some(envoy_types::pb::google::protobuf::Duration {
                     seconds: 1,
                     nanos: 0,
@@ -473,8 +482,17 @@ fn base_clusters(b: &Backends) -> Config {
                 t.max_pending_requests = Some(UInt32Value { value: 1 });
             }),
             static_cluster("mixed", &[b.flaky, b.a]),
+            h2_cluster(static_cluster("mixed_h2", &[b.flaky, b.a])),
             with_health_check(static_cluster("hc_http", &[b.flaky, b.a]), http_hc),
             with_health_check(static_cluster("hc_tcp", &[b.closed, b.a]), tcp_hc),
+            with_health_check(
+                h2_cluster(static_cluster("hc_grpc", &[b.grpc_one, b.grpc_two])),
+                scenarios::health::grpc_checker(),
+            ),
+            with_health_check(
+                static_cluster("hc_h2", &[b.flaky, b.a]),
+                scenarios::health::http2_checker(),
+            ),
             static_cluster("cf", &[b.closed, b.a]),
             static_cluster("flakyonly", &[b.flaky]),
             static_cluster("slowmixed", &[b.slow, b.a]),
@@ -555,6 +573,27 @@ async fn differential_scenarios() {
     )
     .await
     .expect("echo mirror");
+    let grpc_one = echo::start_http(
+        EchoConfig {
+            workload: "grpc-one".into(),
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo grpc-one");
+    let grpc_two = echo::start_http(
+        EchoConfig {
+            workload: "grpc-two".into(),
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo grpc-two");
+    for e in [&grpc_one, &grpc_two] {
+        e.set_health("reviews", plexus_testkit::grpc_health::SERVING);
+    }
     let live = Live {
         a_requests: &a.requests,
         mirror: &mirror,
@@ -571,6 +610,8 @@ async fn differential_scenarios() {
         b: b.addr,
         closed: closed_port().await,
         greeter: scenarios::detection::greeting_server().await,
+        grpc_one: grpc_one.addr,
+        grpc_two: grpc_two.addr,
     };
     let ads = FakeAds::start().await.expect("fake ADS");
     let base = base_clusters(&backends);
@@ -598,6 +639,7 @@ async fn differential_scenarios() {
             delta,
             http,
             internal,
+            admin: plexus.admin,
             tcp,
             tcp_idle,
             sniff,
@@ -636,6 +678,7 @@ async fn differential_scenarios() {
                 delta,
                 http,
                 internal,
+                admin: envoy.admin,
                 tcp,
                 tcp_idle,
                 sniff,
@@ -688,6 +731,26 @@ async fn differential_scenarios() {
             Err(e) => failures.push(format!("[protocol detection] {}: {e}", t.label())),
         }
     }
+    // Health flags in `/clusters`: the same transitions on every proxy.
+    let admins: Vec<(String, &'static str, SocketAddr)> = targets
+        .iter()
+        .map(|t| (t.label(), t.proxy, t.admin))
+        .collect();
+    let flips = |status: u64| grpc_two.set_health("reviews", status);
+    for (i, outcome) in scenarios::health::flags_follow_checks(&admins, &backends, flips)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        match outcome {
+            Ok(()) => {
+                *passed
+                    .entry((targets[i].proxy, targets[i].delta))
+                    .or_default() += 1
+            }
+            Err(e) => failures.push(format!("[health flags] {e}")),
+        }
+    }
     let count = |proxy: &str| {
         passed
             .iter()
@@ -730,6 +793,8 @@ struct Target {
     http: SocketAddr,
     /// The `r1` routes behind `internal_address_config` 127.0.0.0/8 (see `internal_listener`).
     internal: SocketAddr,
+    /// The admin endpoint (`/clusters`).
+    admin: SocketAddr,
     tcp: SocketAddr,
     /// TCP proxy with a 300 ms idle timeout.
     tcp_idle: SocketAddr,

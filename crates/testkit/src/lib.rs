@@ -6,6 +6,7 @@ mod ads_delta;
 pub mod echo;
 pub mod envoy;
 pub mod eventually;
+pub mod grpc_health;
 
 pub use ads::{AckRecord, FakeAds};
 pub use echo::{EchoConfig, EchoHandle, TcpEchoHandle};

@@ -107,6 +107,38 @@ impl ManagerOptions {
     }
 }
 
+/// The router filter's options: only `suppress_envoy_headers`, which changes nothing in Plexus
+/// because it never adds the router's `x-envoy-*` headers (`x-envoy-expected-rq-timeout-ms`,
+/// `x-envoy-upstream-service-time`, ...) that the option suppresses in Envoy.
+pub fn router_options(
+    r: &envoy_types::pb::envoy::extensions::filters::http::router::v3::Router,
+) -> FieldResult<()> {
+    let envoy_types::pb::envoy::extensions::filters::http::router::v3::Router {
+        dynamic_stats,
+        start_child_span,
+        upstream_log,
+        upstream_log_options,
+        suppress_envoy_headers: _,
+        strict_check_headers,
+        respect_expected_rq_timeout,
+        suppress_grpc_request_failure_code_stats,
+        upstream_http_filters,
+        reject_connect_request_early_data,
+    } = r;
+    deny_set!(
+        dynamic_stats,
+        start_child_span,
+        upstream_log,
+        upstream_log_options,
+        strict_check_headers,
+        respect_expected_rq_timeout,
+        suppress_grpc_request_failure_code_stats,
+        upstream_http_filters,
+        reject_connect_request_early_data
+    );
+    Ok(())
+}
+
 fn internal_addresses(
     c: &hcm::http_connection_manager::InternalAddressConfig,
 ) -> FieldResult<InternalAddresses> {
@@ -210,6 +242,24 @@ mod tests {
         assert_eq!(
             err,
             Err("http_protocol_options.enable_trailers".to_string())
+        );
+    }
+
+    #[test]
+    fn router_accepts_suppress_envoy_headers_only() {
+        use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+        let quiet = Router {
+            suppress_envoy_headers: true,
+            ..Default::default()
+        };
+        assert_eq!(router_options(&quiet), Ok(()));
+        let strict = Router {
+            respect_expected_rq_timeout: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            router_options(&strict).map_err(|e| e.field),
+            Err("respect_expected_rq_timeout".to_string())
         );
     }
 

@@ -457,10 +457,7 @@ fn router_filter(f: &hcm::HttpFilter) -> FieldResult<()> {
         )));
     }
     let r: Router = unpack_field(any, "typed_config")?;
-    if r != Router::default() {
-        return Err(FieldError::unsupported("typed_config (router options)"));
-    }
-    Ok(())
+    super::hcm_options::router_options(&r).map_err(|e| e.within("typed_config"))
 }
 
 fn fault_filter(f: &hcm::HttpFilter) -> FieldResult<FaultFilter> {

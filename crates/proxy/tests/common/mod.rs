@@ -560,18 +560,25 @@ async fn raw_tunnel(
         .map_err(|_| "upgrade timed out".to_string())?
 }
 
-/// A unary gRPC call over h2c (prior knowledge) with a small message.
-pub async fn grpc_request(addr: SocketAddr, host: &str, path: &str) -> Result<Got, String> {
+/// A unary gRPC call over h2c (prior knowledge) with a small message and extra headers.
+pub async fn grpc_request(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Got, String> {
     let uri = format!("http://{host}{path}")
         .parse::<http::Uri>()
         .map_err(|e| e.to_string())?;
     let message = Bytes::from_static(&[0, 0, 0, 0, 4, b'p', b'i', b'n', b'g']);
-    let req = http::Request::post(uri)
+    let mut req = http::Request::post(uri)
         .version(http::Version::HTTP_2)
         .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(Full::new(message))
-        .map_err(|e| e.to_string())?;
+        .header("te", "trailers");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(message)).map_err(|e| e.to_string())?;
     let conn = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;

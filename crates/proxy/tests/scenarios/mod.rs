@@ -17,6 +17,7 @@ use crate::common::*;
 
 mod clusters;
 pub mod detection;
+pub mod health;
 mod istio_defaults;
 mod resilience;
 mod routing;
@@ -38,6 +39,10 @@ pub struct Backends {
     pub mirror: SocketAddr,
     /// Server-first TCP: greets on accept, then echoes.
     pub greeter: SocketAddr,
+    /// Echoes whose gRPC health service reports `reviews` (SERVING at start; the test flips
+    /// `grpc_two`).
+    pub grpc_one: SocketAddr,
+    pub grpc_two: SocketAddr,
 }
 
 /// One request and what must be observed.

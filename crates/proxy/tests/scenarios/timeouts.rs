@@ -33,31 +33,52 @@ fn delayed(path: &'static str, delay: &'static str, status: u16) -> Check {
 pub fn scenarios() -> Vec<Scenario> {
     vec![Scenario {
         name: "idle timeouts and override headers for internal clients",
-        routes: vec![vhost(
-            "timeouts",
-            &["*"],
-            vec![
-                route(
-                    prefix("/idle-route"),
-                    to("a", |a| {
-                        a.timeout = ms(0);
-                        a.idle_timeout = ms(300);
-                    }),
-                ),
-                route(
-                    prefix("/idle-off"),
-                    to("a", |a| {
-                        a.timeout = ms(0);
-                        a.idle_timeout = ms(0);
-                    }),
-                ),
-                route(prefix("/idle-hcm"), to("a", |a| a.timeout = ms(0))),
-                route(prefix("/plain"), to("a", |_| {})),
-                route(prefix("/mixed"), to("mixed", |_| {})),
-                route(prefix("/slowmixed"), to("slowmixed", |_| {})),
-            ],
-        )],
+        routes: vec![
+            rt::VirtualHost {
+                require_tls: rt::virtual_host::TlsRequirementType::ExternalOnly as i32,
+                ..vhost(
+                    "tls-external",
+                    &["tls.test"],
+                    vec![route(prefix("/"), to("a", |_| {}))],
+                )
+            },
+            vhost(
+                "timeouts",
+                &["*"],
+                vec![
+                    route(
+                        prefix("/idle-route"),
+                        to("a", |a| {
+                            a.timeout = ms(0);
+                            a.idle_timeout = ms(300);
+                        }),
+                    ),
+                    route(
+                        prefix("/idle-off"),
+                        to("a", |a| {
+                            a.timeout = ms(0);
+                            a.idle_timeout = ms(0);
+                        }),
+                    ),
+                    route(prefix("/idle-hcm"), to("a", |a| a.timeout = ms(0))),
+                    route(prefix("/plain"), to("a", |_| {})),
+                    route(prefix("/mixed"), to("mixed", |_| {})),
+                    route(prefix("/grpc.Mixed/"), to("mixed_h2", |_| {})),
+                    route(prefix("/slowmixed"), to("slowmixed", |_| {})),
+                ],
+            ),
+        ],
         checks: vec![
+            // `require_tls: EXTERNAL_ONLY` redirects external requests only.
+            Check {
+                response_header: Some(("location", Some("https://tls.test/x"))),
+                ..get("tls.test", "/x", 301)
+            },
+            Check {
+                internal: true,
+                workload: Some("a"),
+                ..get("tls.test", "/x", 200)
+            },
             // The route's idle timeout: a request waiting longer for its response gets 504.
             Check {
                 min_elapsed: Some(Duration::from_millis(250)),
@@ -101,6 +122,14 @@ pub fn scenarios() -> Vec<Scenario> {
                 upstream_header: Some(("x-envoy-internal", Some("true"))),
                 ..get("t", "/plain", 200)
             },
+            // `suppress_envoy_headers` on this listener's router: Envoy adds none of its
+            // router headers, which Plexus never adds.
+            Check {
+                internal: true,
+                upstream_header: Some(("x-envoy-expected-rq-timeout-ms", None)),
+                response_header: Some(("x-envoy-upstream-service-time", None)),
+                ..get("t", "/plain", 200)
+            },
             Check {
                 internal: true,
                 headers: vec![
@@ -125,6 +154,16 @@ pub fn scenarios() -> Vec<Scenario> {
                 workload: Some("a"),
                 until_stable: 2,
                 ..get("t", "/slowmixed", 200)
+            },
+            // `flaky` answers gRPC calls with UNAVAILABLE: the header asks to retry those.
+            Check {
+                internal: true,
+                grpc: true,
+                headers: vec![("x-envoy-retry-grpc-on", "unavailable")],
+                grpc_status: Some("0"),
+                backend: Some("a"),
+                until_stable: 4,
+                ..get("t", "/grpc.Mixed/Call", 200)
             },
         ],
     }]
