@@ -234,11 +234,29 @@ async fn route_request(
                 downstream: req.extensions().get::<Downstream>().copied(),
                 internal,
             };
-            match crate::upgrade::requested(&req) {
-                Some(protocol) => {
-                    let allowed = f.websocket.unwrap_or(manager.websocket);
-                    crate::upgrade::forward(&store, &runtime, target, allowed, &protocol, req).await
-                }
+            use crate::upgrade::Tunnel;
+            let upgrade = crate::upgrade::requested(&req);
+            let (tunnel, allowed) = if req.method() == http::Method::CONNECT {
+                let c = f.connect.unwrap_or(crate::config::ConnectUpgrade {
+                    enabled: manager.connect,
+                    terminate: false,
+                });
+                (
+                    Some(Tunnel::Connect {
+                        terminate: c.terminate,
+                    }),
+                    c.enabled,
+                )
+            } else if let Some(protocol) = &upgrade {
+                let websocket = protocol.eq_ignore_ascii_case("websocket");
+                let allowed = websocket && f.websocket.unwrap_or(manager.websocket);
+                (Some(Tunnel::Upgrade(protocol)), allowed)
+            } else {
+                (None, true)
+            };
+            match tunnel {
+                Some(t) if !allowed => crate::upgrade::refused(&store, t),
+                Some(t) => crate::upgrade::forward(&store, &runtime, target, t, req).await,
                 None => {
                     let watched = |b| crate::idle::Watched::new(b, activity.clone()).boxed();
                     crate::upstream::forward(&store, &runtime, target, req.map(watched)).await
@@ -402,7 +420,7 @@ fn redirect(r: &Redirect, authority: &str, path: &str, matched: &PathMatch) -> R
 fn replace_prefix(path: &str, matched: &PathMatch, replacement: &str) -> String {
     let len = match matched {
         PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len(),
-        PathMatch::Exact(_) | PathMatch::Regex(_) => path.len(),
+        PathMatch::Exact(_) | PathMatch::Regex(_) | PathMatch::Connect => path.len(),
     };
     format!("{replacement}{}", path.get(len..).unwrap_or(""))
 }

@@ -155,6 +155,9 @@ async fn run_check_once(
     if let Some(protocol) = check.upgrade {
         return run_upgrade(target, addr, check, protocol).await;
     }
+    if check.connect {
+        return run_connect(target, addr, check).await;
+    }
     let sent = if check.grpc {
         grpc_request(addr, check.host, check.path, &check.headers).await
     } else {
@@ -209,16 +212,31 @@ async fn run_upgrade(
         "{target}: upgrade to {protocol} {}{}",
         check.host, check.path
     );
-    let got = upgrade_request(addr, check.host, check.path, protocol)
-        .await
-        .map_err(|e| format!("{where_}: {e}"))?;
+    let got = upgrade_request(addr, check.host, check.path, protocol).await;
+    tunnel_observed(&where_, got, check, 101)
+}
+
+async fn run_connect(target: &str, addr: SocketAddr, check: &Check) -> Result<(), String> {
+    let where_ = format!("{target}: CONNECT {} {:?}", check.host, check.headers);
+    let got = connect_request(addr, check.host, &check.headers).await;
+    tunnel_observed(&where_, got, check, 200)
+}
+
+/// The expected status; with `tunnel_status`, bytes echoed through the tunnel; the backend.
+fn tunnel_observed(
+    where_: &str,
+    got: Result<Upgraded, String>,
+    check: &Check,
+    tunnel_status: u16,
+) -> Result<(), String> {
+    let got = got.map_err(|e| format!("{where_}: {e}"))?;
     if got.status != check.status {
         return Err(format!(
             "{where_}: status {} (want {}); head {:?}",
             got.status, check.status, got.head
         ));
     }
-    if got.status == 101 && !got.echoed {
+    if got.status == tunnel_status && !got.echoed {
         return Err(format!("{where_}: the tunnel did not echo"));
     }
     if let Some(b) = check.backend {

@@ -232,11 +232,16 @@ async fn answer(cfg: &EchoConfig, seen: &Seen, mut req: Request<Incoming>) -> Re
     resp
 }
 
-/// An HTTP/1.1 `Upgrade` request (WebSocket or any other protocol) is accepted with 101; the
-/// upgraded connection then echoes raw bytes. There is no WebSocket framing and no
-/// `Sec-WebSocket-Accept`: the proxies under test treat upgraded bytes as opaque.
+/// An HTTP/1.1 `Upgrade` request (WebSocket or any other protocol) is accepted with 101, and a
+/// CONNECT with 200; the upgraded connection then echoes raw bytes. There is no WebSocket
+/// framing and no `Sec-WebSocket-Accept`: the proxies under test treat upgraded bytes as opaque.
 fn upgrade(cfg: &EchoConfig, req: &mut Request<Incoming>) -> Option<Response<EchoBody>> {
-    let protocol = req.headers().get(http::header::UPGRADE)?.clone();
+    let connect = req.method() == http::Method::CONNECT;
+    let protocol = match req.headers().get(http::header::UPGRADE) {
+        Some(p) => Some(p.clone()),
+        None if connect => None,
+        None => return None,
+    };
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
@@ -256,12 +261,17 @@ fn upgrade(cfg: &EchoConfig, req: &mut Request<Incoming>) -> Option<Response<Ech
         }
     });
     let mut resp = Response::new(full(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    resp.headers_mut().insert(http::header::UPGRADE, protocol);
-    resp.headers_mut().insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("upgrade"),
-    );
+    match protocol {
+        Some(protocol) => {
+            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            resp.headers_mut().insert(http::header::UPGRADE, protocol);
+            resp.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("upgrade"),
+            );
+        }
+        None => *resp.status_mut() = StatusCode::OK,
+    }
     identify(cfg, resp.headers_mut());
     Some(resp)
 }

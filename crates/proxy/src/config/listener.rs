@@ -66,6 +66,9 @@ pub struct HttpManager {
     pub fault: Option<FaultFilter>,
     /// `upgrade_configs` allows `websocket` (routes may override).
     pub websocket: bool,
+    /// `upgrade_configs` allows `CONNECT` (routes may override): CONNECT requests are
+    /// forwarded upstream unless the route terminates them (`connect_config`).
+    pub connect: bool,
     /// What the manager does to requests before routing (see `crate::downstream`).
     pub options: super::hcm_options::ManagerOptions,
     /// `envoy.filters.http.cors` is in the chain (after the fault filter, if any).
@@ -375,13 +378,15 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
             ));
         }
     };
-    let websocket = websocket_upgrades(upgrade_configs).map_err(|e| e.within("upgrade_configs"))?;
+    let Upgrades { websocket, connect } =
+        upgrades(upgrade_configs).map_err(|e| e.within("upgrade_configs"))?;
     let options = super::hcm_options::ManagerOptions::parse(m)?;
     Ok(HttpManager {
         codec,
         routes,
         fault,
         websocket,
+        connect,
         options,
         cors,
     })
@@ -471,28 +476,37 @@ fn fault_filter(f: &hcm::HttpFilter) -> FieldResult<FaultFilter> {
     })
 }
 
-/// Only WebSocket upgrades without upgrade filters are supported.
-fn websocket_upgrades(
-    configs: &[hcm::http_connection_manager::UpgradeConfig],
-) -> FieldResult<bool> {
-    let mut websocket = false;
+/// The upgrades a connection manager allows.
+#[derive(Default)]
+struct Upgrades {
+    websocket: bool,
+    connect: bool,
+}
+
+/// WebSocket and CONNECT upgrades without upgrade filters are supported.
+fn upgrades(configs: &[hcm::http_connection_manager::UpgradeConfig]) -> FieldResult<Upgrades> {
+    let mut out = Upgrades::default();
     for (i, c) in configs.iter().enumerate() {
         let hcm::http_connection_manager::UpgradeConfig {
             upgrade_type,
             filters,
             enabled,
         } = c;
-        if !upgrade_type.eq_ignore_ascii_case("websocket") {
+        let slot = if upgrade_type.eq_ignore_ascii_case("websocket") {
+            &mut out.websocket
+        } else if upgrade_type.eq_ignore_ascii_case("connect") {
+            &mut out.connect
+        } else {
             return Err(FieldError::unsupported(format!(
                 "[{i}].upgrade_type ({upgrade_type})"
             )));
-        }
+        };
         if !filters.is_empty() {
             return Err(FieldError::unsupported(format!("[{i}].filters")));
         }
-        websocket = enabled.as_ref().is_none_or(|b| b.value);
+        *slot = enabled.as_ref().is_none_or(|b| b.value);
     }
-    Ok(websocket)
+    Ok(out)
 }
 
 fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {

@@ -488,15 +488,40 @@ pub async fn upgrade_request(
     path: &str,
     protocol: &str,
 ) -> Result<Upgraded, String> {
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    raw_tunnel(addr, head, 101).await
+}
+
+/// Send `CONNECT authority` with extra headers on a raw connection; after a 200, write bytes
+/// and expect them echoed through the tunnel.
+pub async fn connect_request(
+    addr: SocketAddr,
+    authority: &str,
+    headers: &[(&str, &str)],
+) -> Result<Upgraded, String> {
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n");
+    raw_tunnel(addr, head, 200).await
+}
+
+/// Write `head`; read the response head; when its status is `tunnel_status`, check that bytes
+/// written next come back.
+async fn raw_tunnel(
+    addr: SocketAddr,
+    head: String,
+    tunnel_status: u16,
+) -> Result<Upgraded, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let io = async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| e.to_string())?;
-        let head = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
         s.write_all(head.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
@@ -516,7 +541,7 @@ pub async fn upgrade_request(
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
         let mut echoed = false;
-        if status == 101 {
+        if status == tunnel_status {
             s.write_all(b"through the tunnel")
                 .await
                 .map_err(|e| e.to_string())?;

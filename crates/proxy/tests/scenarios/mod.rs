@@ -78,6 +78,9 @@ pub struct Check {
     /// Ask to upgrade to this protocol on a raw HTTP/1.1 connection; with status 101 the
     /// tunnel must echo bytes.
     pub upgrade: Option<&'static str>,
+    /// Send `CONNECT host` (with `headers`) on a raw HTTP/1.1 connection; with status 200 the
+    /// tunnel must echo.
+    pub connect: bool,
     /// Repeat the request (at most 20 times) until it has passed this many times in a row:
     /// for state an implementation applies asynchronously (Envoy ejects outliers on its main
     /// thread, a moment after the worker saw the failures).
@@ -96,6 +99,21 @@ pub struct Scenario {
 
 /// `status` value meaning "any status" (warm-up requests whose outcome is not asserted).
 pub const ANY: u16 = 0;
+
+fn connect(
+    authority: &'static str,
+    headers: Vec<(&'static str, &'static str)>,
+    status: u16,
+) -> Check {
+    Check {
+        host: authority,
+        method: "CONNECT",
+        headers,
+        status,
+        connect: true,
+        ..Default::default()
+    }
+}
 
 fn get(host: &'static str, path: &'static str, status: u16) -> Check {
     Check {
