@@ -7,7 +7,8 @@
 //! it), `x-envoy-upstream-rq-per-try-timeout-ms` sets the per-try timeout (ignored unless it
 //! is below the route timeout), `x-envoy-retry-on` adds HTTP conditions and
 //! `x-envoy-retry-grpc-on` gRPC conditions to the route's policy (or create one),
-//! `x-envoy-max-retries` replaces `num_retries` of a policy. The headers are consumed.
+//! `x-envoy-max-retries` replaces `num_retries` of a policy and `x-envoy-retriable-status-codes`
+//! adds codes for its `retriable-status-codes` condition. The headers are consumed.
 
 use std::time::Duration;
 
@@ -21,18 +22,23 @@ pub const RETRY_ON: &str = "x-envoy-retry-on";
 pub const MAX_RETRIES: &str = "x-envoy-max-retries";
 
 pub const RETRY_GRPC_ON: &str = "x-envoy-retry-grpc-on";
+pub const RETRIABLE_STATUS_CODES: &str = "x-envoy-retriable-status-codes";
 
 /// The `x-envoy-*` request headers Envoy removes from external requests (those of its header
 /// sanitizing list that Plexus would otherwise pass upstream).
-pub const EXTERNAL_SANITIZED: [&str; 13] = [
+pub const EXTERNAL_SANITIZED: [&str; 17] = [
     "x-envoy-decorator-operation",
     "x-envoy-downstream-service-cluster",
     "x-envoy-downstream-service-node",
     "x-envoy-expected-rq-timeout-ms",
     "x-envoy-force-trace",
+    "x-envoy-hedge-on-per-try-timeout",
     "x-envoy-internal",
     "x-envoy-ip-tags",
+    "x-envoy-original-url",
+    "x-envoy-upstream-alt-stat-name",
     MAX_RETRIES,
+    RETRIABLE_STATUS_CODES,
     RETRY_GRPC_ON,
     RETRY_ON,
     PER_TRY_TIMEOUT_MS,
@@ -49,6 +55,21 @@ pub fn sanitize(headers: &mut HeaderMap) {
 
 fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `x-envoy-retriable-status-codes`: a comma-separated list; entries that are no status code
+/// are skipped.
+fn status_codes(headers: &HeaderMap) -> Vec<u16> {
+    headers
+        .get(RETRIABLE_STATUS_CODES)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .filter_map(|c| c.trim().parse::<u16>().ok())
+                .filter(|c| (100..600).contains(c))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Effective (retry policy, route timeout) for one request; removes the override headers.
@@ -71,8 +92,11 @@ pub fn apply(
                 .merge_header(value, grpc);
         }
     }
-    if let (Some(p), Some(n)) = (retry.as_mut(), number(headers, MAX_RETRIES)) {
-        p.num_retries = u32::try_from(n).unwrap_or(u32::MAX);
+    if let Some(p) = retry.as_mut() {
+        if let Some(n) = number(headers, MAX_RETRIES) {
+            p.num_retries = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        p.retriable_status_codes.extend(status_codes(headers));
     }
     let per_try = number(headers, PER_TRY_TIMEOUT_MS)
         .filter(|ms| *ms > 0)
@@ -92,6 +116,7 @@ pub fn apply(
         RETRY_ON,
         RETRY_GRPC_ON,
         MAX_RETRIES,
+        RETRIABLE_STATUS_CODES,
     ] {
         headers.remove(h);
     }
@@ -154,6 +179,15 @@ mod tests {
         assert_eq!(retry.per_try_timeout, Some(Duration::from_millis(100)));
 
         let mut h = headers(&[
+            (RETRY_ON, "retriable-status-codes"),
+            (RETRIABLE_STATUS_CODES, "418, x,503"),
+        ]);
+        let (retry, _) = apply(&mut h, None, route_timeout);
+        let retry = retry.unwrap_or_else(RetryPolicy::from_header_only);
+        assert!(retry.on.retriable_status_codes);
+        assert_eq!(retry.retriable_status_codes, vec![418, 503]);
+
+        let mut h = headers(&[
             (RETRY_ON, "unavailable"),
             (RETRY_GRPC_ON, "unavailable,5xx"),
             (PER_TRY_TIMEOUT_MS, "20000"),
@@ -161,6 +195,7 @@ mod tests {
         let (retry, _) = apply(&mut h, None, route_timeout);
         let retry = retry.unwrap_or_else(RetryPolicy::from_header_only);
         assert!(retry.on.grpc_codes.contains(14) && !retry.on.server_error);
+        assert!(retry.retriable_status_codes.is_empty());
         assert_eq!(retry.per_try_timeout, None, "not below the route timeout");
         assert!(h.is_empty());
     }

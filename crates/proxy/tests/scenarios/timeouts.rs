@@ -117,6 +117,26 @@ pub fn scenarios() -> Vec<Scenario> {
                 upstream_header: Some(("x-envoy-internal", None)),
                 ..get("t", "/plain", 200)
             },
+            Check {
+                headers: vec![("x-envoy-retriable-status-codes", "503")],
+                upstream_header: Some(("x-envoy-retriable-status-codes", None)),
+                ..get("t", "/plain", 200)
+            },
+            Check {
+                headers: vec![("x-envoy-upstream-alt-stat-name", "x")],
+                upstream_header: Some(("x-envoy-upstream-alt-stat-name", None)),
+                ..get("t", "/plain", 200)
+            },
+            Check {
+                headers: vec![("x-envoy-hedge-on-per-try-timeout", "true")],
+                upstream_header: Some(("x-envoy-hedge-on-per-try-timeout", None)),
+                ..get("t", "/plain", 200)
+            },
+            Check {
+                headers: vec![("x-envoy-original-url", "http://x/")],
+                upstream_header: Some(("x-envoy-original-url", None)),
+                ..get("t", "/plain", 200)
+            },
             // Internal: the request is marked and the overrides apply.
             Check {
                 internal: true,
@@ -142,6 +162,16 @@ pub fn scenarios() -> Vec<Scenario> {
             Check {
                 internal: true,
                 headers: vec![("x-envoy-retry-on", "5xx"), ("x-envoy-max-retries", "2")],
+                workload: Some("a"),
+                until_stable: 4,
+                ..get("t", "/mixed", 200)
+            },
+            Check {
+                internal: true,
+                headers: vec![
+                    ("x-envoy-retry-on", "retriable-status-codes"),
+                    ("x-envoy-retriable-status-codes", "502,503"),
+                ],
                 workload: Some("a"),
                 until_stable: 4,
                 ..get("t", "/mixed", 200)
