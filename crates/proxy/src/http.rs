@@ -124,7 +124,7 @@ async fn route_request(
     };
     if !internal {
         // Envoy strips these before routing, so no route can match on them either.
-        crate::overrides::sanitize(req.headers_mut());
+        crate::overrides::sanitize(req.headers_mut(), opts.use_remote_address);
     }
     let runtime = store.runtime.load_full();
     let rc = match &manager.routes {

@@ -26,10 +26,7 @@ pub const RETRIABLE_STATUS_CODES: &str = "x-envoy-retriable-status-codes";
 
 /// The `x-envoy-*` request headers Envoy removes from external requests (those of its header
 /// sanitizing list that Plexus would otherwise pass upstream).
-pub const EXTERNAL_SANITIZED: [&str; 17] = [
-    "x-envoy-decorator-operation",
-    "x-envoy-downstream-service-cluster",
-    "x-envoy-downstream-service-node",
+pub const EXTERNAL_SANITIZED: [&str; 14] = [
     "x-envoy-expected-rq-timeout-ms",
     "x-envoy-force-trace",
     "x-envoy-hedge-on-per-try-timeout",
@@ -46,15 +43,42 @@ pub const EXTERNAL_SANITIZED: [&str; 17] = [
     "x-envoy-upstream-rq-timeout-alt-response",
 ];
 
-/// Remove what Envoy removes from an external request.
-pub fn sanitize(headers: &mut HeaderMap) {
+/// Removed from edge requests only: external requests on a connection manager with
+/// `use_remote_address` (Envoy keeps them on other external requests).
+pub const EDGE_SANITIZED: [&str; 3] = [
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+];
+
+/// Remove what Envoy removes from an external request; `edge` adds `EDGE_SANITIZED`.
+pub fn sanitize(headers: &mut HeaderMap, edge: bool) {
     for h in EXTERNAL_SANITIZED {
         headers.remove(h);
+    }
+    if edge {
+        for h in EDGE_SANITIZED {
+            headers.remove(h);
+        }
     }
 }
 
 fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Remove the override headers of an internal request (Envoy consumes them).
+pub fn consume(headers: &mut HeaderMap) {
+    for h in [
+        RQ_TIMEOUT_MS,
+        PER_TRY_TIMEOUT_MS,
+        RETRY_ON,
+        RETRY_GRPC_ON,
+        MAX_RETRIES,
+        RETRIABLE_STATUS_CODES,
+    ] {
+        headers.remove(h);
+    }
 }
 
 /// `x-envoy-retriable-status-codes`: a comma-separated list; entries that are no status code
@@ -110,16 +134,7 @@ pub fn apply(
             })
             .per_try_timeout = Some(per_try);
     }
-    for h in [
-        RQ_TIMEOUT_MS,
-        PER_TRY_TIMEOUT_MS,
-        RETRY_ON,
-        RETRY_GRPC_ON,
-        MAX_RETRIES,
-        RETRIABLE_STATUS_CODES,
-    ] {
-        headers.remove(h);
-    }
+    consume(headers);
     (retry, timeout)
 }
 
@@ -141,11 +156,14 @@ mod tests {
             (RQ_TIMEOUT_MS, "1"),
             (RETRY_ON, "5xx"),
             ("x-envoy-internal", "true"),
+            ("x-envoy-decorator-operation", "op"),
             ("x-other", "kept"),
         ]);
-        sanitize(&mut h);
-        assert_eq!(h.len(), 1);
+        sanitize(&mut h, false);
+        assert_eq!(h.len(), 2, "{h:?}");
         assert!(h.contains_key("x-other"));
+        sanitize(&mut h, true);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

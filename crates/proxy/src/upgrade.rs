@@ -98,7 +98,11 @@ pub async fn forward(
     }
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    crate::overrides::sanitize(&mut parts.headers);
+    if target.internal {
+        crate::overrides::consume(&mut parts.headers);
+    } else {
+        crate::overrides::sanitize(&mut parts.headers, false);
+    }
     if let Some((req_h, _)) = weighted {
         req_h.apply(&mut parts.headers);
     }

@@ -166,7 +166,7 @@ pub async fn forward(
     if target.internal {
         (retry, timeout) = crate::overrides::apply(&mut parts.headers, retry.as_ref(), timeout);
     } else {
-        crate::overrides::sanitize(&mut parts.headers);
+        crate::overrides::sanitize(&mut parts.headers, false);
     }
     let template = Template {
         method: parts.method,

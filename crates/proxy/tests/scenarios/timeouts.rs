@@ -137,6 +137,33 @@ pub fn scenarios() -> Vec<Scenario> {
                 upstream_header: Some(("x-envoy-original-url", None)),
                 ..get("t", "/plain", 200)
             },
+            // Edge-only headers stay on external requests without `use_remote_address`.
+            Check {
+                headers: vec![("x-envoy-decorator-operation", "op")],
+                upstream_header: Some(("x-envoy-decorator-operation", Some("op"))),
+                ..get("t", "/plain", 200)
+            },
+            Check {
+                headers: vec![("x-envoy-downstream-service-cluster", "c")],
+                upstream_header: Some(("x-envoy-downstream-service-cluster", Some("c"))),
+                ..get("t", "/plain", 200)
+            },
+            Check {
+                internal: true,
+                headers: vec![("x-envoy-decorator-operation", "op")],
+                upstream_header: Some(("x-envoy-decorator-operation", Some("op"))),
+                ..get("t", "/plain", 200)
+            },
+            // An external request on the edge (`use_remote_address`) listener loses them.
+            Check {
+                internal: true,
+                headers: vec![
+                    ("x-forwarded-for", "10.1.1.1"),
+                    ("x-envoy-decorator-operation", "op"),
+                ],
+                upstream_header: Some(("x-envoy-decorator-operation", None)),
+                ..get("t", "/plain", 200)
+            },
             // Internal: the request is marked and the overrides apply.
             Check {
                 internal: true,
