@@ -373,6 +373,27 @@ mod tests {
     }
 
     #[test]
+    fn secrets_table_shows_names_sans_expiry_and_fingerprint() {
+        let resources = vec![json!({"name": "kubernetes://gw-cred", "kind": "Cert Chain",
+            "certificates": [{"subject": "CN=a", "sans": ["DNSName(a.example.com)", "DNSName(b.example.com)"],
+                              "not_before": "x", "not_after": "Nov 27 18:00:00 2027 +00:00", "sha256": "ab12"}]})];
+        let out = render_table(ConfigType::Secrets, &resources);
+        let mut lines = out.lines();
+        let header = lines.next().unwrap_or_default();
+        assert!(header.starts_with("RESOURCE NAME"), "{out}");
+        let row = lines.next().unwrap_or_default();
+        for want in [
+            "kubernetes://gw-cred",
+            "Cert Chain",
+            "DNSName(a.example.com),DNSName(b.example.com)",
+            "Nov 27 18:00:00 2027 +00:00",
+            "ab12",
+        ] {
+            assert!(row.contains(want), "{want} missing: {out}");
+        }
+    }
+
+    #[test]
     fn proxy_names_resolve_by_unique_part() {
         let sync =
             json!({"proxies": [{"proxy": "sidecar~1~a-0.ns~x"}, {"proxy": "sidecar~1~b-0.ns~x"}]});
