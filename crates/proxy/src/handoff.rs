@@ -69,6 +69,7 @@ mod tests {
             kind: ListenerKind::Tcp(TcpProxy {
                 clusters: vec![(name.into(), 1)],
                 idle_timeout: None,
+                tls: None,
             }),
             capture: Default::default(),
         });
