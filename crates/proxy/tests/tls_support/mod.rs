@@ -337,6 +337,28 @@ pub async fn tls_front(
     alpn: &[&str],
     client_ca: Option<&str>,
 ) -> TlsFront {
+    tls_front_with(backend, leaf, alpn, client_ca, None).await
+}
+
+/// A front (ALPN h2 and http/1.1) that closes connections whose SNI is not `sni`.
+pub async fn tls_front_for_sni(backend: SocketAddr, leaf: &Leaf, sni: &str) -> TlsFront {
+    tls_front_with(
+        backend,
+        leaf,
+        &["h2", "http/1.1"],
+        None,
+        Some(sni.to_string()),
+    )
+    .await
+}
+
+async fn tls_front_with(
+    backend: SocketAddr,
+    leaf: &Leaf,
+    alpn: &[&str],
+    client_ca: Option<&str>,
+    only_sni: Option<String>,
+) -> TlsFront {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let b = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -380,6 +402,7 @@ pub async fn tls_front(
             };
             let acceptor = acceptor.clone();
             let notes = notes.clone();
+            let only_sni = only_sni.clone();
             tokio::spawn(async move {
                 let Ok(mut s) = acceptor.accept(tcp).await else {
                     return;
@@ -391,7 +414,11 @@ pub async fn tls_front(
                         .alpn_protocol()
                         .map(|p| String::from_utf8_lossy(p).into_owned()),
                 );
+                let wrong_sni = only_sni.is_some() && note.0 != only_sni;
                 notes.lock().unwrap_or_else(|p| p.into_inner()).push(note);
+                if wrong_sni {
+                    return;
+                }
                 let Ok(mut up) = TcpStream::connect(backend).await else {
                     return;
                 };
