@@ -81,6 +81,7 @@ fn opts(ca: &Ca, alpn: &[&str]) -> ClientOpts {
         ca_pem: ca.pem.clone(),
         alpn: alpn.iter().map(|p| p.to_string()).collect(),
         client_cert: None,
+        rsa_only: false,
     }
 }
 
@@ -321,6 +322,7 @@ async fn chains_are_selected_by_sni_and_by_client_hello_alpn() {
             ca_pem: ca.pem.clone(),
             alpn: protocols.iter().map(|p: &&str| p.to_string()).collect(),
             client_cert: None,
+            rsa_only: false,
         };
         // istio-peer-exchange is not an HTTP ALPN: the client still speaks HTTP/1.1.
         let (got, hs) = get(addr, &o, name, "/").await.expect("request");
@@ -655,4 +657,80 @@ async fn unsupported_tls_fields_are_nacked_by_name() {
         "{msg}"
     );
     drop(proxy);
+}
+
+/// Istio's gateway shape for `mode: MUTUAL` with `credentialNames`: an RSA and an ECDSA
+/// certificate over SDS, and a combined validation context (SAN matchers inline, the CA over
+/// SDS as `<name>-cacert`).
+#[tokio::test]
+async fn gateway_mutual_with_two_certificates_and_a_combined_validation_context() {
+    let a = echo_named("a").await;
+    let ca = Ca::new("ca");
+    let (rsa, ecdsa) = (
+        ca.leaf_rsa(&["main.example"]),
+        ca.leaf(&["main.example"], &[]),
+    );
+    let id = "spiffe://partners/client";
+    let ads = FakeAds::start().await.expect("ads");
+    let combined = Vct::CombinedValidationContext(
+        tls::common_tls_context::CombinedCertificateValidationContext {
+            default_validation_context: Some(tls::CertificateValidationContext {
+                match_typed_subject_alt_names: uri_sans(&[id]),
+                ..Default::default()
+            }),
+            validation_context_sds_secret_config: Some(sds("partners-cacert")),
+            ..Default::default()
+        },
+    );
+    let mut common = common(None, None, &["h2", "http/1.1"], Some(combined));
+    common.tls_certificate_sds_secret_configs = vec![sds("partners-rsa"), sds("partners-ecdsa")];
+    push_tls_http(
+        &ads,
+        server_ctx(common, true),
+        vec![static_cluster("a", &[a.addr])],
+    );
+    ads.push(
+        SECRET_TYPE,
+        vec![
+            cert_secret("partners-rsa", &rsa),
+            cert_secret("partners-ecdsa", &ecdsa),
+            ca_secret("partners-cacert", &ca.pem, vec![]),
+        ],
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    let client = |cert: Leaf, rsa_only: bool| ClientOpts {
+        client_cert: Some(cert),
+        rsa_only,
+        ..opts(&ca, &["h2"])
+    };
+    let (got, hs) = get(
+        addr,
+        &client(ca.leaf(&[], &[id]), false),
+        "main.example",
+        "/",
+    )
+    .await
+    .expect("ECDSA-capable client");
+    assert_eq!((got.status, hs.peer_leaf), (200, ecdsa.der()));
+    let (got, hs) = get(
+        addr,
+        &client(ca.leaf(&[], &[id]), true),
+        "main.example",
+        "/",
+    )
+    .await
+    .expect("RSA-only client");
+    assert_eq!((got.status, hs.peer_leaf), (200, rsa.der()));
+    let wrong_san = get(
+        addr,
+        &client(ca.leaf(&[], &["spiffe://x/y"]), false),
+        "main.example",
+        "/",
+    )
+    .await;
+    assert!(
+        wrong_san.is_err(),
+        "SAN matchers from the default context apply"
+    );
 }

@@ -52,8 +52,10 @@ fn alpn(common: &Common) -> Vec<Vec<u8>> {
     common.alpn.iter().map(|p| p.as_bytes().to_vec()).collect()
 }
 
-/// Several server certificates (Istio sends an RSA and an ECDSA one for `credentialNames`):
-/// the first whose key can sign with a scheme the client offers, else the first.
+/// Several server certificates (Istio sends an RSA and an ECDSA one for `credentialNames`).
+/// Envoy's rule: the first ECDSA certificate for clients that support ECDSA, else the first
+/// RSA one; Plexus then falls back to any the client can verify, then the first. (Envoy also
+/// prefers certificates whose names match the SNI; Plexus does not look at names.)
 #[derive(Debug)]
 struct ByKeyType(Vec<Arc<rustls::sign::CertifiedKey>>);
 
@@ -62,10 +64,18 @@ impl rustls::server::ResolvesServerCert for ByKeyType {
         &self,
         hello: rustls::server::ClientHello<'_>,
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        use rustls::SignatureAlgorithm::{ECDSA, RSA};
         let schemes = hello.signature_schemes();
-        self.0
-            .iter()
-            .find(|c| c.key.choose_scheme(schemes).is_some())
+        let usable = |c: &&Arc<rustls::sign::CertifiedKey>| c.key.choose_scheme(schemes).is_some();
+        let of = |alg| {
+            self.0
+                .iter()
+                .filter(move |c| c.key.algorithm() == alg)
+                .find(usable)
+        };
+        of(ECDSA)
+            .or_else(|| of(RSA))
+            .or_else(|| self.0.iter().find(usable))
             .or_else(|| self.0.first())
             .cloned()
     }

@@ -1,7 +1,8 @@
 //! The TLS scenarios of the differential run, on their own listeners and clusters: termination
 //! with an inline certificate (HTTP/1.1 and HTTP/2 by ALPN), with an SDS certificate and its
-//! rotation, filter chains chosen by SNI and by ALPN, mTLS required, and TLS to an upstream
-//! with SNI and a CA check (HTTP/1.1 and HTTP/2; a wrong CA answers 503).
+//! rotation, filter chains chosen by SNI and by ALPN, mTLS required, Istio's gateway shape for
+//! `MUTUAL` with an RSA and an ECDSA certificate and a combined validation context, and TLS to
+//! an upstream with SNI and a CA check (HTTP/1.1 and HTTP/2; a wrong CA answers 503).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,7 +21,8 @@ use crate::tls_support::*;
 type Vct = tls::common_tls_context::ValidationContextType;
 
 /// The TLS listeners, by name.
-pub const LISTENERS: [&str; 6] = [
+pub const LISTENERS: [&str; 7] = [
+    "tls-gw",
     "tls-inline",
     "tls-sds",
     "tls-sni",
@@ -41,6 +43,8 @@ pub struct Fixture {
     pub sds_second: Leaf,
     pub sni_a: Leaf,
     pub sni_b: Leaf,
+    pub gw_rsa: Leaf,
+    pub gw_ecdsa: Leaf,
     /// TLS in front of backend `a`, answering only SNI `backend.example`.
     pub front: TlsFront,
 }
@@ -56,6 +60,8 @@ impl Fixture {
             sds_second: ca.leaf(&["sds.example"], &[]),
             sni_a: ca.leaf(&["a.example"], &[]),
             sni_b: ca.leaf(&["b.example"], &[]),
+            gw_rsa: ca.leaf_rsa(&["gw.example"]),
+            gw_ecdsa: ca.leaf(&["gw.example"], &[]),
             wrong_ca: Ca::new("wrong-ca"),
             ca,
             front,
@@ -210,6 +216,7 @@ pub fn extend(cfg: &mut Config, f: &Fixture) -> Vec<(String, Any)> {
             ),
         ),
         ("tls-up", http_listener_inline("tls-up", up_routes)),
+        ("tls-gw", gateway_mutual()),
     ];
     cfg.listeners
         .extend(listeners.into_iter().map(|(n, a)| (n.to_string(), a)));
@@ -218,7 +225,37 @@ pub fn extend(cfg: &mut Config, f: &Fixture) -> Vec<(String, Any)> {
         upstream("up-wrong-ca", f, &f.wrong_ca, false),
         upstream("up-h2", f, &f.ca, true),
     ]);
-    vec![cert_secret(SDS_CERT, &f.sds_first)]
+    vec![
+        cert_secret(SDS_CERT, &f.sds_first),
+        cert_secret("gw-rsa", &f.gw_rsa),
+        cert_secret("gw-ecdsa", &f.gw_ecdsa),
+        ca_secret("gw-cacert", &f.ca.pem, vec![]),
+    ]
+}
+
+/// Peer identity the gateway's default validation context requires.
+const GW_CLIENT: &str = "spiffe://partners/client";
+
+/// As Istio translates a `MUTUAL` server with `credentialNames: [gw-rsa, gw-ecdsa]`.
+fn gateway_mutual() -> Any {
+    let combined = Vct::CombinedValidationContext(
+        tls::common_tls_context::CombinedCertificateValidationContext {
+            default_validation_context: Some(tls::CertificateValidationContext {
+                match_typed_subject_alt_names: uri_sans(&[GW_CLIENT]),
+                ..Default::default()
+            }),
+            validation_context_sds_secret_config: Some(sds("gw-cacert")),
+            ..Default::default()
+        },
+    );
+    let mut common = common(None, None, &["h2", "http/1.1"], Some(combined));
+    common.tls_certificate_sds_secret_configs = vec![sds("gw-rsa"), sds("gw-ecdsa")];
+    let ts = downstream_socket(tls::DownstreamTlsContext {
+        common_tls_context: Some(common),
+        require_client_certificate: Some(BoolValue { value: true }),
+        ..Default::default()
+    });
+    with_tls(http_listener_inline("tls-gw", routes("a")), ts)
 }
 
 /// One TLS request and what must be observed: workload `a`/`b` with the expected leaf, or
@@ -253,6 +290,7 @@ fn opts(f: &Fixture, sni: &str, alpn: &[&str], cert: Option<Leaf>) -> ClientOpts
         ca_pem: f.ca.pem.clone(),
         alpn: alpn.iter().map(|p| p.to_string()).collect(),
         client_cert: cert,
+        rsa_only: false,
     }
 }
 
@@ -356,6 +394,43 @@ pub async fn check(
             Err(_) => Ok(()),
             Ok((g, _)) => Err(format!(
                 "answered {} without a client certificate",
+                g.status
+            )),
+        },
+    ));
+    let gw = at("tls-gw");
+    let partner = || Some(f.ca.leaf(&[], &[GW_CLIENT]));
+    out.push((
+        "gateway MUTUAL: ECDSA certificate for an ECDSA-capable client",
+        expect(
+            gw,
+            &opts(f, "gw.example", &["h2"], partner()),
+            Some(&f.gw_ecdsa),
+            "a",
+            Some("h2"),
+        )
+        .await,
+    ));
+    let rsa_only = ClientOpts {
+        rsa_only: true,
+        ..opts(f, "gw.example", &["h2"], partner())
+    };
+    out.push((
+        "gateway MUTUAL: RSA certificate for an RSA-only client",
+        expect(gw, &rsa_only, Some(&f.gw_rsa), "a", Some("h2")).await,
+    ));
+    let stranger = opts(
+        f,
+        "gw.example",
+        &[],
+        Some(f.ca.leaf(&[], &["spiffe://x/y"])),
+    );
+    out.push((
+        "gateway MUTUAL: a client SAN outside the default context fails",
+        match get(gw, &stranger, "gw.example", "/").await {
+            Err(_) => Ok(()),
+            Ok((g, _)) => Err(format!(
+                "answered {} to a client with the wrong SAN",
                 g.status
             )),
         },

@@ -52,6 +52,16 @@ impl Ca {
 
     /// A leaf with these DNS and URI SANs, usable as server and client certificate.
     pub fn leaf(&self, dns: &[&str], uris: &[&str]) -> Leaf {
+        self.leaf_with(KeyPair::generate().expect("key"), dns, uris)
+    }
+
+    /// Like `leaf`, with an RSA key.
+    pub fn leaf_rsa(&self, dns: &[&str]) -> Leaf {
+        let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+        self.leaf_with(key, dns, &[])
+    }
+
+    fn leaf_with(&self, key: KeyPair, dns: &[&str], uris: &[&str]) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         for d in dns {
             params
@@ -68,7 +78,6 @@ impl Ca {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &self.issuer).expect("signed");
         Leaf {
             cert: cert.pem(),
@@ -207,6 +216,8 @@ pub struct ClientOpts {
     pub ca_pem: String,
     pub alpn: Vec<String>,
     pub client_cert: Option<Leaf>,
+    /// Offer only RSA signature schemes (a client that cannot verify ECDSA).
+    pub rsa_only: bool,
 }
 
 /// What a TLS connection showed: the server's leaf certificate and the negotiated ALPN.
@@ -216,7 +227,19 @@ pub struct Handshake {
 }
 
 pub fn client_config(o: &ClientOpts) -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if o.rsa_only {
+        let algs = &mut provider.signature_verification_algorithms;
+        let rsa: Vec<_> = algs
+            .mapping
+            .iter()
+            .filter(|(s, _)| format!("{s:?}").starts_with("RSA"))
+            .copied()
+            .collect();
+        // The provider wants 'static tables; a test leaks one small copy.
+        algs.mapping = Box::leak(rsa.into_boxed_slice());
+    }
+    let provider = Arc::new(provider);
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(o.ca_pem.as_bytes()) {
         roots.add(c.expect("ca pem")).expect("root");
