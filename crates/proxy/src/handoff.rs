@@ -31,6 +31,7 @@ pub fn route_connection(
         peer,
         local,
         original_dst: redirected.unwrap_or(local),
+        tls: false,
     };
     if own.capture.use_original_dst
         && conn.original_dst != local

@@ -94,6 +94,8 @@ async fn accept_loop(
             match (chain, stream) {
                 (_, Err(e)) => tracing::debug!(%peer, error = %e, "downstream TLS failed"),
                 (Some((key, ListenerKind::Http(_))), Ok(stream)) => {
+                    let tls = matches!(stream, Conn::Server(_));
+                    let conn = crate::downstream::Downstream { tls, ..conn };
                     serve_http(stream, conn, key.clone(), config, store.clone()).await
                 }
                 (Some((_, ListenerKind::Tcp(t))), Ok(stream)) => {

@@ -69,15 +69,12 @@ impl Fixture {
     }
 }
 
+/// Routes of the terminating listeners: `require_tls: ALL`, which a request over the
+/// proxy's own TLS satisfies (`x-forwarded-proto: https`).
 fn routes(cluster: &str) -> rt::RouteConfiguration {
-    route_config(
-        "tls",
-        vec![vhost(
-            "all",
-            &["*"],
-            vec![route(prefix("/"), to_cluster(cluster))],
-        )],
-    )
+    let mut vh = vhost("all", &["*"], vec![route(prefix("/"), to_cluster(cluster))]);
+    vh.require_tls = rt::virtual_host::TlsRequirementType::All as i32;
+    route_config("tls", vec![vh])
 }
 
 fn server(
@@ -273,6 +270,12 @@ async fn expect(
         return Err(format!(
             "{} from {w:?} (want 200 from {workload})",
             got.status
+        ));
+    }
+    let xfp = got.json()["headers"]["x-forwarded-proto"].clone();
+    if xfp != "https" {
+        return Err(format!(
+            "x-forwarded-proto {xfp} at the backend (want https)"
         ));
     }
     if leaf.is_some_and(|l| l.der() != hs.peer_leaf) {
