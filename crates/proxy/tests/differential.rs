@@ -625,32 +625,14 @@ async fn differential_scenarios() {
         }
     }
     // TLS: termination, chain selection, mTLS, origination; then an SDS rotation.
-    for t in &targets {
-        for (name, outcome) in scenarios::tls::check(&tls, &t.tls).await {
-            match outcome {
-                Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
-                Err(e) => failures.push(format!("[TLS: {name}] {}: {e}", t.label())),
-            }
-        }
-    }
-    ads.push(
-        SECRET_TYPE,
-        vec![tls_support::cert_secret(
-            scenarios::tls::SDS_CERT,
-            &tls.sds_second,
-        )],
-    );
-    for t in &targets {
-        let addr = t.tls.get("tls-sds").copied();
-        match scenarios::tls::check_rotated(&tls, addr.unwrap_or(t.http)).await {
+    let tls_targets: Vec<_> = targets.iter().map(|t| (t.label(), &t.tls)).collect();
+    for (i, outcome) in scenarios::tls::run(&tls, &ads, &tls_targets).await {
+        let t = &targets[i];
+        match outcome {
             Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
-            Err(e) => failures.push(format!("[TLS: SDS rotation] {}: {e}", t.label())),
+            Err(e) => failures.push(e),
         }
     }
-    println!(
-        "TLS upstream saw (SNI, ALPN): {:?}",
-        tls.front.seen.lock().map(|s| s.clone())
-    );
     // Every pushed resource must be accepted by every proxy, Envoy included.
     for nack in ads.acks().into_iter().filter(|a| a.error.is_some()) {
         failures.push(format!(

@@ -494,3 +494,39 @@ pub async fn check_rotated(f: &Fixture, addr: SocketAddr) -> Result<(), String> 
     })
     .await
 }
+
+/// Every check against every target (`(label, TLS listeners)`), then an SDS rotation checked on
+/// each: `(target index, outcome)` per check, failures already naming check and target.
+pub async fn run(
+    f: &Fixture,
+    ads: &plexus_testkit::FakeAds,
+    targets: &[(String, &BTreeMap<&'static str, SocketAddr>)],
+) -> Vec<(usize, Result<(), String>)> {
+    let mut out = Vec::new();
+    for (i, (label, addrs)) in targets.iter().enumerate() {
+        for (name, outcome) in check(f, addrs).await {
+            out.push((
+                i,
+                outcome.map_err(|e| format!("[TLS: {name}] {label}: {e}")),
+            ));
+        }
+    }
+    ads.push(
+        plexus_xds::SECRET_TYPE,
+        vec![cert_secret(SDS_CERT, &f.sds_second)],
+    );
+    for (i, (label, addrs)) in targets.iter().enumerate() {
+        let addr = addrs.get("tls-sds").copied();
+        let outcome = match addr {
+            Some(addr) => check_rotated(f, addr).await,
+            None => Err("no tls-sds listener".into()),
+        };
+        out.push((
+            i,
+            outcome.map_err(|e| format!("[TLS: SDS rotation] {label}: {e}")),
+        ));
+    }
+    let seen = f.front.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    println!("TLS upstream saw (SNI, ALPN): {seen:?}");
+    out
+}

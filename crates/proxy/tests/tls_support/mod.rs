@@ -24,6 +24,13 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 
+use crate::common::{
+    Config, http_listener_inline, prefix, push, route, route_config, static_cluster, to_cluster,
+    vhost,
+};
+use envoy_types::pb::envoy::config::cluster::v3 as c;
+use plexus_testkit::FakeAds;
+
 /// A certificate authority that signs leaves.
 pub struct Ca {
     pub pem: String,
@@ -453,5 +460,82 @@ async fn tls_front_with(
         addr,
         seen,
         _stop: stop,
+    }
+}
+
+// Shared shapes of the TLS integration tests.
+
+pub fn routes_to(cluster: &str) -> envoy_types::pb::envoy::config::route::v3::RouteConfiguration {
+    route_config(
+        "r",
+        vec![vhost(
+            "all",
+            &["*"],
+            vec![route(prefix("/"), to_cluster(cluster))],
+        )],
+    )
+}
+
+pub fn server_ctx(
+    common: tls::CommonTlsContext,
+    require_client: bool,
+) -> tls::DownstreamTlsContext {
+    tls::DownstreamTlsContext {
+        common_tls_context: Some(common),
+        require_client_certificate: Some(envoy_types::pb::google::protobuf::BoolValue {
+            value: require_client,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A TLS HTTP listener "main" to cluster "a", pushed with everything else; the LDS version.
+pub fn push_tls_http(
+    ads: &FakeAds,
+    ctx: tls::DownstreamTlsContext,
+    clusters: Vec<c::Cluster>,
+) -> String {
+    let listener = with_tls(
+        http_listener_inline("main", routes_to("a")),
+        downstream_socket(ctx),
+    );
+    push(
+        ads,
+        &Config {
+            listeners: vec![("main".into(), listener)],
+            routes: vec![],
+            clusters,
+            endpoints: vec![],
+        },
+    )
+    .0
+}
+
+pub fn opts(ca: &Ca, alpn: &[&str]) -> ClientOpts {
+    ClientOpts {
+        sni: "main.example".into(),
+        ca_pem: ca.pem.clone(),
+        alpn: alpn.iter().map(|p| p.to_string()).collect(),
+        client_cert: None,
+        rsa_only: false,
+    }
+}
+
+pub fn tls_cluster(
+    name: &str,
+    addr: std::net::SocketAddr,
+    ctx: tls::UpstreamTlsContext,
+) -> c::Cluster {
+    c::Cluster {
+        transport_socket: Some(upstream_socket(ctx)),
+        ..static_cluster(name, &[addr])
+    }
+}
+
+pub fn client_ctx(sni: &str, common: tls::CommonTlsContext) -> tls::UpstreamTlsContext {
+    tls::UpstreamTlsContext {
+        sni: sni.into(),
+        common_tls_context: Some(common),
+        ..Default::default()
     }
 }
