@@ -31,7 +31,7 @@ use plexus_xds::node::{NodeIdentity, ProxyType};
 
 const HTTPS: u16 = 8443;
 /// The data planes these scenarios run on.
-const PLANES: [&str; 1] = ["envoy"];
+const PLANES: [&str; 2] = ["plexus", "envoy"];
 
 fn gateway_node(name: &str, namespace: &str, istio_label: &str) -> NodeIdentity {
     let mut node = identity(name, &unique_ip());

@@ -36,8 +36,8 @@ pub struct VirtualHost {
     pub attempt_count: bool,
     /// CORS policy from `typed_per_filter_config`.
     pub cors: Option<super::cors::Cors>,
-    /// `require_tls` EXTERNAL_ONLY or ALL: Plexus terminates no TLS and no request is
-    /// internal, so every request is redirected to https (301), as Envoy does for plaintext.
+    /// `require_tls` EXTERNAL_ONLY or ALL: no request is internal, so every request whose
+    /// `x-forwarded-proto` is not https is redirected to https (301), as in Envoy.
     pub require_tls: bool,
 }
 

@@ -19,6 +19,7 @@ pub mod detection;
 mod istio_defaults;
 mod resilience;
 mod routing;
+pub mod tls;
 
 /// The backends every scenario can use.
 pub struct Backends {
