@@ -192,12 +192,10 @@ fn check_identity(cert: &Value, key: &Value) -> Result<(Vec<u8>, KeyPem), Creden
     Ok((cert.bytes.clone(), KeyPem(key.bytes.clone())))
 }
 
-/// What may be shown about a certificate: never key material.
+/// What may be shown about a certificate (names, expiry, fingerprint): never key material.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct CertInfo {
-    pub subject: String,
     pub sans: Vec<String>,
-    pub not_before: String,
     pub not_after: String,
     /// SHA-256 of the DER certificate, hex.
     pub sha256: String,
@@ -223,9 +221,7 @@ pub fn describe(pem: &[u8]) -> Vec<CertInfo> {
                 .unwrap_or_default();
             let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
             Some(CertInfo {
-                subject: c.subject().to_string(),
                 sans,
-                not_before: c.validity().not_before.to_string(),
                 not_after: c.validity().not_after.to_string(),
                 sha256: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
             })

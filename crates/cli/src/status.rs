@@ -375,8 +375,8 @@ mod tests {
     #[test]
     fn secrets_table_shows_names_sans_expiry_and_fingerprint() {
         let resources = vec![json!({"name": "kubernetes://gw-cred", "kind": "Cert Chain",
-            "certificates": [{"subject": "CN=a", "sans": ["DNSName(a.example.com)", "DNSName(b.example.com)"],
-                              "not_before": "x", "not_after": "Nov 27 18:00:00 2027 +00:00", "sha256": "ab12"}]})];
+            "certificates": [{"sans": ["DNSName(a.example.com)", "DNSName(b.example.com)"],
+                              "not_after": "Nov 27 18:00:00 2027 +00:00", "sha256": "ab12"}]})];
         let out = render_table(ConfigType::Secrets, &resources);
         let mut lines = out.lines();
         let header = lines.next().unwrap_or_default();

@@ -129,8 +129,8 @@ fn validation(ca: &[u8], crl: Option<&[u8]>) -> Secret {
 }
 
 /// What `/debug/config_dump` and `plexus proxy-config secrets` show of an SDS resource: its
-/// name, kind, and per certificate the subject, SANs, validity and SHA-256 fingerprint. Never
-/// the private key.
+/// name, kind, and per certificate its SANs, expiry and SHA-256 fingerprint. Never the
+/// private key.
 pub fn summary(name: &str, any: &Any) -> Value {
     let s = match unpack::<Secret>(any) {
         Ok(s) => s,
