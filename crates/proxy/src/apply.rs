@@ -1,7 +1,7 @@
 //! The xDS handler: converts each pushed resource, keeps the last good version of any resource
 //! that fails (and NACKs naming it), reconciles bound listeners, and publishes a new `Runtime`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -9,9 +9,10 @@ use envoy_types::pb::envoy::config::cluster::v3 as pb_cluster;
 use envoy_types::pb::envoy::config::endpoint::v3 as pb_endpoint;
 use envoy_types::pb::envoy::config::listener::v3 as pb_listener;
 use envoy_types::pb::envoy::config::route::v3 as pb_route;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as pb_tls;
 use envoy_types::pb::google::protobuf::Any;
 use plexus_xds::client::Handler;
-use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
 
 use crate::cluster::ClusterRuntime;
 use crate::config::{
@@ -20,6 +21,7 @@ use crate::config::{
 };
 use crate::listener::{self, ActiveListener};
 use crate::store::{ListenerView, Runtime, Store};
+use crate::tls::Secret;
 
 pub struct XdsHandler {
     store: Arc<Store>,
@@ -29,6 +31,8 @@ pub struct XdsHandler {
     assignments: HashMap<String, Vec<Endpoint>>,
     seen_cds: bool,
     seen_lds: bool,
+    /// SDS secrets and the listeners and clusters warming for them.
+    tls: crate::tls::state::TlsState,
 }
 
 impl XdsHandler {
@@ -41,6 +45,7 @@ impl XdsHandler {
             assignments: HashMap::new(),
             seen_cds: false,
             seen_lds: false,
+            tls: Default::default(),
         }
     }
 
@@ -86,28 +91,38 @@ impl XdsHandler {
         for name in &gone {
             self.listeners.remove(name);
         }
+        for name in removal.names(self.tls.warming_listeners.keys(), &converted) {
+            self.tls.warming_listeners.remove(&name);
+        }
         // A failed resource keeps its last good version: only successes are merged.
         for (name, cfg) in converted.into_iter().filter_map(|(n, c)| Some((n, c?))) {
-            match self.listeners.remove(&name) {
-                Some(old) if old.config.load().address == cfg.address => {
-                    old.config.store(Arc::new(cfg));
-                    self.listeners.insert(name, old);
-                }
-                old => {
-                    // A new address needs a new socket; drop the old one first so the port is free.
-                    drop(old);
-                    match listener::start(cfg, self.store.clone()) {
-                        Ok(active) => {
-                            self.listeners.insert(name, active);
-                        }
-                        Err(e) => {
-                            errors.push(format!("Listener {name:?}: address: cannot bind: {e}"))
-                        }
-                    }
-                }
+            // One waiting for secrets stays out until they arrive; its old version serves.
+            if self.tls.admit_listener(&name, &cfg) {
+                errors.extend(self.install_listener(name, cfg));
             }
         }
         errors
+    }
+
+    fn install_listener(&mut self, name: String, cfg: Listener) -> Option<String> {
+        match self.listeners.remove(&name) {
+            Some(old) if old.config.load().address == cfg.address => {
+                old.config.store(Arc::new(cfg));
+                self.listeners.insert(name, old);
+                None
+            }
+            old => {
+                // A new address needs a new socket; drop the old one first so the port is free.
+                drop(old);
+                match listener::start(cfg, self.store.clone()) {
+                    Ok(active) => {
+                        self.listeners.insert(name, active);
+                        None
+                    }
+                    Err(e) => Some(format!("Listener {name:?}: address: cannot bind: {e}")),
+                }
+            }
+        }
     }
 
     fn apply_routes(&mut self, resources: &[Any], removal: Removal<'_>) -> Vec<String> {
@@ -131,6 +146,9 @@ impl XdsHandler {
         for name in removal.names(self.clusters.keys(), &converted) {
             self.clusters.remove(&name);
         }
+        for name in removal.names(self.tls.warming_clusters.keys(), &converted) {
+            self.tls.warming_clusters.remove(&name);
+        }
         for (name, cfg) in converted.into_iter().filter_map(|(n, c)| Some((n, c?))) {
             // An unchanged cluster keeps its runtime: pools, LB and outlier state survive.
             if self
@@ -138,8 +156,18 @@ impl XdsHandler {
                 .get(&name)
                 .is_some_and(|old| old.config == cfg)
             {
+                self.tls.warming_clusters.remove(&name);
                 continue;
             }
+            if self.tls.admit_cluster(&cfg) {
+                self.install_cluster(name, cfg);
+            }
+        }
+        errors
+    }
+
+    fn install_cluster(&mut self, name: String, cfg: Cluster) {
+        {
             let endpoints = match &cfg.discovery {
                 Discovery::Static(eps) => eps.clone(),
                 Discovery::Eds(service) => {
@@ -152,6 +180,45 @@ impl XdsHandler {
             crate::dns::spawn(&runtime);
             crate::health::spawn(&runtime);
             self.clusters.insert(name, runtime);
+        }
+    }
+
+    fn apply_secrets(&mut self, resources: &[Any], removal: Removal<'_>) -> Vec<String> {
+        let (converted, errors) =
+            convert_all::<pb_tls::Secret, Secret>(resources, "Secret", |s| s.name.clone());
+        let mut changed = BTreeSet::new();
+        for name in removal.names(self.tls.secrets.keys(), &converted) {
+            if self.tls.secrets.remove(&name).is_some() {
+                changed.insert(name);
+            }
+        }
+        for (name, secret) in converted.into_iter().filter_map(|(n, s)| Some((n, s?))) {
+            if self
+                .tls
+                .secrets
+                .get(&name)
+                .is_none_or(|old| **old != secret)
+            {
+                self.tls.secrets.insert(name.clone(), Arc::new(secret));
+                changed.insert(name);
+            }
+        }
+        let listeners: Vec<Arc<Listener>> = self
+            .listeners
+            .values()
+            .map(|l| l.config.load_full())
+            .collect();
+        let (ready_listeners, ready_clusters) = self.tls.rebind(
+            &changed,
+            listeners.into_iter(),
+            self.clusters.values().map(|c| &c.config),
+        );
+        let mut errors = errors;
+        for (name, l) in ready_listeners {
+            errors.extend(self.install_listener(name, l));
+        }
+        for c in ready_clusters {
+            self.install_cluster(c.name.clone(), c);
         }
         errors
     }
@@ -193,6 +260,7 @@ impl XdsHandler {
                 self.apply_clusters(resources, removal)
             }
             ENDPOINT_TYPE => self.apply_endpoints(resources, removal),
+            SECRET_TYPE => self.apply_secrets(resources, removal),
             other => vec![format!("unsupported type {other}")],
         };
         self.publish();
@@ -301,6 +369,10 @@ impl Handler for XdsHandler {
                     Discovery::Static(_) | Discovery::OriginalDst(_) | Discovery::Dns(_) => None,
                 })
                 .collect(),
+            SECRET_TYPE => self.tls.wanted(
+                self.listeners.values().map(|l| l.config.load_full()),
+                self.clusters.values().map(|c| &c.config),
+            ),
             _ => Vec::new(),
         };
         names.sort();

@@ -232,7 +232,8 @@ impl ClusterRuntime {
                         self.budget.clone(),
                         self.config.pool,
                     )
-                    .with_keepalive(self.config.keepalive),
+                    .with_keepalive(self.config.keepalive)
+                    .with_tls(self.config.tls.clone()),
                 )
             })
             .clone()
@@ -278,6 +279,7 @@ mod tests {
             keepalive: None,
             pool: Default::default(),
             panic_threshold: 50.0,
+            tls: None,
         };
         ClusterRuntime::new(cfg, eps, Arc::default())
     }

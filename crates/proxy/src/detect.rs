@@ -14,8 +14,11 @@ pub enum Detected {
     Http1 { http10: bool },
     /// The HTTP/2 connection preface (h2c with prior knowledge).
     Http2,
-    /// A complete TLS ClientHello, with its SNI.
-    Tls { server_name: Option<String> },
+    /// A complete TLS ClientHello, with its SNI and ALPN list.
+    Tls {
+        server_name: Option<String>,
+        alpn: Vec<String>,
+    },
     /// Anything else: opaque TCP.
     Tcp,
     /// Not decided yet: the bytes so far are a prefix of something recognised.
@@ -48,6 +51,7 @@ pub fn detect(b: &[u8]) -> Detected {
             None if b.len() < MAX_PEEK => Detected::NeedMore,
             Some(i) if i.tls => Detected::Tls {
                 server_name: i.server_name,
+                alpn: i.alpn,
             },
             _ => Detected::Tcp,
         },
@@ -166,6 +170,7 @@ mod tests {
     fn tls(sni: &str) -> Detected {
         Detected::Tls {
             server_name: Some(sni.into()),
+            alpn: Vec::new(),
         }
     }
 

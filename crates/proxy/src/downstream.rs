@@ -17,6 +17,8 @@ pub struct Downstream {
     /// Where the client meant to connect: SO_ORIGINAL_DST when the connection was redirected
     /// by iptables and handed over by a `use_original_dst` listener, else `local`.
     pub original_dst: SocketAddr,
+    /// The connection arrived over TLS the proxy terminated (`x-forwarded-proto: https`).
+    pub tls: bool,
 }
 
 impl Downstream {
@@ -27,6 +29,7 @@ impl Downstream {
             peer,
             local,
             original_dst: local,
+            tls: false,
         }
     }
 }
@@ -180,7 +183,7 @@ pub fn forwarded_headers(
         if let Ok(v) = HeaderValue::from_str(&joined) {
             headers.insert(XFF, v);
         }
-        headers.insert(XFP, HeaderValue::from_static("http"));
+        headers.insert(XFP, scheme(conn));
         if !opts.is_internal(conn.peer.ip())
             && let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string())
         {
@@ -189,7 +192,7 @@ pub fn forwarded_headers(
         (Some(conn.peer.ip()), prior.is_none())
     } else {
         if !headers.contains_key(XFP) {
-            headers.insert(XFP, HeaderValue::from_static("http"));
+            headers.insert(XFP, scheme(conn));
         }
         let entries: Vec<&str> = prior
             .as_deref()
@@ -202,6 +205,18 @@ pub fn forwarded_headers(
         headers.insert("x-envoy-internal", HeaderValue::from_static("true"));
     }
     internal
+}
+
+fn scheme(conn: &Downstream) -> HeaderValue {
+    HeaderValue::from_static(if conn.tls { "https" } else { "http" })
+}
+
+/// Envoy's test for `require_tls`: the request's `x-forwarded-proto` (set from the connection
+/// by `forwarded_headers`) says https.
+pub fn is_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
 #[cfg(test)]
@@ -259,6 +274,7 @@ mod tests {
             peer: "10.1.2.3:5000".parse().expect("addr"),
             local: "10.0.0.1:80".parse().expect("addr"),
             original_dst: "10.0.0.1:80".parse().expect("addr"),
+            tls: false,
         };
         let internal = Some(std::sync::Arc::new(InternalAddresses {
             unix_sockets: false,
@@ -300,6 +316,7 @@ mod tests {
             peer: "10.1.2.3:5000".parse().expect("addr"),
             local: "10.0.0.1:80".parse().expect("addr"),
             original_dst: "10.0.0.1:80".parse().expect("addr"),
+            tls: false,
         };
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
@@ -324,5 +341,10 @@ mod tests {
         forwarded_headers(&mut bare, &conn, &sidecar_opts);
         assert_eq!(bare["x-forwarded-proto"], "http");
         assert!(!bare.contains_key("x-forwarded-for"));
+        let tls = Downstream { tls: true, ..conn };
+        let mut over_tls = h.clone();
+        forwarded_headers(&mut over_tls, &tls, &edge_opts);
+        assert_eq!(over_tls["x-forwarded-proto"], "https");
+        assert!(is_https(&over_tls) && !is_https(&edge));
     }
 }

@@ -31,6 +31,7 @@ pub fn route_connection(
         peer,
         local,
         original_dst: redirected.unwrap_or(local),
+        tls: false,
     };
     if own.capture.use_original_dst
         && conn.original_dst != local
@@ -69,6 +70,7 @@ mod tests {
             kind: ListenerKind::Tcp(TcpProxy {
                 clusters: vec![(name.into(), 1)],
                 idle_timeout: None,
+                tls: None,
             }),
             capture: Default::default(),
         });

@@ -154,7 +154,7 @@ async fn route_request(
         );
     };
     let mut path = request_path(req.uri(), opts.allow_absolute_url);
-    if vh.require_tls.redirects(internal) {
+    if vh.require_tls.redirects(internal) && !crate::downstream::is_https(req.headers()) {
         return crate::downstream::tls_redirect(&authority, req.uri());
     }
     if opts.normalize_path {

@@ -456,6 +456,7 @@ mod tests {
             peer: "127.0.0.1:5000".parse().expect("addr"),
             local,
             original_dst: "10.0.0.5:80".parse().expect("addr"),
+            tls: false,
         };
         let direct = Downstream {
             original_dst: local,
@@ -504,6 +505,7 @@ mod tests {
             peer: "10.0.0.9:4000".parse().expect("addr"),
             local: "10.0.0.1:80".parse().expect("addr"),
             original_dst: "10.0.0.1:80".parse().expect("addr"),
+            tls: false,
         };
         let pol = |source, terminal| HashPolicy { source, terminal };
         let mut h = HeaderMap::new();

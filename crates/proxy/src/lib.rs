@@ -30,6 +30,7 @@ pub mod select;
 pub mod stats;
 pub mod store;
 pub mod tcp;
+pub mod tls;
 pub mod tls_inspect;
 pub mod upgrade;
 pub mod upstream;

@@ -18,6 +18,7 @@ use crate::config::{Listener, ListenerKind, listener::Codec};
 use crate::detect::{Detected, TimedOut};
 use crate::flags::ResponseFlag;
 use crate::store::Store;
+use crate::tls::Conn;
 
 /// A running accept loop. Dropping it stops accepting; open connections finish on their own.
 pub struct ActiveListener {
@@ -83,17 +84,26 @@ async fn accept_loop(
         tokio::spawn(async move {
             store.active_connections.fetch_add(1, Ordering::AcqRel);
             let key = chain_key(&stream, &cfg.capture, conn.original_dst.port()).await;
-            match key
+            let chain = key
                 .as_ref()
-                .and_then(|key| cfg.chain_for(key).map(|c| (key, c)))
-            {
-                Some((key, ListenerKind::Http(_))) => {
+                .and_then(|key| cfg.chain_for(key).map(|c| (key, c)));
+            let stream = match chain.and_then(|(_, c)| c.tls()) {
+                Some(tls) => crate::tls::stream::accept(tls, stream).await,
+                None => Ok(Conn::Plain(stream)),
+            };
+            match (chain, stream) {
+                (_, Err(e)) => tracing::debug!(%peer, error = %e, "downstream TLS failed"),
+                (Some((key, ListenerKind::Http(_))), Ok(stream)) => {
+                    let tls = matches!(stream, Conn::Server(_));
+                    let conn = crate::downstream::Downstream { tls, ..conn };
                     serve_http(stream, conn, key.clone(), config, store.clone()).await
                 }
-                Some((_, ListenerKind::Tcp(t))) => crate::tcp::proxy(stream, peer, t, &store).await,
+                (Some((_, ListenerKind::Tcp(t))), Ok(stream)) => {
+                    crate::tcp::proxy(stream, peer, t, &store).await
+                }
                 // Envoy closes a connection no filter chain matches, and one whose listener
                 // filters time out without `continue_on_listener_filters_timeout`.
-                None => store.stats.flag(ResponseFlag::NoRoute),
+                (None, Ok(_)) => store.stats.flag(ResponseFlag::NoRoute),
             }
             store.active_connections.fetch_sub(1, Ordering::AcqRel);
         });
@@ -112,8 +122,8 @@ async fn chain_key(stream: &TcpStream, capture: &Capture, port: u16) -> Option<C
         return Some(key);
     }
     match crate::detect::sniff(stream, capture.filters_timeout, capture.inspect_http).await {
-        Ok(Detected::Tls { server_name }) if capture.inspect_tls => {
-            (key.tls, key.server_name) = (true, server_name);
+        Ok(Detected::Tls { server_name, alpn }) if capture.inspect_tls => {
+            (key.tls, key.server_name, key.alpn) = (true, server_name, alpn);
         }
         Ok(d) if capture.inspect_http => key.application_protocol = d.application_protocol(),
         Ok(_) => {}
@@ -124,7 +134,7 @@ async fn chain_key(stream: &TcpStream, capture: &Capture, port: u16) -> Option<C
 }
 
 pub(crate) async fn serve_http(
-    stream: TcpStream,
+    stream: Conn,
     conn: crate::downstream::Downstream,
     key: ChainKey,
     config: Arc<ArcSwap<Listener>>,

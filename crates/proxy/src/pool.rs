@@ -20,6 +20,7 @@ use crate::config::UpstreamProtocol;
 use crate::config::cluster_ext::PoolPolicy;
 use crate::conn_life::Tracked;
 use crate::stats::ClusterStats;
+use crate::tls::Conn;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -63,6 +64,8 @@ pub struct EndpointPool {
     /// Wakes the reaper to recompute its deadline (a connection that expires sooner went idle).
     rearm: Arc<tokio::sync::Notify>,
     keepalive: Option<crate::config::keepalive::Keepalive>,
+    /// The cluster's `transport_socket`: connections are TLS.
+    tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 impl EndpointPool {
@@ -87,7 +90,14 @@ impl EndpointPool {
             reaping: AtomicBool::new(false),
             rearm: Arc::default(),
             keepalive: None,
+            tls: None,
         }
+    }
+
+    /// Originate TLS on the connections this pool opens.
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::UpstreamTls>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Set TCP keepalive on the connections this pool opens.
@@ -106,9 +116,22 @@ impl EndpointPool {
         }
     }
 
-    async fn connect(&self) -> Result<TokioIo<TcpStream>, UpstreamError> {
+    /// TCP connect plus, for a TLS cluster, the handshake: Envoy counts both against
+    /// `connect_timeout`, and a failed handshake or certificate check is a connect failure.
+    async fn connect(&self) -> Result<TokioIo<Conn>, UpstreamError> {
         let addr = self.addr;
-        let connected = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await;
+        let connected = tokio::time::timeout(self.connect_timeout, async {
+            let stream = TcpStream::connect(addr).await?;
+            let _ = stream.set_nodelay(true);
+            crate::config::keepalive::apply(self.keepalive.as_ref(), &stream);
+            match &self.tls {
+                Some(tls) => crate::tls::stream::connect(tls, stream, addr, true)
+                    .await
+                    .map_err(std::io::Error::other),
+                None => Ok(Conn::Plain(stream)),
+            }
+        })
+        .await;
         let stream = match connected {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => {
@@ -121,8 +144,6 @@ impl EndpointPool {
                 return Err(UpstreamError::ConnectTimeout { addr, timeout });
             }
         };
-        let _ = stream.set_nodelay(true);
-        crate::config::keepalive::apply(self.keepalive.as_ref(), &stream);
         self.stats.cx_total.fetch_add(1, Ordering::Relaxed);
         Ok(TokioIo::new(stream))
     }

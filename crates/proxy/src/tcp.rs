@@ -1,6 +1,7 @@
 //! TCP proxy: pick a cluster (weighted), connect to one of its endpoints, and copy bytes both
 //! ways until either side closes or nothing moves for the idle timeout. Bytes are counted per
-//! cluster.
+//! cluster. Either side may be TLS (a chain's or the cluster's `transport_socket`); the
+//! upstream TLS handshake counts towards `connect_timeout`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,8 +19,9 @@ use tokio::time::Instant;
 use crate::config::TcpProxy;
 use crate::flags::ResponseFlag;
 use crate::store::Store;
+use crate::tls::Conn;
 
-pub async fn proxy(downstream: TcpStream, peer: SocketAddr, cfg: &TcpProxy, store: &Store) {
+pub async fn proxy(downstream: Conn, peer: SocketAddr, cfg: &TcpProxy, store: &Store) {
     let cluster_name = choose(&cfg.clusters);
     let runtime = store.runtime.load_full();
     let Some(cluster) = runtime.clusters.get(cluster_name).cloned() else {
@@ -27,18 +29,27 @@ pub async fn proxy(downstream: TcpStream, peer: SocketAddr, cfg: &TcpProxy, stor
         tracing::debug!(%peer, cluster = cluster_name, "tcp: cluster not found");
         return;
     };
-    let Some(endpoint) = crate::lb::pick_for_connection(&cluster, &downstream) else {
+    let Some(endpoint) = crate::lb::pick_for_connection(&cluster, downstream.tcp()) else {
         store.stats.flag(ResponseFlag::NoHealthyUpstream);
         tracing::debug!(%peer, cluster = cluster_name, "tcp: no healthy upstream");
         return;
     };
     cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
     let timeout = cluster.config.connect_timeout;
-    let upstream = match tokio::time::timeout(timeout, TcpStream::connect(endpoint)).await {
-        Ok(Ok(s)) => {
-            crate::config::keepalive::apply(cluster.config.keepalive.as_ref(), &s);
-            s
+    let connected = tokio::time::timeout(timeout, async {
+        let s = TcpStream::connect(endpoint).await?;
+        crate::config::keepalive::apply(cluster.config.keepalive.as_ref(), &s);
+        let _ = s.set_nodelay(true);
+        match &cluster.config.tls {
+            Some(tls) => crate::tls::stream::connect(tls, s, endpoint, false)
+                .await
+                .map_err(std::io::Error::other),
+            None => Ok(Conn::Plain(s)),
         }
+    })
+    .await;
+    let upstream = match connected {
+        Ok(Ok(s)) => s,
         _ => {
             cluster
                 .stats
@@ -50,7 +61,6 @@ pub async fn proxy(downstream: TcpStream, peer: SocketAddr, cfg: &TcpProxy, stor
         }
     };
     cluster.stats.cx_total.fetch_add(1, Ordering::Relaxed);
-    let _ = upstream.set_nodelay(true);
     let clock = Arc::new(Activity::new());
     let mut down = Tracked {
         inner: downstream,
@@ -127,7 +137,7 @@ impl Activity {
 
 /// A stream that counts the bytes read from it and notes activity both ways.
 struct Tracked {
-    inner: TcpStream,
+    inner: Conn,
     counter: Arc<AtomicU64>,
     clock: Arc<Activity>,
 }

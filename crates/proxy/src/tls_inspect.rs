@@ -1,7 +1,7 @@
 //! Envoy's `tls_inspector` listener filter without terminating TLS: peek at the first bytes of
-//! a connection and, when they are a TLS ClientHello, read its SNI. Filter chains match on the
-//! result (`transport_protocol` "tls" or "raw_buffer", `server_names`). The peeking is done
-//! by `detect::sniff`.
+//! a connection and, when they are a TLS ClientHello, read its SNI and ALPN list. Filter chains
+//! match on the result (`transport_protocol` "tls" or "raw_buffer", `server_names`,
+//! `application_protocols`). The peeking is done by `detect::sniff`.
 
 /// What the first bytes of a connection say.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -9,6 +9,8 @@ pub struct Inspected {
     pub tls: bool,
     /// Lower-cased SNI of a ClientHello.
     pub server_name: Option<String>,
+    /// The ClientHello's ALPN protocols, in the client's order.
+    pub alpn: Vec<String>,
 }
 
 /// `Some` once the bytes decide: not TLS, or a complete ClientHello (with or without SNI).
@@ -28,13 +30,42 @@ pub fn parse(b: &[u8]) -> Option<Inspected> {
     let hello_len = (usize::from(b[6]) << 16) | (usize::from(b[7]) << 8) | usize::from(b[8]);
     // The hello may span records; only the common single-record case is read.
     let hello = b.get(9..9 + hello_len)?;
+    let exts = extensions(hello).unwrap_or_default();
+    let find = |ty: usize| exts.iter().find(|(t, _)| *t == ty).map(|(_, d)| *d);
     Some(Inspected {
         tls: true,
-        server_name: sni(hello),
+        server_name: find(0).and_then(sni),
+        alpn: find(16).map(alpn).unwrap_or_default(),
     })
 }
 
-fn sni(h: &[u8]) -> Option<String> {
+/// server_name_list: list length, then (type 0 = host_name, length, name).
+fn sni(data: &[u8]) -> Option<String> {
+    let name_len = u16_at(data, 3)?;
+    let name = data.get(5..5 + name_len)?;
+    std::str::from_utf8(name).ok().map(str::to_ascii_lowercase)
+}
+
+/// protocol_name_list: list length, then (length, name) pairs.
+fn alpn(data: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(list_len) = u16_at(data, 0) else {
+        return out;
+    };
+    let list = data.get(2..2 + list_len).unwrap_or_default();
+    let mut at = 0;
+    while let Some(&len) = list.get(at) {
+        let Some(name) = list.get(at + 1..at + 1 + usize::from(len)) else {
+            break;
+        };
+        out.push(String::from_utf8_lossy(name).into_owned());
+        at += 1 + usize::from(len);
+    }
+    out
+}
+
+/// The hello's extensions as (type, data).
+fn extensions(h: &[u8]) -> Option<Vec<(usize, &[u8])>> {
     let mut at = 2 + 32;
     let sid = usize::from(*h.get(at)?);
     at += 1 + sid;
@@ -44,18 +75,13 @@ fn sni(h: &[u8]) -> Option<String> {
     at += 1 + comp;
     let ext_end = at + 2 + u16_at(h, at)?;
     at += 2;
+    let mut out = Vec::new();
     while at + 4 <= ext_end.min(h.len()) {
         let (ty, len) = (u16_at(h, at)?, u16_at(h, at + 2)?);
-        let data = h.get(at + 4..at + 4 + len)?;
-        if ty == 0 {
-            // server_name_list: list length, then (type 0 = host_name, length, name).
-            let name_len = u16_at(data, 3)?;
-            let name = data.get(5..5 + name_len)?;
-            return std::str::from_utf8(name).ok().map(str::to_ascii_lowercase);
-        }
+        out.push((ty, h.get(at + 4..at + 4 + len)?));
         at += 4 + len;
     }
-    None
+    Some(out)
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<usize> {
@@ -64,6 +90,11 @@ fn u16_at(b: &[u8], at: usize) -> Option<usize> {
 
 /// A minimal ClientHello carrying `sni` (tests and the differential harness).
 pub fn client_hello(sni: &str) -> Vec<u8> {
+    client_hello_alpn(sni, &[])
+}
+
+/// A minimal ClientHello carrying `sni` and, when not empty, an ALPN list.
+pub fn client_hello_alpn(sni: &str, protocols: &[&str]) -> Vec<u8> {
     let name = sni.as_bytes();
     let mut ext = Vec::new();
     let list_len = name.len() + 3;
@@ -73,6 +104,16 @@ pub fn client_hello(sni: &str) -> Vec<u8> {
     ext.push(0);
     ext.extend_from_slice(&u16::try_from(name.len()).unwrap_or(0).to_be_bytes());
     ext.extend_from_slice(name);
+    if !protocols.is_empty() {
+        let list: Vec<u8> = protocols
+            .iter()
+            .flat_map(|p| std::iter::once(p.len() as u8).chain(p.bytes()))
+            .collect();
+        ext.extend_from_slice(&[0, 16]);
+        ext.extend_from_slice(&u16::try_from(list.len() + 2).unwrap_or(0).to_be_bytes());
+        ext.extend_from_slice(&u16::try_from(list.len()).unwrap_or(0).to_be_bytes());
+        ext.extend_from_slice(&list);
+    }
     let mut hello = vec![3, 3];
     hello.extend_from_slice(&[0u8; 32]);
     hello.push(0);
@@ -100,9 +141,14 @@ mod tests {
             parse(&hello),
             Some(Inspected {
                 tls: true,
-                server_name: Some("api.payments.example".into())
+                server_name: Some("api.payments.example".into()),
+                alpn: Vec::new(),
             })
         );
+        let with_alpn = client_hello_alpn("a.example", &["istio-peer-exchange", "h2"]);
+        let got = parse(&with_alpn).expect("complete");
+        assert_eq!(got.server_name.as_deref(), Some("a.example"));
+        assert_eq!(got.alpn, ["istio-peer-exchange", "h2"]);
         assert_eq!(parse(&hello[..20]), None, "incomplete hello");
         assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Some(Inspected::default()));
         assert_eq!(parse(b""), None);

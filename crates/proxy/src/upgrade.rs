@@ -142,6 +142,12 @@ pub async fn forward(
                 })?
                 .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e.to_string()))?;
         crate::config::keepalive::apply(cluster.config.keepalive.as_ref(), &stream);
+        let stream = match &cluster.config.tls {
+            Some(tls) => crate::tls::stream::connect(tls, stream, endpoint, true)
+                .await
+                .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e.to_string()))?,
+            None => crate::tls::Conn::Plain(stream),
+        };
         cluster.stats.cx_total.fetch_add(1, Ordering::Relaxed);
         let (mut sender, conn) = http1::handshake::<_, Body>(TokioIo::new(stream))
             .await

@@ -5,6 +5,7 @@
 
 mod common;
 mod scenarios;
+mod tls_support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use envoy_types::util::pack_any;
 use plexus_testkit::echo::{self, EchoConfig, EchoHandle};
 use plexus_testkit::envoy::{Envoy, binary_for_test};
 use plexus_testkit::{FakeAds, eventually};
-use plexus_xds::ROUTE_TYPE;
+use plexus_xds::{ROUTE_TYPE, SECRET_TYPE};
 use scenarios::{Backends, Check, Scenario};
 
 fn observe(check: &Check, got: &Got) -> Result<(), String> {
@@ -544,7 +545,9 @@ async fn differential_scenarios() {
         grpc_two: grpc_two.addr,
     };
     let ads = FakeAds::start().await.expect("fake ADS");
-    let base = base_clusters(&backends);
+    let mut base = base_clusters(&backends);
+    let tls = scenarios::tls::Fixture::start(a.addr).await;
+    ads.push(SECRET_TYPE, scenarios::tls::extend(&mut base, &tls));
     let all = scenarios::all();
     push(
         &ads,
@@ -564,6 +567,10 @@ async fn differential_scenarios() {
         let tcp_idle = wait_listener(&plexus, "tcp-idle").await;
         let sniff = wait_listener(&plexus, "sniff").await;
         let internal = wait_listener(&plexus, "internal").await;
+        let mut tls = BTreeMap::new();
+        for name in scenarios::tls::LISTENERS {
+            tls.insert(name, wait_listener(&plexus, name).await);
+        }
         targets.push(Target {
             proxy: "plexus",
             delta,
@@ -573,6 +580,7 @@ async fn differential_scenarios() {
             tcp,
             tcp_idle,
             sniff,
+            tls,
         });
         proxies.push(plexus);
     }
@@ -603,6 +611,11 @@ async fn differential_scenarios() {
                 .wait_listener("internal", WAIT)
                 .await
                 .expect("envoy internal listener");
+            let mut tls = BTreeMap::new();
+            for name in scenarios::tls::LISTENERS {
+                let addr = envoy.wait_listener(name, WAIT).await;
+                tls.insert(name, addr.expect("envoy TLS listener"));
+            }
             targets.push(Target {
                 proxy: "envoy",
                 delta,
@@ -612,6 +625,7 @@ async fn differential_scenarios() {
                 tcp,
                 tcp_idle,
                 sniff,
+                tls,
             });
             envoys.push(envoy);
         }
@@ -681,6 +695,24 @@ async fn differential_scenarios() {
             Err(e) => failures.push(format!("[health flags] {e}")),
         }
     }
+    // TLS: termination, chain selection, mTLS, origination; then an SDS rotation.
+    let tls_targets: Vec<_> = targets.iter().map(|t| (t.label(), &t.tls)).collect();
+    for (i, outcome) in scenarios::tls::run(&tls, &ads, &tls_targets).await {
+        let t = &targets[i];
+        match outcome {
+            Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
+            Err(e) => failures.push(e),
+        }
+    }
+    // Every pushed resource must be accepted by every proxy, Envoy included.
+    for nack in ads.acks().into_iter().filter(|a| a.error.is_some()) {
+        failures.push(format!(
+            "[NACK] {} {}: {}",
+            nack.node_id,
+            nack.type_url,
+            nack.error.unwrap_or_default()
+        ));
+    }
     let count = |proxy: &str| {
         passed
             .iter()
@@ -730,6 +762,8 @@ struct Target {
     tcp_idle: SocketAddr,
     /// http_inspector + tls_inspector listener with HTTP and TCP chains.
     sniff: SocketAddr,
+    /// The TLS scenarios' listeners by name.
+    tls: BTreeMap<&'static str, SocketAddr>,
 }
 
 impl Target {

@@ -43,6 +43,9 @@ pub struct EchoConfig {
     /// Fraction of requests (0.0..=1.0) answered with `fail_status` instead of 200.
     pub fail_fraction: f64,
     pub fail_status: u16,
+    /// Terminate TLS with this config before serving HTTP (a backend behind a PASSTHROUGH
+    /// gateway); `None` is plaintext.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for EchoConfig {
@@ -54,6 +57,7 @@ impl Default for EchoConfig {
             delay: Duration::ZERO,
             fail_fraction: 0.0,
             fail_status: 503,
+            tls: None,
         }
     }
 }
@@ -99,7 +103,8 @@ impl EchoHandle {
     }
 }
 
-/// Bind `addr` (use `127.0.0.1:0` in tests) and serve HTTP/1.1 and h2c echo.
+/// Bind `addr` (use `127.0.0.1:0` in tests) and serve HTTP/1.1 and h2c echo (over TLS when
+/// `cfg.tls` is set).
 pub async fn start_http(cfg: EchoConfig, addr: SocketAddr) -> std::io::Result<EchoHandle> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -141,14 +146,27 @@ async fn accept_http(
         let requests = requests.clone();
         requests.connections.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
+            let tls = cfg.tls.clone();
             let svc = service_fn(move |req| {
                 let cfg = cfg.clone();
                 let requests = requests.clone();
                 async move { Ok::<_, Infallible>(answer(&cfg, &requests, req).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match tls {
+                None => {
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                }
+                Some(tls) => {
+                    if let Ok(s) = tokio_rustls::TlsAcceptor::from(tls).accept(stream).await {
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                            .await;
+                    }
+                }
+            }
         });
     }
 }

@@ -1,5 +1,5 @@
 //! xDS v3 over `envoy-types`: resource type URLs, the Istio-style node identity, and the
-//! state-of-the-world ADS client half (subscribe, ACK/NACK, reconnect with backoff).
+//! state-of-the-world and delta ADS client half (LDS, RDS, CDS, EDS, SDS; (subscribe, ACK/NACK, reconnect with backoff).
 //!
 //! The data plane (`plexus-proxy`) and the test fakes (`plexus-testkit`) both speak xDS through
 //! this crate so that the protobuf dependency sits behind one boundary.
@@ -21,17 +21,30 @@ pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Clus
 pub const ENDPOINT_TYPE: &str =
     "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
+/// Type URL of `envoy.extensions.transport_sockets.tls.v3.Secret` (SDS over ADS).
+pub const SECRET_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
 /// The order in which Envoy asks for SotW types on a fresh ADS stream (clusters before
 /// listeners, so routes never point at clusters the proxy has not heard of yet).
-pub const SUBSCRIBE_ORDER: [&str; 4] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+/// Secrets come last: they are asked for by name once listeners or clusters reference them.
+pub const SUBSCRIBE_ORDER: [&str; 5] = [
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    SECRET_TYPE,
+];
 
-/// Short name of a type URL for logs and metrics (`LDS`, `RDS`, `CDS`, `EDS`, or the URL).
+/// Short name of a type URL for logs and metrics (`LDS`, `RDS`, `CDS`, `EDS`, `SDS`, or the
+/// URL).
 pub fn short_type(type_url: &str) -> &str {
     match type_url {
         LISTENER_TYPE => "LDS",
         ROUTE_TYPE => "RDS",
         CLUSTER_TYPE => "CDS",
         ENDPOINT_TYPE => "EDS",
+        SECRET_TYPE => "SDS",
         other => other,
     }
 }
@@ -81,6 +94,10 @@ mod tests {
         assert_eq!(
             ENDPOINT_TYPE,
             pb::envoy::config::endpoint::v3::ClusterLoadAssignment::type_url()
+        );
+        assert_eq!(
+            SECRET_TYPE,
+            pb::envoy::extensions::transport_sockets::tls::v3::Secret::type_url()
         );
     }
 

@@ -62,9 +62,6 @@ impl Default for Capture {
 /// Envoy's `listener_filters_timeout` when unset.
 pub const DEFAULT_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The `application_protocols` values Plexus can find: those Envoy's http_inspector sets.
-const DETECTED_PROTOCOLS: [&str; 3] = ["http/1.0", "http/1.1", "h2c"];
-
 /// The `filter_chain_match` criteria Plexus understands.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChainMatch {
@@ -73,7 +70,8 @@ pub struct ChainMatch {
     pub server_names: Vec<String>,
     /// "tls" or "raw_buffer".
     pub transport: Option<String>,
-    /// Values among `DETECTED_PROTOCOLS`.
+    /// What the http_inspector detects (`http/1.0`, `http/1.1`, `h2c`) or ALPN names from a
+    /// TLS ClientHello.
     pub application_protocols: Vec<String>,
 }
 
@@ -85,6 +83,8 @@ pub struct ChainKey {
     pub server_name: Option<String>,
     /// What `http_inspector` detected (`http/1.0`, `http/1.1`, `h2c`).
     pub application_protocol: Option<&'static str>,
+    /// The ALPN list of a TLS ClientHello (`tls_inspector`).
+    pub alpn: Vec<String>,
 }
 
 /// Envoy's order: destination port, then server name (exact, then longest wildcard, then
@@ -147,8 +147,9 @@ pub fn select<'a, T>(chains: &'a [(ChainMatch, T)], key: &ChainKey) -> Option<&'
         .iter()
         .copied()
         .filter(|(m, _)| {
-            key.application_protocol
-                .is_some_and(|p| m.application_protocols.iter().any(|a| a == p))
+            m.application_protocols.iter().any(|a| {
+                key.application_protocol == Some(a.as_str()) || key.alpn.iter().any(|p| p == a)
+            })
         })
         .collect();
     c = if by_app.is_empty() {
@@ -308,15 +309,6 @@ fn chain_match(m: Option<&l::FilterChainMatch>) -> FieldResult<ChainMatch> {
         source_prefix_ranges,
         source_ports
     );
-    if let Some(other) = application_protocols
-        .iter()
-        .find(|p| !DETECTED_PROTOCOLS.contains(&p.as_str()))
-    {
-        return Err(FieldError::unsupported(format!(
-            "application_protocols ({other}; only the http_inspector's http/1.0, http/1.1 \
-             and h2c: ALPN from a TLS ClientHello is not read)"
-        )));
-    }
     let port = match destination_port {
         Some(p) => Some(
             u16::try_from(p.value)
@@ -379,20 +371,31 @@ mod tests {
     }
 
     #[test]
-    fn application_protocols_beyond_detection_are_named_in_the_nack() {
-        let fcm = |protocols: &[&str]| l::FilterChainMatch {
-            application_protocols: protocols.iter().map(|p| p.to_string()).collect(),
+    fn istio_alpn_values_are_accepted_and_match_a_client_hello() {
+        let istio = [
+            "istio-peer-exchange",
+            "istio",
+            "istio-http/1.0",
+            "istio-http/1.1",
+            "istio-h2",
+        ];
+        let fcm = l::FilterChainMatch {
+            application_protocols: istio.iter().map(|p| p.to_string()).collect(),
+            transport_protocol: "tls".into(),
             ..l::FilterChainMatch::default()
         };
-        assert_eq!(
-            chain_match(Some(&fcm(&["h2c", "http/1.1"]))),
-            Ok(m(&["h2c", "http/1.1"]))
-        );
-        let err = chain_match(Some(&fcm(&["istio-peer-exchange"]))).expect_err("unsupported");
-        assert!(
-            err.field
-                .starts_with("application_protocols (istio-peer-exchange"),
-            "{err:?}"
-        );
+        let parsed = chain_match(Some(&fcm)).expect("istio ALPN values are accepted");
+        let tls_only = ChainMatch {
+            transport: Some("tls".into()),
+            ..m(&[])
+        };
+        let chains = [(parsed, "mtls"), (tls_only, "plain")];
+        let key = |alpn: &[&str]| ChainKey {
+            tls: true,
+            alpn: alpn.iter().map(|p| p.to_string()).collect(),
+            ..ChainKey::default()
+        };
+        assert_eq!(select(&chains, &key(&["istio-http/1.1"])), Some(&"mtls"));
+        assert_eq!(select(&chains, &key(&["h2", "http/1.1"])), Some(&"plain"));
     }
 }

@@ -34,6 +34,8 @@ pub struct Cluster {
     pub pool: PoolPolicy,
     /// `common_lb_config.healthy_panic_threshold`, percent.
     pub panic_threshold: f64,
+    /// `transport_socket`: TLS to the endpoints.
+    pub tls: Option<std::sync::Arc<crate::tls::UpstreamTls>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -167,7 +169,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             cleanup_interval,
             upstream_bind_config,
             lb_subset_config,
-            transport_socket,
             protocol_selection,
             close_connections_on_host_health_failure,
             ignore_health_on_host_removal,
@@ -273,6 +274,14 @@ impl TryFrom<&c::Cluster> for Cluster {
         };
         let keepalive = super::keepalive::from_options(upstream_connection_options.as_ref())
             .map_err(|e| e.within("upstream_connection_options"))?;
+        let tls = crate::tls::context::upstream(transport_socket.as_ref())
+            .map_err(|e| e.within("transport_socket"))?;
+        if tls.is_some() && health.is_some() {
+            // Envoy's checks would use the TLS socket; Plexus's checker speaks plaintext only.
+            return Err(FieldError::unsupported(
+                "health_checks (on a cluster with a TLS transport_socket)",
+            ));
+        }
         Ok(Cluster {
             name: name.clone(),
             discovery,
@@ -285,6 +294,7 @@ impl TryFrom<&c::Cluster> for Cluster {
             keepalive,
             pool,
             panic_threshold,
+            tls,
         })
     }
 }

@@ -26,6 +26,16 @@ pub struct Listener {
     pub capture: super::capture::Capture,
 }
 
+impl ListenerKind {
+    /// The chain's TLS termination, if any.
+    pub fn tls(&self) -> Option<&Arc<crate::tls::DownstreamTls>> {
+        match self {
+            ListenerKind::Http(m) => m.tls.as_ref(),
+            ListenerKind::Tcp(t) => t.tls.as_ref(),
+        }
+    }
+}
+
 impl Listener {
     /// The filter chain for a connection (Envoy: no match and no default chain closes the
     /// connection).
@@ -73,6 +83,8 @@ pub struct HttpManager {
     pub options: super::hcm_options::ManagerOptions,
     /// `envoy.filters.http.cors` is in the chain (after the fault filter, if any).
     pub cors: bool,
+    /// The chain's `transport_socket` terminates TLS.
+    pub tls: Option<Arc<crate::tls::DownstreamTls>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +107,8 @@ pub struct TcpProxy {
     pub clusters: Vec<(String, u32)>,
     /// Envoy closes a connection with no bytes either way for this long (default 1 h).
     pub idle_timeout: Option<std::time::Duration>,
+    /// The chain's `transport_socket` terminates TLS.
+    pub tls: Option<Arc<crate::tls::DownstreamTls>>,
 }
 
 /// Envoy's default TCP proxy idle timeout.
@@ -202,9 +216,10 @@ pub(super) fn filter_chain(c: &l::FilterChain) -> FieldResult<ListenerKind> {
     deny_set!(
         filter_chain_match,
         use_proxy_proto,
-        transport_socket,
         transport_socket_connect_timeout
     );
+    let tls = crate::tls::context::downstream(transport_socket.as_ref())
+        .map_err(|e| e.within("transport_socket"))?;
     let [filter] = filters.as_slice() else {
         return Err(FieldError::unsupported(format!(
             "filters (exactly one network filter is supported, got {})",
@@ -220,14 +235,12 @@ pub(super) fn filter_chain(c: &l::FilterChain) -> FieldResult<ListenerKind> {
     };
     if any.type_url == hcm::HttpConnectionManager::type_url() {
         let m: hcm::HttpConnectionManager = unpack_field(any, "filters[0].typed_config")?;
-        Ok(ListenerKind::Http(
-            http_manager(&m).map_err(|e| e.within("filters[0].typed_config"))?,
-        ))
+        let manager = http_manager(&m).map_err(|e| e.within("filters[0].typed_config"))?;
+        Ok(ListenerKind::Http(HttpManager { tls, ..manager }))
     } else if any.type_url == tcp::TcpProxy::type_url() {
         let t: tcp::TcpProxy = unpack_field(any, "filters[0].typed_config")?;
-        Ok(ListenerKind::Tcp(
-            tcp_proxy(&t).map_err(|e| e.within("filters[0].typed_config"))?,
-        ))
+        let proxy = tcp_proxy(&t).map_err(|e| e.within("filters[0].typed_config"))?;
+        Ok(ListenerKind::Tcp(TcpProxy { tls, ..proxy }))
     } else {
         Err(FieldError::unsupported(format!(
             "filters[0].typed_config ({})",
@@ -389,6 +402,7 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         connect,
         options,
         cors,
+        tls: None,
     })
 }
 
@@ -576,6 +590,7 @@ fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {
     Ok(TcpProxy {
         clusters,
         idle_timeout,
+        tls: None,
     })
 }
 

@@ -36,8 +36,8 @@ pub struct VirtualHost {
     pub attempt_count: bool,
     /// CORS policy from `typed_per_filter_config`.
     pub cors: Option<super::cors::Cors>,
-    /// `require_tls`: Plexus terminates no TLS, so the requests it covers are redirected to
-    /// https (301), as Envoy does for plaintext.
+    /// `require_tls`: the requests it covers whose `x-forwarded-proto` is not https are
+    /// redirected to https (301), as in Envoy.
     pub require_tls: TlsRequired,
 }
 

@@ -22,6 +22,7 @@ mod istio_defaults;
 mod resilience;
 mod routing;
 pub mod timeouts;
+pub mod tls;
 
 /// The backends every scenario can use.
 pub struct Backends {

@@ -1,0 +1,429 @@
+//! `transport_socket` -> TLS contexts. A listener filter chain may carry a
+//! `DownstreamTlsContext`, a cluster an `UpstreamTlsContext`; both hold a `CommonTlsContext`
+//! with certificates (inline or SDS over ADS), a validation context (inline, SDS or combined),
+//! ALPN and protocol versions. Everything else set is rejected naming the field. Inline PEM is
+//! decoded here so a bad certificate NACKs the resource that carries it.
+
+// Deprecated fields are still on the wire; matching them makes setting one an error.
+#![allow(deprecated)]
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
+use prost::Name;
+
+use super::Versions;
+use super::secret::{CertKey, Validation, cert_key, validation};
+use crate::config::{FieldError, FieldResult, unpack_field};
+use crate::deny_set;
+
+/// Where a certificate/key pair comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CertSource {
+    Inline(CertKey),
+    /// SDS secret name.
+    Sds(String),
+}
+
+/// Where the validation context comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValidationSource {
+    Inline(Validation),
+    Sds(String),
+    /// `combined_validation_context`: the default merged with the SDS secret.
+    Combined(Validation, String),
+}
+
+/// What a `CommonTlsContext` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Common {
+    /// Server side: one per key type, chosen by what the client supports; client side: at
+    /// most one.
+    pub certs: Vec<CertSource>,
+    pub validation: Option<ValidationSource>,
+    pub alpn: Vec<String>,
+    pub versions: Versions,
+}
+
+impl Common {
+    /// SDS secret names this context needs.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.certs {
+            if let CertSource::Sds(n) = c {
+                out.push(n.clone());
+            }
+        }
+        if let Some(ValidationSource::Sds(n) | ValidationSource::Combined(_, n)) = &self.validation
+        {
+            out.push(n.clone());
+        }
+        out
+    }
+}
+
+/// A filter chain's TLS termination.
+#[derive(Debug, Clone)]
+pub struct DownstreamTls {
+    pub common: Common,
+    pub require_client_cert: bool,
+    /// Built from `common` and the current secrets; `None` while a secret is missing.
+    pub acceptor: Arc<ArcSwapOption<rustls::ServerConfig>>,
+}
+
+impl PartialEq for DownstreamTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.common == other.common && self.require_client_cert == other.require_client_cert
+    }
+}
+
+/// A cluster's TLS origination.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub common: Common,
+    /// `sni`; none sends no SNI.
+    pub sni: Option<String>,
+    /// For HTTP pools: built from `common` and the current secrets, offering the cluster's
+    /// HTTP protocol by ALPN when `alpn_protocols` is empty; `None` while a secret is missing.
+    pub connector: Arc<ArcSwapOption<rustls::ClientConfig>>,
+    /// The same for the TCP proxy, which offers only the configured ALPN.
+    pub raw_connector: Arc<ArcSwapOption<rustls::ClientConfig>>,
+}
+
+impl PartialEq for UpstreamTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.common == other.common && self.sni == other.sni
+    }
+}
+
+const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
+
+/// The `typed_config` of a transport socket, if it is TLS (raw_buffer means none).
+fn socket_any(
+    ts: &core::TransportSocket,
+) -> FieldResult<Option<&envoy_types::pb::google::protobuf::Any>> {
+    let core::TransportSocket { name, config_type } = ts;
+    match config_type {
+        Some(core::transport_socket::ConfigType::TypedConfig(any)) => {
+            if any.type_url
+                == envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer::type_url()
+            {
+                return Ok(None);
+            }
+            Ok(Some(any))
+        }
+        None if name == "envoy.transport_sockets.raw_buffer" => Ok(None),
+        None => Err(FieldError::invalid(
+            "typed_config",
+            format!("{name}: a typed_config is required"),
+        )),
+    }
+}
+
+/// A filter chain's `transport_socket`.
+pub fn downstream(ts: Option<&core::TransportSocket>) -> FieldResult<Option<Arc<DownstreamTls>>> {
+    let Some(ts) = ts else { return Ok(None) };
+    let Some(any) = socket_any(ts)? else {
+        return Ok(None);
+    };
+    if any.type_url != tls::DownstreamTlsContext::type_url() {
+        return Err(FieldError::unsupported(format!(
+            "typed_config ({}; only {TLS_SOCKET} with a DownstreamTlsContext)",
+            any.type_url
+        )));
+    }
+    let ctx: tls::DownstreamTlsContext = unpack_field(any, "typed_config")?;
+    downstream_context(&ctx)
+        .map(|d| Some(Arc::new(d)))
+        .map_err(|e| e.within("typed_config"))
+}
+
+fn downstream_context(c: &tls::DownstreamTlsContext) -> FieldResult<DownstreamTls> {
+    let tls::DownstreamTlsContext {
+        common_tls_context,
+        require_client_certificate,
+        require_sni,
+        disable_stateful_session_resumption,
+        session_timeout,
+        ocsp_staple_policy,
+        full_scan_certs_on_sni_mismatch,
+        prefer_client_ciphers,
+        session_ticket_keys_type,
+    } = c;
+    let require_sni = require_sni.as_ref().is_some_and(|b| b.value);
+    deny_set!(
+        require_sni,
+        disable_stateful_session_resumption,
+        session_timeout,
+        ocsp_staple_policy,
+        full_scan_certs_on_sni_mismatch,
+        prefer_client_ciphers,
+        session_ticket_keys_type
+    );
+    let common =
+        common(common_tls_context.as_ref(), true).map_err(|e| e.within("common_tls_context"))?;
+    if common.certs.is_empty() {
+        return Err(FieldError::invalid(
+            "common_tls_context.tls_certificates",
+            "a server needs a certificate (tls_certificates or tls_certificate_sds_secret_configs)",
+        ));
+    }
+    let require_client_cert = require_client_certificate.as_ref().is_some_and(|b| b.value);
+    if require_client_cert && common.validation.is_none() {
+        return Err(FieldError::unsupported(
+            "require_client_certificate (without a validation context)",
+        ));
+    }
+    Ok(DownstreamTls {
+        common,
+        require_client_cert,
+        acceptor: Arc::default(),
+    })
+}
+
+/// A cluster's `transport_socket`.
+pub fn upstream(ts: Option<&core::TransportSocket>) -> FieldResult<Option<Arc<UpstreamTls>>> {
+    let Some(ts) = ts else { return Ok(None) };
+    let Some(any) = socket_any(ts)? else {
+        return Ok(None);
+    };
+    if any.type_url != tls::UpstreamTlsContext::type_url() {
+        return Err(FieldError::unsupported(format!(
+            "typed_config ({}; only {TLS_SOCKET} with an UpstreamTlsContext)",
+            any.type_url
+        )));
+    }
+    let ctx: tls::UpstreamTlsContext = unpack_field(any, "typed_config")?;
+    upstream_context(&ctx)
+        .map(|u| Some(Arc::new(u)))
+        .map_err(|e| e.within("typed_config"))
+}
+
+fn upstream_context(c: &tls::UpstreamTlsContext) -> FieldResult<UpstreamTls> {
+    let tls::UpstreamTlsContext {
+        common_tls_context,
+        sni,
+        auto_host_sni,
+        auto_sni_san_validation,
+        allow_renegotiation,
+        max_session_keys,
+        enforce_rsa_key_usage,
+    } = c;
+    deny_set!(
+        auto_host_sni,
+        auto_sni_san_validation,
+        allow_renegotiation,
+        max_session_keys,
+        enforce_rsa_key_usage
+    );
+    let common =
+        common(common_tls_context.as_ref(), false).map_err(|e| e.within("common_tls_context"))?;
+    let sni = (!sni.is_empty()).then(|| sni.clone());
+    if let Some(name) = &sni {
+        rustls_pki_types::ServerName::try_from(name.as_str())
+            .map_err(|_| FieldError::invalid("sni", format!("{name:?} is not a DNS name")))?;
+    }
+    Ok(UpstreamTls {
+        common,
+        sni,
+        connector: Arc::default(),
+        raw_connector: Arc::default(),
+    })
+}
+
+fn common(c: Option<&tls::CommonTlsContext>, server: bool) -> FieldResult<Common> {
+    let Some(c) = c else {
+        return Ok(Common {
+            certs: Vec::new(),
+            validation: None,
+            alpn: Vec::new(),
+            versions: versions(None, server)?,
+        });
+    };
+    let tls::CommonTlsContext {
+        tls_params,
+        tls_certificates,
+        tls_certificate_sds_secret_configs,
+        tls_certificate_provider_instance,
+        custom_tls_certificate_selector,
+        tls_certificate_certificate_provider,
+        tls_certificate_certificate_provider_instance,
+        alpn_protocols,
+        custom_handshaker,
+        key_log,
+        validation_context_type,
+    } = c;
+    deny_set!(
+        tls_certificate_provider_instance,
+        custom_tls_certificate_selector,
+        tls_certificate_certificate_provider,
+        tls_certificate_certificate_provider_instance,
+        custom_handshaker,
+        key_log
+    );
+    let versions = versions(tls_params.as_ref(), server).map_err(|e| e.within("tls_params"))?;
+    // Envoy uses the inline certificates when both are set; Plexus refuses the ambiguity.
+    if !tls_certificates.is_empty() && !tls_certificate_sds_secret_configs.is_empty() {
+        return Err(FieldError::unsupported(
+            "tls_certificate_sds_secret_configs (together with tls_certificates)",
+        ));
+    }
+    let mut certs = Vec::new();
+    for (i, c) in tls_certificates.iter().enumerate() {
+        let at = format!("tls_certificates[{i}]");
+        certs.push(CertSource::Inline(cert_key(c).map_err(|e| e.within(&at))?));
+    }
+    for (i, s) in tls_certificate_sds_secret_configs.iter().enumerate() {
+        let at = format!("tls_certificate_sds_secret_configs[{i}]");
+        certs.push(CertSource::Sds(sds(s).map_err(|e| e.within(&at))?));
+    }
+    if !server && certs.len() > 1 {
+        // Envoy: a client context holds at most one certificate.
+        return Err(FieldError::invalid(
+            "tls_certificates",
+            "a client context takes at most one certificate",
+        ));
+    }
+    let validation = validation_source(validation_context_type.as_ref())?;
+    Ok(Common {
+        certs,
+        validation,
+        alpn: alpn_protocols.clone(),
+        versions,
+    })
+}
+
+fn validation_source(
+    v: Option<&tls::common_tls_context::ValidationContextType>,
+) -> FieldResult<Option<ValidationSource>> {
+    use tls::common_tls_context::ValidationContextType as V;
+    Ok(match v {
+        None => None,
+        Some(V::ValidationContext(v)) => Some(ValidationSource::Inline(
+            validation(v).map_err(|e| e.within("validation_context"))?,
+        )),
+        Some(V::ValidationContextSdsSecretConfig(s)) => {
+            Some(ValidationSource::Sds(sds(s).map_err(|e| {
+                e.within("validation_context_sds_secret_config")
+            })?))
+        }
+        Some(V::CombinedValidationContext(c)) => {
+            let tls::common_tls_context::CombinedCertificateValidationContext {
+                default_validation_context,
+                validation_context_sds_secret_config,
+                validation_context_certificate_provider,
+                validation_context_certificate_provider_instance,
+            } = c;
+            deny_set!(
+                validation_context_certificate_provider,
+                validation_context_certificate_provider_instance
+            );
+            let at = "combined_validation_context";
+            let default = match default_validation_context {
+                Some(d) => validation(d)
+                    .map_err(|e| e.within(&format!("{at}.default_validation_context")))?,
+                None => Validation::default(),
+            };
+            let name = sds(validation_context_sds_secret_config
+                .as_ref()
+                .ok_or_else(|| {
+                    FieldError::invalid(
+                        format!("{at}.validation_context_sds_secret_config"),
+                        "required",
+                    )
+                })?)
+            .map_err(|e| e.within(&format!("{at}.validation_context_sds_secret_config")))?;
+            Some(ValidationSource::Combined(default, name))
+        }
+        Some(_) => {
+            return Err(FieldError::unsupported(
+                "validation_context_certificate_provider",
+            ));
+        }
+    })
+}
+
+/// An `SdsSecretConfig`: a name fetched over the ADS stream.
+fn sds(s: &tls::SdsSecretConfig) -> FieldResult<String> {
+    let tls::SdsSecretConfig { name, sds_config } = s;
+    if name.is_empty() {
+        return Err(FieldError::invalid("name", "required"));
+    }
+    let Some(core::ConfigSource {
+        authorities,
+        initial_fetch_timeout,
+        resource_api_version,
+        config_source_specifier,
+    }) = sds_config
+    else {
+        return Err(FieldError::unsupported(
+            "sds_config (unset: static secrets from a bootstrap; Plexus fetches secrets over ADS)",
+        ));
+    };
+    // Plexus waits for a secret as long as it takes, which is what `0s` asks for.
+    let initial_fetch_timeout = initial_fetch_timeout
+        .as_ref()
+        .is_some_and(|d| d.seconds != 0 || d.nanos != 0);
+    let wrong_version = !matches!(*resource_api_version, 0 | 2);
+    deny_set!(authorities, initial_fetch_timeout);
+    if wrong_version {
+        return Err(FieldError::unsupported("sds_config.resource_api_version"));
+    }
+    match config_source_specifier {
+        Some(core::config_source::ConfigSourceSpecifier::Ads(_)) => Ok(name.clone()),
+        _ => Err(FieldError::unsupported(
+            "sds_config (only ads: secrets come over the ADS stream)",
+        )),
+    }
+}
+
+/// `tls_params`: protocol versions only; Envoy's defaults are TLS 1.2 to 1.3 for servers and
+/// TLS 1.2 only for clients.
+fn versions(p: Option<&tls::TlsParameters>, server: bool) -> FieldResult<Versions> {
+    use tls::tls_parameters::TlsProtocol as P;
+    let (min, max) = match p {
+        None => (0, 0),
+        Some(tls::TlsParameters {
+            tls_minimum_protocol_version,
+            tls_maximum_protocol_version,
+            cipher_suites,
+            ecdh_curves,
+            signature_algorithms,
+            compliance_policies,
+        }) => {
+            deny_set!(
+                cipher_suites,
+                ecdh_curves,
+                signature_algorithms,
+                compliance_policies
+            );
+            (*tls_minimum_protocol_version, *tls_maximum_protocol_version)
+        }
+    };
+    let level = |v: i32, default: P, field: &str| -> FieldResult<i32> {
+        match P::try_from(v) {
+            Ok(P::TlsAuto) => Ok(default as i32),
+            Ok(P::TlSv12) | Ok(P::TlSv13) => Ok(v),
+            Ok(other) => Err(FieldError::unsupported(format!(
+                "{field} ({}: Plexus speaks TLS 1.2 and 1.3 only)",
+                other.as_str_name()
+            ))),
+            Err(_) => Err(FieldError::invalid(field, format!("unknown value {v}"))),
+        }
+    };
+    let min = level(min, P::TlSv12, "tls_minimum_protocol_version")?;
+    let max_default = if server { P::TlSv13 } else { P::TlSv12 };
+    let max = level(max, max_default, "tls_maximum_protocol_version")?;
+    if min > max {
+        return Err(FieldError::invalid(
+            "tls_minimum_protocol_version",
+            "is above tls_maximum_protocol_version",
+        ));
+    }
+    Ok(Versions {
+        tls12: min <= P::TlSv12 as i32,
+        tls13: max >= P::TlSv13 as i32,
+    })
+}

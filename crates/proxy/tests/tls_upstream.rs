@@ -1,0 +1,232 @@
+//! TLS to upstreams through the proxy with real sockets and certificates generated per test:
+//! SNI, CA and SAN checks (a failure is 503 `UF`), the cluster's HTTP protocol offered by ALPN,
+//! client certificates over SDS (the cluster warms until it arrives), and the TCP proxy
+//! terminating and originating TLS.
+
+mod common;
+mod tls_support;
+
+use common::*;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
+use plexus_proxy::ERROR_HEADER;
+use plexus_testkit::FakeAds;
+use plexus_testkit::echo;
+use plexus_xds::SECRET_TYPE;
+use tls_support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type Vct = tls::common_tls_context::ValidationContextType;
+
+#[tokio::test]
+#[allow(deprecated)] // http2_protocol_options is what Istio still sends
+async fn upstream_tls_checks_the_ca_and_sans_and_offers_the_cluster_protocol() {
+    let backend = echo_named("backend").await;
+    let ca = Ca::new("ca");
+    let wrong = Ca::new("wrong");
+    let id = "spiffe://cluster.local/ns/default/sa/backend";
+    let front = tls_front(
+        backend.addr,
+        &ca.leaf(&["backend.example"], &[id]),
+        &["h2", "http/1.1"],
+        None,
+    )
+    .await;
+    let ads = FakeAds::start().await.expect("ads");
+    let trust = |pem: &str, sans| Some(Vct::ValidationContext(validation(pem, sans)));
+    let mut h2 = tls_cluster(
+        "h2",
+        front.addr,
+        client_ctx(
+            "backend.example",
+            common(None, None, &[], trust(&ca.pem, vec![])),
+        ),
+    );
+    h2.http2_protocol_options = Some(Default::default());
+    let clusters = vec![
+        tls_cluster(
+            "ok",
+            front.addr,
+            client_ctx(
+                "backend.example",
+                common(None, None, &[], trust(&ca.pem, uri_sans(&[id]))),
+            ),
+        ),
+        tls_cluster(
+            "wrong-ca",
+            front.addr,
+            client_ctx(
+                "backend.example",
+                common(None, None, &[], trust(&wrong.pem, vec![])),
+            ),
+        ),
+        tls_cluster(
+            "wrong-san",
+            front.addr,
+            client_ctx(
+                "backend.example",
+                common(None, None, &[], trust(&ca.pem, uri_sans(&["spiffe://x/y"]))),
+            ),
+        ),
+        h2,
+    ];
+    let vhosts = ["ok", "wrong-ca", "wrong-san", "h2"]
+        .iter()
+        .map(|c| vhost(c, &[c], vec![route(prefix("/"), to_cluster(c))]))
+        .collect();
+    push(
+        &ads,
+        &Config {
+            listeners: vec![(
+                "main".into(),
+                http_listener_inline("main", route_config("r", vhosts)),
+            )],
+            routes: vec![],
+            clusters,
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    let ok = get_until(addr, "ok", "/", |g| g.status == 200).await;
+    assert_eq!(ok.json()["protocol"], "HTTP/1.1");
+    let h2 = request(addr, false, "GET", "h2", "/", &[])
+        .await
+        .expect("h2");
+    assert_eq!(
+        (h2.status, h2.json()["protocol"].as_str()),
+        (200, Some("HTTP/2.0"))
+    );
+    let seen = front.seen.lock().expect("seen").clone();
+    assert!(
+        seen.contains(&(Some("backend.example".into()), Some("http/1.1".into()))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&(Some("backend.example".into()), Some("h2".into()))),
+        "{seen:?}"
+    );
+    for host in ["wrong-ca", "wrong-san"] {
+        let got = request(addr, false, "GET", host, "/", &[])
+            .await
+            .expect("reply");
+        let cause = got.header(ERROR_HEADER).unwrap_or_default();
+        assert_eq!(got.status, 503, "{host}: {cause}");
+        assert!(
+            cause.starts_with("UF: ") && cause.contains("certificate"),
+            "{host}: {cause}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn upstream_mtls_presents_the_client_certificate_from_sds() {
+    let backend = echo_named("backend").await;
+    let ca = Ca::new("ca");
+    let front = tls_front(
+        backend.addr,
+        &ca.leaf(&["backend.example"], &[]),
+        &[],
+        Some(&ca.pem),
+    )
+    .await;
+    let ads = FakeAds::start().await.expect("ads");
+    let trust = Some(Vct::ValidationContext(validation(&ca.pem, vec![])));
+    let clusters = vec![
+        tls_cluster(
+            "mtls",
+            front.addr,
+            client_ctx(
+                "backend.example",
+                common(None, Some("client-cert"), &[], trust.clone()),
+            ),
+        ),
+        tls_cluster(
+            "no-cert",
+            front.addr,
+            client_ctx("backend.example", common(None, None, &[], trust)),
+        ),
+    ];
+    let vhosts = ["mtls", "no-cert"]
+        .iter()
+        .map(|c| vhost(c, &[c], vec![route(prefix("/"), to_cluster(c))]))
+        .collect();
+    push(
+        &ads,
+        &Config {
+            listeners: vec![(
+                "main".into(),
+                http_listener_inline("main", route_config("r", vhosts)),
+            )],
+            routes: vec![],
+            clusters,
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    // Warming: until the client certificate arrives the cluster is not there.
+    let warming = request(addr, false, "GET", "mtls", "/", &[])
+        .await
+        .expect("reply");
+    assert_eq!(warming.status, 503);
+    assert!(
+        warming
+            .header(ERROR_HEADER)
+            .unwrap_or_default()
+            .starts_with("NC: ")
+    );
+    ads.push(
+        SECRET_TYPE,
+        vec![cert_secret("client-cert", &ca.leaf(&["client"], &[]))],
+    );
+    get_until(addr, "mtls", "/", |g| g.status == 200).await;
+    let refused = request(addr, false, "GET", "no-cert", "/", &[])
+        .await
+        .expect("reply");
+    assert_eq!(refused.status, 503, "{:?}", refused.header(ERROR_HEADER));
+}
+
+#[tokio::test]
+async fn tcp_proxy_terminates_and_originates_tls() {
+    let tcp_echo = echo::start_tcp("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("tcp echo");
+    let ca = Ca::new("ca");
+    let front = tls_front(tcp_echo.addr, &ca.leaf(&["db.example"], &[]), &[], None).await;
+    let leaf = ca.leaf(&["main.example"], &[]);
+    let ads = FakeAds::start().await.expect("ads");
+    let listener = with_tls(
+        tcp_listener("main", "db"),
+        downstream_socket(server_ctx(common(Some(&leaf), None, &[], None), false)),
+    );
+    let trust = Some(Vct::ValidationContext(validation(&ca.pem, vec![])));
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("main".into(), listener)],
+            routes: vec![],
+            clusters: vec![tls_cluster(
+                "db",
+                front.addr,
+                client_ctx("db.example", common(None, None, &[], trust)),
+            )],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    let (mut s, _) = connect(addr, &opts(&ca, &[])).await.expect("handshake");
+    s.write_all(b"ping over two TLS hops").await.expect("write");
+    let mut buf = [0u8; 22];
+    tokio::time::timeout(WAIT, s.read_exact(&mut buf))
+        .await
+        .expect("in time")
+        .expect("read");
+    assert_eq!(&buf, b"ping over two TLS hops");
+    let seen = front.seen.lock().expect("seen").clone();
+    assert_eq!(
+        seen,
+        vec![(Some("db.example".into()), None)],
+        "the TCP proxy offers no ALPN"
+    );
+}
