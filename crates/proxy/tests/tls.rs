@@ -66,6 +66,11 @@ async fn sds_warming_and_rotation(delta: bool) {
         .expect("LDS ACK");
     // Warming: the listener is accepted but not bound until its secret arrives.
     assert_eq!(proxy.listener_addr("main"), None, "bound before its secret");
+    let dump = config_dump(&proxy).await;
+    assert_eq!(
+        dump["tls"]["warming_listeners"],
+        serde_json::json!(["main"])
+    );
     let v1 = ads.push(SECRET_TYPE, vec![cert_secret("gw-cert", &first)]);
     ads.wait_ack(SECRET_TYPE, &v1, WAIT).await.expect("SDS ACK");
     let addr = wait_listener(&proxy, "main").await;
@@ -73,6 +78,14 @@ async fn sds_warming_and_rotation(delta: bool) {
         .await
         .expect("TLS request");
     assert_eq!((got.status, hs.peer_leaf), (200, first.der()));
+    let dump = config_dump(&proxy).await;
+    let tls = &dump["tls"];
+    assert_eq!(tls["warming_listeners"], serde_json::json!([]));
+    assert_eq!(
+        tls["secrets"],
+        serde_json::json!([{"name": "gw-cert", "type": "tls_certificate"}])
+    );
+    assert!(!dump.to_string().contains("PRIVATE KEY"));
     let v2 = ads.push(SECRET_TYPE, vec![cert_secret("gw-cert", &second)]);
     ads.wait_ack(SECRET_TYPE, &v2, WAIT).await.expect("SDS ACK");
     let (got, hs) = get(addr, &opts(&ca, &[]), "main.example", "/")
@@ -435,4 +448,38 @@ async fn gateway_mutual_with_two_certificates_and_a_combined_validation_context(
         wrong_san.is_err(),
         "SAN matchers from the default context apply"
     );
+}
+
+#[test]
+fn debug_output_of_a_tls_listener_carries_no_key_material() {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let ca = Ca::new("ca");
+    let leaf = ca.leaf(&["a"], &[]);
+    let ctx = server_ctx(common(Some(&leaf), None, &[], None), false);
+    let li = with_tls(
+        http_listener_inline("main", routes_to("a")),
+        downstream_socket(ctx),
+    );
+    let pb: l::Listener = plexus_xds::unpack(&li).expect("listener");
+    let cfg = plexus_proxy::config::Listener::try_from(&pb).expect("accepted");
+    let tls = cfg.kind.tls().expect("TLS chain");
+    plexus_proxy::tls::build::bind_downstream(tls, &Default::default()).expect("built");
+    let dump = format!("{cfg:?}");
+    let der = PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).expect("key");
+    let bytes = format!("{:?}", &der.secret_der()[..24]);
+    assert!(dump.contains("ready: true"), "{dump}");
+    assert!(
+        !dump.contains(bytes.trim_end_matches(']')),
+        "key bytes in {dump}"
+    );
+    assert!(!dump.contains("PRIVATE KEY"));
+}
+
+async fn config_dump(proxy: &plexus_proxy::ProxyHandle) -> serde_json::Value {
+    let url = format!("http://{}/config_dump", proxy.admin);
+    let (_, body) = plexus_testkit::envoy::http_get(&url)
+        .await
+        .expect("config_dump");
+    serde_json::from_str(&body).expect("JSON")
 }

@@ -65,12 +65,33 @@ impl Common {
 }
 
 /// A filter chain's TLS termination.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DownstreamTls {
     pub common: Common,
     pub require_client_cert: bool,
     /// Built from `common` and the current secrets; `None` while a secret is missing.
     pub acceptor: Arc<ArcSwapOption<rustls::ServerConfig>>,
+}
+
+// The built rustls configs hold private keys: Debug shows only the declarative part.
+impl std::fmt::Debug for DownstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownstreamTls")
+            .field("common", &self.common)
+            .field("require_client_cert", &self.require_client_cert)
+            .field("ready", &self.acceptor.load().is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("common", &self.common)
+            .field("sni", &self.sni)
+            .field("ready", &self.connector.load().is_some())
+            .finish()
+    }
 }
 
 impl PartialEq for DownstreamTls {
@@ -80,7 +101,7 @@ impl PartialEq for DownstreamTls {
 }
 
 /// A cluster's TLS origination.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UpstreamTls {
     pub common: Common,
     /// `sni`; none sends no SNI.
