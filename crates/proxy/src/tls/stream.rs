@@ -30,15 +30,6 @@ impl Conn {
             Conn::Client(s) => s.get_ref().0,
         }
     }
-
-    /// The ALPN protocol the handshake settled on.
-    pub fn alpn(&self) -> Option<&[u8]> {
-        match self {
-            Conn::Plain(_) => None,
-            Conn::Server(s) => s.get_ref().1.alpn_protocol(),
-            Conn::Client(s) => s.get_ref().1.alpn_protocol(),
-        }
-    }
 }
 
 /// Why a TLS handshake did not complete; the message never carries key material.
