@@ -537,6 +537,7 @@ async fn differential_scenarios() {
             tcp_idle,
             sniff,
             tls,
+            admin: plexus.admin,
         });
         proxies.push(plexus);
     }
@@ -576,6 +577,7 @@ async fn differential_scenarios() {
                 tcp_idle,
                 sniff,
                 tls,
+                admin: envoy.admin,
             });
             envoys.push(envoy);
         }
@@ -626,7 +628,10 @@ async fn differential_scenarios() {
     }
     // TLS: termination, chain selection, mTLS, origination; then an SDS rotation.
     let tls_targets: Vec<_> = targets.iter().map(|t| (t.label(), &t.tls)).collect();
-    for (i, outcome) in scenarios::tls::run(&tls, &ads, &tls_targets).await {
+    let mut outcomes = scenarios::tls::run(&tls, &ads, &tls_targets).await;
+    let admins: Vec<_> = targets.iter().map(|t| (t.label(), t.admin)).collect();
+    outcomes.extend(scenarios::tls::warming(&tls, &ads, &admins, base.listeners.clone()).await);
+    for (i, outcome) in outcomes {
         let t = &targets[i];
         match outcome {
             Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
@@ -689,6 +694,8 @@ struct Target {
     sniff: SocketAddr,
     /// The TLS scenarios' listeners by name.
     tls: BTreeMap<&'static str, SocketAddr>,
+    /// Admin endpoint (`/listeners?format=json` has one shape on both).
+    admin: SocketAddr,
 }
 
 impl Target {

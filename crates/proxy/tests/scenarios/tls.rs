@@ -1,6 +1,6 @@
 //! The TLS scenarios of the differential run, on their own listeners and clusters: termination
 //! with an inline certificate (HTTP/1.1 and HTTP/2 by ALPN), with an SDS certificate and its
-//! rotation, filter chains chosen by SNI and by ALPN, mTLS required, Istio's gateway shape for
+//! rotation, a listener warming until its secret arrives, filter chains chosen by SNI and by ALPN, mTLS required, Istio's gateway shape for
 //! `MUTUAL` with an RSA and an ECDSA certificate and a combined validation context, and TLS to
 //! an upstream with SNI and a CA check (HTTP/1.1 and HTTP/2; a wrong CA answers 503).
 
@@ -222,12 +222,26 @@ pub fn extend(cfg: &mut Config, f: &Fixture) -> Vec<(String, Any)> {
         upstream("up-wrong-ca", f, &f.wrong_ca, false),
         upstream("up-h2", f, &f.ca, true),
     ]);
-    vec![
-        cert_secret(SDS_CERT, &f.sds_first),
+    secrets(f, false, false)
+}
+
+/// Secret of the listener added later to check warming (pushed after it).
+const LATE_CERT: &str = "scenario-late-cert";
+
+/// Every secret the scenarios use (a state-of-the-world push replaces the whole set): the SDS
+/// certificate before or after its rotation, and the late one once it is due.
+fn secrets(f: &Fixture, rotated: bool, late: bool) -> Vec<(String, Any)> {
+    let sds = if rotated { &f.sds_second } else { &f.sds_first };
+    let mut all = vec![
+        cert_secret(SDS_CERT, sds),
         cert_secret("gw-rsa", &f.gw_rsa),
         cert_secret("gw-ecdsa", &f.gw_ecdsa),
         ca_secret("gw-cacert", &f.ca.pem, vec![]),
-    ]
+    ];
+    if late {
+        all.push(cert_secret(LATE_CERT, &f.main));
+    }
+    all
 }
 
 /// Peer identity the gateway's default validation context requires.
@@ -511,10 +525,7 @@ pub async fn run(
             ));
         }
     }
-    ads.push(
-        plexus_xds::SECRET_TYPE,
-        vec![cert_secret(SDS_CERT, &f.sds_second)],
-    );
+    ads.push(plexus_xds::SECRET_TYPE, secrets(f, true, false));
     for (i, (label, addrs)) in targets.iter().enumerate() {
         let addr = addrs.get("tls-sds").copied();
         let outcome = match addr {
@@ -528,5 +539,78 @@ pub async fn run(
     }
     let seen = f.front.seen.lock().map(|s| s.clone()).unwrap_or_default();
     println!("TLS upstream saw (SNI, ALPN): {seen:?}");
+    out
+}
+
+/// A proxy's listener as its admin `/listeners?format=json` lists it (Plexus and Envoy share
+/// the shape); Envoy lists active listeners only, Plexus only bound ones.
+async fn listed(admin: SocketAddr, name: &str) -> Option<SocketAddr> {
+    let (_, body) =
+        plexus_testkit::envoy::http_get(&format!("http://{admin}/listeners?format=json")).await?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let status = v["listener_statuses"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)?;
+    let sock = &status["local_address"]["socket_address"];
+    format!(
+        "{}:{}",
+        sock["address"].as_str()?,
+        sock["port_value"].as_u64()?
+    )
+    .parse()
+    .ok()
+}
+
+/// Warming, on every target (`(label, admin address)`): a new listener whose certificate has
+/// not been pushed is accepted (LDS ACKed) but not active; once the secret arrives it serves.
+pub async fn warming(
+    f: &Fixture,
+    ads: &plexus_testkit::FakeAds,
+    targets: &[(String, SocketAddr)],
+    mut listeners: Vec<(String, Any)>,
+) -> Vec<(usize, Result<(), String>)> {
+    let late = with_tls(
+        http_listener_inline("tls-warm", routes("a")),
+        server((None, Some(LATE_CERT)), &[], None, false),
+    );
+    listeners.push(("tls-warm".into(), late));
+    let version = ads.push(plexus_xds::LISTENER_TYPE, listeners);
+    let acked =
+        plexus_testkit::eventually(WAIT, "every proxy to ACK the warming listener", || async {
+            let n = ads
+                .acks()
+                .iter()
+                .filter(|a| a.type_url == plexus_xds::LISTENER_TYPE && a.version == version)
+                .filter(|a| a.error.is_none())
+                .count();
+            (n >= targets.len()).then_some(())
+        })
+        .await;
+    let mut out = Vec::new();
+    for (i, (label, admin)) in targets.iter().enumerate() {
+        let before = match (&acked, listed(*admin, "tls-warm").await) {
+            (Err(e), _) => Err(e.clone()),
+            (Ok(()), Some(addr)) => Err(format!("active at {addr} before its secret")),
+            (Ok(()), None) => Ok(()),
+        };
+        out.push((
+            i,
+            before.map_err(|e| format!("[TLS: warming] {label}: {e}")),
+        ));
+    }
+    ads.push(plexus_xds::SECRET_TYPE, secrets(f, true, true));
+    for (i, (label, admin)) in targets.iter().enumerate() {
+        let serving = plexus_testkit::eventually(WAIT, "the warmed listener to serve", || async {
+            let addr = listed(*admin, "tls-warm").await?;
+            let o = opts(f, "main.example", &[], None);
+            expect(addr, &o, Some(&f.main), "a", None).await.ok()
+        })
+        .await;
+        out.push((
+            i,
+            serving.map_err(|e| format!("[TLS: warmed] {label}: {e}")),
+        ));
+    }
     out
 }
