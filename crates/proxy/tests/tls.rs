@@ -183,6 +183,18 @@ async fn mtls_requires_a_client_certificate_from_the_ca_with_a_matching_san() {
         let got = get(addr, &with(cert), "main.example", "/").await;
         assert!(got.is_err(), "{what}: {:?}", got.map(|(g, _)| g.status));
     }
+    // The server counts a failed handshake just after the client saw its alert: poll.
+    let url = format!("http://{}/stats/prometheus", proxy.admin);
+    let want = [
+        "plexus_downstream_tls_handshake_total 1\n",
+        "plexus_downstream_tls_error_total 3\n",
+    ];
+    plexus_testkit::eventually(WAIT, "TLS handshake counters", || async {
+        let (_, metrics) = plexus_testkit::envoy::http_get(&url).await?;
+        want.iter().all(|l| metrics.contains(l)).then_some(())
+    })
+    .await
+    .expect("1 handshake and 3 failures counted");
 }
 
 /// Two TLS chains picked by SNI and two by ALPN, each terminating with its own certificate.

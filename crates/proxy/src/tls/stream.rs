@@ -41,14 +41,26 @@ pub enum HandshakeError {
     Failed(io::Error),
 }
 
-/// Terminate TLS on an accepted connection.
-pub async fn accept(tls: &DownstreamTls, stream: TcpStream) -> Result<Conn, HandshakeError> {
-    let cfg = tls.acceptor.load_full().ok_or(HandshakeError::NotReady)?;
-    tokio_rustls::TlsAcceptor::from(cfg)
-        .accept(stream)
-        .await
-        .map(|s| Conn::Server(Box::new(s)))
-        .map_err(HandshakeError::Failed)
+/// Terminate TLS on an accepted connection, counting the outcome.
+pub async fn accept(
+    tls: &DownstreamTls,
+    stream: TcpStream,
+    stats: &crate::stats::Stats,
+) -> Result<Conn, HandshakeError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let done = match tls.acceptor.load_full() {
+        Some(cfg) => tokio_rustls::TlsAcceptor::from(cfg)
+            .accept(stream)
+            .await
+            .map(|s| Conn::Server(Box::new(s)))
+            .map_err(HandshakeError::Failed),
+        None => Err(HandshakeError::NotReady),
+    };
+    match &done {
+        Ok(_) => stats.downstream_tls_handshake.fetch_add(1, Relaxed),
+        Err(_) => stats.downstream_tls_error.fetch_add(1, Relaxed),
+    };
+    done
 }
 
 /// Originate TLS on a connected upstream socket, for an HTTP pool (`http`) or the TCP proxy.
