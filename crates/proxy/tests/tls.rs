@@ -328,9 +328,18 @@ async fn unsupported_tls_fields_are_nacked_by_name() {
         }),
         ..Default::default()
     };
+    let sans_only = Vct::ValidationContext(tls::CertificateValidationContext {
+        match_typed_subject_alt_names: uri_sans(&["spiffe://x/y"]),
+        ..Default::default()
+    });
+    let no_ca = server_ctx(common(Some(&leaf), None, &[], Some(sans_only)), false);
     let cases = [
         (require_sni, "transport_socket.typed_config.require_sni"),
         (api, "tls_certificate_sds_secret_configs[0].sds_config"),
+        (
+            no_ca,
+            "common_tls_context.validation_context.trusted_ca: required",
+        ),
     ];
     for (ctx, field) in cases {
         let before = ads.acks().len();

@@ -138,6 +138,9 @@ pub fn client_config(
         },
         Some(src) => {
             let v = validation(src, secrets)?;
+            if v.roots.is_empty() {
+                return Err(NotReady("the validation context has no trusted_ca".into()));
+            }
             ServerVerifier {
                 roots: Some(v.root_store().map_err(NotReady)?),
                 sans: v.sans,

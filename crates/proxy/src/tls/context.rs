@@ -322,9 +322,17 @@ fn validation_source(
     use tls::common_tls_context::ValidationContextType as V;
     Ok(match v {
         None => None,
-        Some(V::ValidationContext(v)) => Some(ValidationSource::Inline(
-            validation(v).map_err(|e| e.within("validation_context"))?,
-        )),
+        Some(V::ValidationContext(v)) => {
+            let v = validation(v).map_err(|e| e.within("validation_context"))?;
+            if v.roots.is_empty() {
+                // Envoy refuses SAN checks without a CA; Plexus verifies only against one.
+                return Err(FieldError::invalid(
+                    "validation_context.trusted_ca",
+                    "required: peers are verified against trusted_ca",
+                ));
+            }
+            Some(ValidationSource::Inline(v))
+        }
         Some(V::ValidationContextSdsSecretConfig(s)) => {
             Some(ValidationSource::Sds(sds(s).map_err(|e| {
                 e.within("validation_context_sds_secret_config")
