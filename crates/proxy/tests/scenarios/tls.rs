@@ -311,6 +311,106 @@ fn opts(f: &Fixture, sni: &str, alpn: &[&str], cert: Option<Leaf>) -> ClientOpts
     }
 }
 
+/// One TLS request of the scenarios: a listener, a client, and what must happen.
+struct Case<'a> {
+    name: &'static str,
+    listener: &'static str,
+    client: ClientOpts,
+    /// `Some((leaf, workload, ALPN))`: served with that certificate by that backend after
+    /// that ALPN; `None`: the handshake (or the first read) fails.
+    served: Option<(Option<&'a Leaf>, &'static str, Option<&'static str>)>,
+}
+
+fn cases(f: &Fixture) -> Vec<Case<'_>> {
+    let case = |name, listener, client, served| Case {
+        name,
+        listener,
+        client,
+        served,
+    };
+    let partner = || Some(f.ca.leaf(&[], &[GW_CLIENT]));
+    let rsa_only = ClientOpts {
+        rsa_only: true,
+        ..opts(f, "gw.example", &["h2"], partner())
+    };
+    let stranger = Some(f.ca.leaf(&[], &["spiffe://x/y"]));
+    let client_cert = Some(f.ca.leaf(&["client.example"], &[]));
+    vec![
+        case(
+            "inline certificate, ALPN h2",
+            "tls-inline",
+            opts(f, "main.example", &["h2"], None),
+            Some((Some(&f.main), "a", Some("h2"))),
+        ),
+        case(
+            "inline certificate, ALPN http/1.1",
+            "tls-inline",
+            opts(f, "main.example", &["http/1.1"], None),
+            Some((Some(&f.main), "a", Some("http/1.1"))),
+        ),
+        case(
+            "SDS certificate",
+            "tls-sds",
+            opts(f, "sds.example", &[], None),
+            Some((Some(&f.sds_first), "a", None)),
+        ),
+        case(
+            "chain by SNI a",
+            "tls-sni",
+            opts(f, "a.example", &[], None),
+            Some((Some(&f.sni_a), "a", None)),
+        ),
+        case(
+            "chain by SNI b",
+            "tls-sni",
+            opts(f, "b.example", &[], None),
+            Some((Some(&f.sni_b), "b", None)),
+        ),
+        case(
+            "chain by ALPN istio-peer-exchange",
+            "tls-alpn",
+            opts(f, "a.example", &["istio-peer-exchange"], None),
+            Some((Some(&f.sni_a), "a", None)),
+        ),
+        case(
+            "chain by ALPN http/1.1",
+            "tls-alpn",
+            opts(f, "b.example", &["http/1.1"], None),
+            Some((Some(&f.sni_b), "b", Some("http/1.1"))),
+        ),
+        case(
+            "mTLS with a client certificate",
+            "tls-mtls",
+            opts(f, "main.example", &[], client_cert),
+            Some((None, "a", None)),
+        ),
+        case(
+            "mTLS without a client certificate fails",
+            "tls-mtls",
+            opts(f, "main.example", &[], None),
+            None,
+        ),
+        case(
+            "gateway MUTUAL: ECDSA certificate for an ECDSA-capable client",
+            "tls-gw",
+            opts(f, "gw.example", &["h2"], partner()),
+            Some((Some(&f.gw_ecdsa), "a", Some("h2"))),
+        ),
+        case(
+            "gateway MUTUAL: RSA certificate for an RSA-only client",
+            "tls-gw",
+            rsa_only,
+            Some((Some(&f.gw_rsa), "a", Some("h2"))),
+        ),
+        case(
+            "gateway MUTUAL: a client SAN outside the default context fails",
+            "tls-gw",
+            opts(f, "gw.example", &[], stranger),
+            None,
+        ),
+    ]
+}
+
 /// Every TLS check against one target: `(check name, outcome)`.
 pub async fn check(
     f: &Fixture,
@@ -323,135 +423,17 @@ pub async fn check(
             .unwrap_or_else(|| ([127, 0, 0, 1], 1).into())
     };
     let mut out = Vec::new();
-    let inline = at("tls-inline");
-    out.push((
-        "inline certificate, ALPN h2",
-        expect(
-            inline,
-            &opts(f, "main.example", &["h2"], None),
-            Some(&f.main),
-            "a",
-            Some("h2"),
-        )
-        .await,
-    ));
-    out.push((
-        "inline certificate, ALPN http/1.1",
-        expect(
-            inline,
-            &opts(f, "main.example", &["http/1.1"], None),
-            Some(&f.main),
-            "a",
-            Some("http/1.1"),
-        )
-        .await,
-    ));
-    out.push((
-        "SDS certificate",
-        expect(
-            at("tls-sds"),
-            &opts(f, "sds.example", &[], None),
-            Some(&f.sds_first),
-            "a",
-            None,
-        )
-        .await,
-    ));
-    for (sni, leaf, w) in [("a.example", &f.sni_a, "a"), ("b.example", &f.sni_b, "b")] {
-        out.push((
-            "chain by SNI",
-            expect(at("tls-sni"), &opts(f, sni, &[], None), Some(leaf), w, None).await,
-        ));
+    for c in cases(f) {
+        let addr = at(c.listener);
+        let outcome = match c.served {
+            Some((leaf, workload, alpn)) => expect(addr, &c.client, leaf, workload, alpn).await,
+            None => match get(addr, &c.client, &c.client.sni, "/").await {
+                Err(_) => Ok(()),
+                Ok((g, _)) => Err(format!("answered {} (want a failed handshake)", g.status)),
+            },
+        };
+        out.push((c.name, outcome));
     }
-    out.push((
-        "chain by ALPN istio-peer-exchange",
-        expect(
-            at("tls-alpn"),
-            &opts(f, "a.example", &["istio-peer-exchange"], None),
-            Some(&f.sni_a),
-            "a",
-            None,
-        )
-        .await,
-    ));
-    out.push((
-        "chain by ALPN http/1.1",
-        expect(
-            at("tls-alpn"),
-            &opts(f, "b.example", &["http/1.1"], None),
-            Some(&f.sni_b),
-            "b",
-            Some("http/1.1"),
-        )
-        .await,
-    ));
-    let mtls = at("tls-mtls");
-    let client = f.ca.leaf(&["client.example"], &[]);
-    out.push((
-        "mTLS with a client certificate",
-        expect(
-            mtls,
-            &opts(f, "main.example", &[], Some(client)),
-            None,
-            "a",
-            None,
-        )
-        .await,
-    ));
-    out.push((
-        "mTLS without a client certificate fails",
-        match get(
-            mtls,
-            &opts(f, "main.example", &[], None),
-            "main.example",
-            "/",
-        )
-        .await
-        {
-            Err(_) => Ok(()),
-            Ok((g, _)) => Err(format!(
-                "answered {} without a client certificate",
-                g.status
-            )),
-        },
-    ));
-    let gw = at("tls-gw");
-    let partner = || Some(f.ca.leaf(&[], &[GW_CLIENT]));
-    out.push((
-        "gateway MUTUAL: ECDSA certificate for an ECDSA-capable client",
-        expect(
-            gw,
-            &opts(f, "gw.example", &["h2"], partner()),
-            Some(&f.gw_ecdsa),
-            "a",
-            Some("h2"),
-        )
-        .await,
-    ));
-    let rsa_only = ClientOpts {
-        rsa_only: true,
-        ..opts(f, "gw.example", &["h2"], partner())
-    };
-    out.push((
-        "gateway MUTUAL: RSA certificate for an RSA-only client",
-        expect(gw, &rsa_only, Some(&f.gw_rsa), "a", Some("h2")).await,
-    ));
-    let stranger = opts(
-        f,
-        "gw.example",
-        &[],
-        Some(f.ca.leaf(&[], &["spiffe://x/y"])),
-    );
-    out.push((
-        "gateway MUTUAL: a client SAN outside the default context fails",
-        match get(gw, &stranger, "gw.example", "/").await {
-            Err(_) => Ok(()),
-            Ok((g, _)) => Err(format!(
-                "answered {} to a client with the wrong SAN",
-                g.status
-            )),
-        },
-    ));
     out.extend(upstream_checks(at("tls-up")).await);
     out
 }
