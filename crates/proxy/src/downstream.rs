@@ -155,6 +155,9 @@ pub fn tls_redirect(authority: &str, uri: &http::Uri) -> http::Response<crate::p
 pub fn forwarded_headers(headers: &mut HeaderMap, conn: &Downstream, use_remote_address: bool) {
     const XFF: &str = "x-forwarded-for";
     const XFP: &str = "x-forwarded-proto";
+    // `forward_client_cert_details` SANITIZE (Envoy's default, the only value accepted):
+    // a client certificate header from the client is never passed on.
+    headers.remove("x-forwarded-client-cert");
     if use_remote_address {
         let hop: IpAddr = if conn.peer.ip().is_loopback() {
             conn.local.ip()

@@ -455,10 +455,17 @@ async fn upstream_checks(addr: SocketAddr) -> Vec<(&'static str, Result<(), Stri
         ),
         ("upstream TLS, wrong CA is 503", "up-wrong-ca", 503, None),
     ] {
-        let r = match request(addr, false, "GET", host, "/", &[]).await {
+        // A client-supplied XFCC header never reaches the upstream (SANITIZE, the default).
+        let xfcc = [("x-forwarded-client-cert", "By=spiffe://forged")];
+        let r = match request(addr, false, "GET", host, "/", &xfcc).await {
             Ok(g) => {
                 let p = g.json()["protocol"].as_str().map(str::to_string);
-                if g.status == status && p.as_deref() == protocol {
+                let forged = g.json()["headers"].get("x-forwarded-client-cert").cloned();
+                if let Some(v) = forged {
+                    Err(format!(
+                        "{host}: the upstream got x-forwarded-client-cert {v}"
+                    ))
+                } else if g.status == status && p.as_deref() == protocol {
                     Ok(())
                 } else {
                     Err(format!(
