@@ -69,6 +69,9 @@ impl Common {
 pub struct DownstreamTls {
     pub common: Common,
     pub require_client_cert: bool,
+    /// The filter chain's `transport_socket_connect_timeout`: the handshake must finish within
+    /// it or the connection is closed (none: no limit, Envoy's default).
+    pub handshake_timeout: Option<std::time::Duration>,
     /// Built from `common` and the current secrets; `None` while a secret is missing.
     pub acceptor: Arc<ArcSwapOption<rustls::ServerConfig>>,
 }
@@ -79,6 +82,7 @@ impl std::fmt::Debug for DownstreamTls {
         f.debug_struct("DownstreamTls")
             .field("common", &self.common)
             .field("require_client_cert", &self.require_client_cert)
+            .field("handshake_timeout", &self.handshake_timeout)
             .field("ready", &self.acceptor.load().is_some())
             .finish()
     }
@@ -96,7 +100,9 @@ impl std::fmt::Debug for UpstreamTls {
 
 impl PartialEq for DownstreamTls {
     fn eq(&self, other: &Self) -> bool {
-        self.common == other.common && self.require_client_cert == other.require_client_cert
+        self.common == other.common
+            && self.require_client_cert == other.require_client_cert
+            && self.handshake_timeout == other.handshake_timeout
     }
 }
 
@@ -143,8 +149,12 @@ fn socket_any(
     }
 }
 
-/// A filter chain's `transport_socket`.
-pub fn downstream(ts: Option<&core::TransportSocket>) -> FieldResult<Option<Arc<DownstreamTls>>> {
+/// A filter chain's `transport_socket`, with the chain's `transport_socket_connect_timeout`
+/// (which only TLS makes meaningful: a plain socket is connected at once).
+pub fn downstream(
+    ts: Option<&core::TransportSocket>,
+    handshake_timeout: Option<std::time::Duration>,
+) -> FieldResult<Option<Arc<DownstreamTls>>> {
     let Some(ts) = ts else { return Ok(None) };
     let Some(any) = socket_any(ts)? else {
         return Ok(None);
@@ -157,7 +167,12 @@ pub fn downstream(ts: Option<&core::TransportSocket>) -> FieldResult<Option<Arc<
     }
     let ctx: tls::DownstreamTlsContext = unpack_field(any, "typed_config")?;
     downstream_context(&ctx)
-        .map(|d| Some(Arc::new(d)))
+        .map(|d| {
+            Some(Arc::new(DownstreamTls {
+                handshake_timeout,
+                ..d
+            }))
+        })
         .map_err(|e| e.within("typed_config"))
 }
 
@@ -200,6 +215,7 @@ fn downstream_context(c: &tls::DownstreamTlsContext) -> FieldResult<DownstreamTl
     Ok(DownstreamTls {
         common,
         require_client_cert,
+        handshake_timeout: None,
         acceptor: Arc::default(),
     })
 }

@@ -49,11 +49,18 @@ pub async fn accept(
 ) -> Result<Conn, HandshakeError> {
     use std::sync::atomic::Ordering::Relaxed;
     let done = match tls.acceptor.load_full() {
-        Some(cfg) => tokio_rustls::TlsAcceptor::from(cfg)
-            .accept(stream)
-            .await
-            .map(|s| Conn::Server(Box::new(s)))
-            .map_err(HandshakeError::Failed),
+        Some(cfg) => {
+            let handshake = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
+            let finished = match tls.handshake_timeout {
+                Some(t) => tokio::time::timeout(t, handshake)
+                    .await
+                    .unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::TimedOut))),
+                None => handshake.await,
+            };
+            finished
+                .map(|s| Conn::Server(Box::new(s)))
+                .map_err(HandshakeError::Failed)
+        }
         None => Err(HandshakeError::NotReady),
     };
     match &done {

@@ -157,10 +157,10 @@ pub fn extend(cfg: &mut Config, f: &Fixture) -> Vec<(String, Any)> {
     let listeners = [
         (
             "tls-inline",
-            with_tls(
+            with_handshake_timeout(with_tls(
                 http_listener_inline("tls-inline", routes("a")),
                 server((Some(&f.main), None), &["h2", "http/1.1"], None, false),
-            ),
+            )),
         ),
         (
             "tls-sds",
@@ -242,6 +242,38 @@ fn secrets(f: &Fixture, rotated: bool, late: bool) -> Vec<(String, Any)> {
         all.push(cert_secret(LATE_CERT, &f.main));
     }
     all
+}
+
+/// `transport_socket_connect_timeout` of 300 ms on the listener's first chain.
+fn with_handshake_timeout(listener: Any) -> Any {
+    let mut li: l::Listener = plexus_xds::unpack(&listener).expect("listener");
+    li.filter_chains[0].transport_socket_connect_timeout =
+        Some(envoy_types::pb::google::protobuf::Duration {
+            seconds: 0,
+            nanos: 300_000_000,
+        });
+    pack_any(li)
+}
+
+/// A client that connects and never starts its handshake is closed after the chain's
+/// `transport_socket_connect_timeout` (300 ms), not much sooner.
+async fn silent_client_closed(addr: SocketAddr) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let since = std::time::Instant::now();
+        let mut buf = [0u8; 64];
+        // A reset instead of a clean close also ends the connection.
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        Ok::<_, std::io::Error>((n, since.elapsed()))
+    };
+    match tokio::time::timeout(WAIT, io).await {
+        Ok(Ok((0, after))) if after >= std::time::Duration::from_millis(250) => Ok(()),
+        Ok(Ok((0, after))) => Err(format!("closed after only {after:?}")),
+        Ok(Ok((n, _))) => Err(format!("read {n} unexpected bytes")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("still open after the wait".into()),
+    }
 }
 
 /// Peer identity the gateway's default validation context requires.
@@ -434,6 +466,10 @@ pub async fn check(
         };
         out.push((c.name, outcome));
     }
+    out.push((
+        "handshake timeout closes a silent client",
+        silent_client_closed(at("tls-inline")).await,
+    ));
     out.extend(upstream_checks(at("tls-up")).await);
     out
 }
