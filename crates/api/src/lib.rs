@@ -4,6 +4,7 @@
 //!
 //! Pure: no I/O beyond reading the files it is asked to read.
 
+pub mod credential;
 pub mod de;
 pub mod kinds;
 pub mod load;

@@ -84,6 +84,8 @@ pub static KINDS: &[KindInfo] = &[
     kind("", "Endpoints", &["v1"], false),
     cluster("", "Namespace", &["v1"]),
     kind("", "ServiceAccount", &["v1"], false),
+    // Gateway credentials (`credentialName`), served to gateways over SDS.
+    kind("", "Secret", &["v1"], false),
     kind("discovery.k8s.io", "EndpointSlice", &["v1"], false),
     // Plexus's own: a local process, playing the part of a Deployment in `plexus up`.
     kind(PLEXUS, "Workload", &["v1alpha1"], false),

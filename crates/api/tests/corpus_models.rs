@@ -13,6 +13,76 @@ use plexus_api::{kinds, semantic};
 /// must still be rejected, by decoding or by the semantic checks, so the list stays true.
 const INVALID_IN_CORPUS: &[(&str, &str, &str)] = &[
     (
+        "analyzers/testdata/gateway-duplicate-certificate.yaml",
+        "Secret/test-01-wildcard-cert",
+        "analyzer input: Secret `cert` is placeholder text, not a PEM certificate",
+    ),
+    (
+        "analyzers/testdata/gateway-duplicate-certificate.yaml",
+        "Secret/test-02-wildcard-cert",
+        "analyzer input: Secret `cert` is placeholder text, not a PEM certificate",
+    ),
+    (
+        "analyzers/testdata/gateway-duplicate-certificate.yaml",
+        "Secret/test-03-wildcard-cert",
+        "analyzer input: Secret `cert` is placeholder text, not a PEM certificate",
+    ),
+    (
+        "analyzers/testdata/gateway-duplicate-certificate.yaml",
+        "Secret/01-test-04-wildcard-cert",
+        "analyzer input: Secret `cert` is placeholder text, not a PEM certificate",
+    ),
+    (
+        "analyzers/testdata/gateway-duplicate-certificate.yaml",
+        "Secret/02-test-04-wildcard-cert",
+        "analyzer input: Secret `cert` is placeholder text, not a PEM certificate",
+    ),
+    (
+        "analyzers/testdata/gateway-duplicate-certificate.yaml",
+        "Secret/01-test-05-wildcard-cert",
+        "analyzer input: Secret `cert` is placeholder text, not a PEM certificate",
+    ),
+    (
+        "analyzers/testdata/gateway-duplicate-certificate.yaml",
+        "Secret/02-test-05-wildcard-cert",
+        "analyzer input: Secret `cert` is placeholder text, not a PEM certificate",
+    ),
+    (
+        "analyzers/testdata/gateway-duplicate-certificate.yaml",
+        "Secret/01-test-06-wildcard-cert",
+        "analyzer input: Secret `cert` is placeholder text, not a PEM certificate",
+    ),
+    (
+        "analyzers/testdata/gateway-duplicate-certificate.yaml",
+        "Secret/02-test-06-wildcard-cert",
+        "analyzer input: Secret `cert` is placeholder text, not a PEM certificate",
+    ),
+    (
+        "analyzers/testdata/gateway-secrets-validation.yaml",
+        "Secret/invalid-key",
+        "analyzer input: Secret `cert` is not a PEM certificate",
+    ),
+    (
+        "analyzers/testdata/gateway-secrets-validation.yaml",
+        "Secret/missing-key",
+        "analyzer input: kubernetes.io/tls Secret without `tls.crt`",
+    ),
+    (
+        "analyzers/testdata/gateway-secrets-validation.yaml",
+        "Secret/invalid-cert",
+        "analyzer input: kubernetes.io/tls Secret without `tls.crt`",
+    ),
+    (
+        "analyzers/testdata/gateway-secrets-validation.yaml",
+        "Secret/expired-secret",
+        "analyzer input: `tls.key` does not match `tls.crt`",
+    ),
+    (
+        "analyzers/testdata/gateway-secrets.yaml",
+        "Secret/httpbin-credential",
+        "analyzer input: `tls.key` does not match `tls.crt`",
+    ),
+    (
         "analyzers/testdata/authorizationpolicies.yaml",
         "istio",
         "ServiceEntry with DNS resolution, no endpoints and a wildcard host",

@@ -1,12 +1,13 @@
 //! `plexus envoy-bootstrap`: write the bootstrap that lets a stock Envoy join the control plane
 //! as a sidecar or gateway (pilot-agent's job in Istio). The node flags are `plexus proxy`'s.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use envoy_types::pb::google::protobuf::{Value, value::Kind};
 use plexus_control::bootstrap::{BootstrapOptions, envoy_bootstrap};
+use plexus_xds::node::NodeIdentity;
 
 #[derive(Args)]
 pub struct BootstrapArgs {
@@ -60,6 +61,35 @@ fn build(args: BootstrapArgs) -> Result<(), String> {
         auto_register_group,
     } = args;
     let identity = node.identity()?;
+    write(
+        &output,
+        &identity,
+        &Endpoints {
+            xds_address: &xds_address,
+            admin_address: &admin_address,
+            delta,
+        },
+        auto_register_group,
+    )
+}
+
+/// Where the Envoy being bootstrapped finds its control plane and serves its admin API.
+pub struct Endpoints<'a> {
+    /// `host:port` of the ADS server.
+    pub xds_address: &'a str,
+    /// `ip:port` of Envoy's admin listener.
+    pub admin_address: &'a str,
+    pub delta: bool,
+}
+
+/// Writes the bootstrap for `identity` to `output` (`-` is stdout). Shared by
+/// `plexus envoy-bootstrap` and `plexus proxy --agent-only --envoy-bootstrap FILE`.
+pub fn write(
+    output: &Path,
+    identity: &NodeIdentity,
+    at: &Endpoints<'_>,
+    auto_register_group: Option<String>,
+) -> Result<(), String> {
     let mut node = identity.to_node();
     if let (Some(group), Some(md)) = (auto_register_group, node.metadata.as_mut()) {
         md.fields.insert(
@@ -69,21 +99,21 @@ fn build(args: BootstrapArgs) -> Result<(), String> {
             },
         );
     }
-    let (xds_host, xds_port) = split_host_port(&xds_address, "--xds-address")?;
-    let (admin_host, admin_port) = split_host_port(&admin_address, "--admin-address")?;
+    let (xds_host, xds_port) = split_host_port(at.xds_address, "--xds-address")?;
+    let (admin_host, admin_port) = split_host_port(at.admin_address, "--admin-address")?;
     let opts = BootstrapOptions {
         xds_host,
         xds_port,
         admin_address: admin_host,
         admin_port,
-        delta,
+        delta: at.delta,
     };
     let text = serde_json::to_string_pretty(&envoy_bootstrap(&node, &opts))
         .map_err(|e| format!("cannot encode bootstrap: {e}"))?;
     if output.as_os_str() == "-" {
         crate::output::println(&text);
     } else {
-        std::fs::write(&output, text + "\n")
+        std::fs::write(output, text + "\n")
             .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
     }
     Ok(())

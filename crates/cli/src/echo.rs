@@ -74,6 +74,7 @@ pub fn run(args: EchoArgs) -> ExitCode {
         delay: Duration::from_millis(delay_ms),
         fail_fraction,
         fail_status,
+        tls: None,
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -64,7 +64,8 @@ enum Command {
     Down(local::DownArgs),
     /// Each connected proxy's xDS sync state, and config the control plane rejected.
     ProxyStatus(status::StatusArgs),
-    /// What the control plane sends one proxy: listeners, routes, clusters or endpoints.
+    /// What the control plane sends one proxy: listeners, routes, clusters, endpoints or secrets
+    /// (certificate names, SANs, expiry and fingerprints only).
     ProxyConfig(status::ConfigArgs),
     /// Write an Envoy bootstrap that joins a stock Envoy to the control plane.
     EnvoyBootstrap(bootstrap::BootstrapArgs),

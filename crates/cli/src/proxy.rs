@@ -1,6 +1,7 @@
 //! `plexus proxy`: the data plane, configured only over xDS.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,6 +33,13 @@ pub struct ProxyArgs {
     /// single-threaded runtime, which avoids cross-thread wake-ups; Istio's sidecar default is 2.
     #[arg(long, env = "PLEXUS_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
+    /// Do not proxy: write the bootstrap that makes a stock Envoy this proxy (pilot-agent's
+    /// `--agent-only` role) to the `--envoy-bootstrap` file and exit.
+    #[arg(long, requires = "envoy_bootstrap")]
+    agent_only: bool,
+    /// With `--agent-only`: where to write the Envoy bootstrap (`-` is stdout).
+    #[arg(long, requires = "agent_only", value_name = "FILE")]
+    envoy_bootstrap: Option<PathBuf>,
 }
 
 pub fn run(args: ProxyArgs) -> ExitCode {
@@ -42,6 +50,8 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         drain_seconds,
         xds_delta,
         concurrency,
+        agent_only,
+        envoy_bootstrap,
     } = args;
     let node = match node.identity() {
         Ok(node) => node,
@@ -50,6 +60,9 @@ pub fn run(args: ProxyArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let (true, Some(file)) = (agent_only, envoy_bootstrap) {
+        return agent_only_bootstrap(&file, &node, &xds_address, admin_address, xds_delta);
+    }
     let cfg = ProxyConfig {
         xds_address,
         node,
@@ -85,6 +98,41 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// `--agent-only --envoy-bootstrap FILE`: the same bootstrap `plexus envoy-bootstrap` writes,
+/// from this command's flags (`--xds-address` as `http://host:port`).
+fn agent_only_bootstrap(
+    file: &Path,
+    node: &plexus_xds::node::NodeIdentity,
+    xds_address: &str,
+    admin_address: SocketAddr,
+    delta: bool,
+) -> ExitCode {
+    let plain = xds_address.strip_prefix("http://").unwrap_or(xds_address);
+    let result = if plain.contains("://") {
+        Err(format!(
+            "--xds-address: the Envoy bootstrap speaks plaintext gRPC; expected http://host:port or host:port, got {xds_address:?}"
+        ))
+    } else {
+        crate::bootstrap::write(
+            file,
+            node,
+            &crate::bootstrap::Endpoints {
+                xds_address: plain.trim_end_matches('/'),
+                admin_address: &admin_address.to_string(),
+                delta,
+            },
+            None,
+        )
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Log to stderr with a filter from `RUST_LOG` (default `info`) that `/logging` can replace.

@@ -20,6 +20,7 @@ pub enum ConfigType {
     Routes,
     Clusters,
     Endpoints,
+    Secrets,
 }
 
 impl ConfigType {
@@ -29,6 +30,7 @@ impl ConfigType {
             ConfigType::Routes => "routes",
             ConfigType::Clusters => "clusters",
             ConfigType::Endpoints => "endpoints",
+            ConfigType::Secrets => "secrets",
         }
     }
 }
@@ -120,7 +122,7 @@ pub fn render_status(sync: &Value, config: &Value) -> String {
             st("RDS"),
             s(&p["snapshot_version"]),
         ));
-        for t in ["CDS", "LDS", "EDS", "RDS"] {
+        for t in ["CDS", "LDS", "EDS", "RDS", "SDS"] {
             if let Some(msg) = p["types"][t]["nack"].as_str() {
                 nacks.push(format!("{} {t} NACKED: {msg}", s(&p["proxy"])));
             }
@@ -298,8 +300,31 @@ fn render_table(kind: ConfigType, resources: &[Value]) -> String {
                 }
             }
         }
+        ConfigType::Secrets => secret_rows(resources, &mut rows),
     }
     table(&rows)
+}
+
+/// SDS resources: one row per certificate (istioctl's `proxy-config secret` columns, plus SANs
+/// and a fingerprint). Key material is never in the debug API to begin with.
+fn secret_rows(resources: &[Value], rows: &mut Vec<Vec<String>>) {
+    rows.push(
+        ["RESOURCE NAME", "TYPE", "SANS", "NOT AFTER", "SHA-256"]
+            .map(String::from)
+            .to_vec(),
+    );
+    for r in resources {
+        for c in r["certificates"].as_array().into_iter().flatten() {
+            let sans: Vec<String> = c["sans"].as_array().into_iter().flatten().map(s).collect();
+            rows.push(vec![
+                s(&r["name"]),
+                s(&r["kind"]),
+                sans.join(","),
+                s(&c["not_after"]),
+                s(&c["sha256"]),
+            ]);
+        }
+    }
 }
 
 fn table(rows: &[Vec<String>]) -> String {
@@ -345,6 +370,27 @@ mod tests {
             out.contains("vs.yaml:9:7: error: VirtualService default/r"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn secrets_table_shows_names_sans_expiry_and_fingerprint() {
+        let resources = vec![json!({"name": "kubernetes://gw-cred", "kind": "Cert Chain",
+            "certificates": [{"sans": ["DNSName(a.example.com)", "DNSName(b.example.com)"],
+                              "not_after": "Nov 27 18:00:00 2027 +00:00", "sha256": "ab12"}]})];
+        let out = render_table(ConfigType::Secrets, &resources);
+        let mut lines = out.lines();
+        let header = lines.next().unwrap_or_default();
+        assert!(header.starts_with("RESOURCE NAME"), "{out}");
+        let row = lines.next().unwrap_or_default();
+        for want in [
+            "kubernetes://gw-cred",
+            "Cert Chain",
+            "DNSName(a.example.com),DNSName(b.example.com)",
+            "Nov 27 18:00:00 2027 +00:00",
+            "ab12",
+        ] {
+            assert!(row.contains(want), "{want} missing: {out}");
+        }
     }
 
     #[test]

@@ -244,3 +244,73 @@ fn get_reviews(addr: &str) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     Some(out)
 }
+
+/// `plexus proxy --agent-only --envoy-bootstrap FILE` (the pilot-agent form) writes the
+/// same bootstrap as `plexus envoy-bootstrap` with the same node flags, and refuses to run
+/// without its file or with a TLS ADS address the bootstrap cannot express.
+#[test]
+fn proxy_agent_only_writes_the_envoy_bootstrap() {
+    let dir = std::env::temp_dir().join(format!("plexus-agent-only-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (a, b) = (dir.join("agent.json"), dir.join("bootstrap.json"));
+    let node = [
+        "--type",
+        "router",
+        "--pod-name",
+        "gw-0",
+        "--namespace",
+        "istio-system",
+    ];
+    let mut agent = vec![
+        "proxy",
+        "--agent-only",
+        "--xds-address",
+        "http://127.0.0.1:15011",
+        "--admin-address",
+        "127.0.0.1:15001",
+    ];
+    let a_path = a.display().to_string();
+    agent.extend(["--envoy-bootstrap", &a_path]);
+    agent.extend(node);
+    let out = plexus(&agent);
+    assert!(out.status.success(), "{out:?}");
+    let b_path = b.display().to_string();
+    let mut direct = vec![
+        "envoy-bootstrap",
+        "-o",
+        &b_path,
+        "--xds-address",
+        "127.0.0.1:15011",
+        "--admin-address",
+        "127.0.0.1:15001",
+    ];
+    direct.extend(node);
+    let out = plexus(&direct);
+    assert!(out.status.success(), "{out:?}");
+    let (a_text, b_text) = (
+        std::fs::read_to_string(&a).expect("agent bootstrap"),
+        std::fs::read_to_string(&b).expect("bootstrap"),
+    );
+    assert_eq!(a_text, b_text);
+    assert!(
+        a_text.contains("router~127.0.0.1~gw-0.istio-system"),
+        "{a_text}"
+    );
+
+    let out = plexus(&["proxy", "--agent-only"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = plexus(&[
+        "proxy",
+        "--agent-only",
+        "--envoy-bootstrap",
+        &a_path,
+        "--xds-address",
+        "https://127.0.0.1:15012",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--xds-address"),
+        "{out:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

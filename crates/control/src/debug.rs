@@ -1,5 +1,5 @@
 //! The debug API (DESIGN §8, default 127.0.0.1:15014): `/debug/syncz`, `/debug/configz`,
-//! `/debug/registryz`, `/debug/config_dump?proxyID=ID[&type=listeners|routes|clusters|endpoints]`
+//! `/debug/registryz`, `/debug/config_dump?proxyID=ID[&type=listeners|routes|clusters|endpoints|secrets]`
 //! and `/metrics` (Prometheus text). `plexus proxy-status` and `plexus proxy-config` read it.
 
 use std::net::SocketAddr;
@@ -14,7 +14,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use plexus_sources::ConfigState;
-use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, short_type};
+use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE, short_type};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -87,7 +87,7 @@ fn handle(state: &DebugState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     }
 }
 
-const INDEX: &str = "/debug/syncz\n/debug/configz\n/debug/registryz\n/debug/config_dump?proxyID=ID[&type=listeners|routes|clusters|endpoints]\n/metrics\n";
+const INDEX: &str = "/debug/syncz\n/debug/configz\n/debug/registryz\n/debug/config_dump?proxyID=ID[&type=listeners|routes|clusters|endpoints|secrets]\n/metrics\n";
 
 fn text(code: u16, body: String, content_type: &str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -136,11 +136,12 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-const TYPES: [(&str, &str); 4] = [
+const TYPES: [(&str, &str); 5] = [
     ("clusters", CLUSTER_TYPE),
     ("endpoints", ENDPOINT_TYPE),
     ("listeners", LISTENER_TYPE),
     ("routes", ROUTE_TYPE),
+    ("secrets", SECRET_TYPE),
 ];
 
 /// Per proxy: type, protocol, and per xDS type the sent/ACKed version and sync state.
@@ -244,7 +245,7 @@ pub fn config_dump(hub: &Hub, proxy_id: &str, only: Option<&str>) -> Result<Valu
     {
         return Err((
             400,
-            format!("unknown type {t:?}: listeners, routes, clusters or endpoints"),
+            format!("unknown type {t:?}: listeners, routes, clusters, endpoints or secrets"),
         ));
     }
     let mut out = serde_json::Map::new();

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod debug;
 pub mod push;
 pub mod render;
+pub mod secrets;
 pub mod translate;
 
 use std::net::SocketAddr;

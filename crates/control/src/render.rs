@@ -17,7 +17,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use envoy_types::pb::google::protobuf::Any;
-use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, unpack};
+use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE, unpack};
 use serde_json::{Value, json};
 
 /// One resource of `type_url` as JSON: a summary, or `{"name", "error"}` if it does not decode.
@@ -27,6 +27,7 @@ pub fn resource(type_url: &str, name: &str, any: &Any) -> Value {
         ROUTE_TYPE => unpack::<RouteConfiguration>(any).map(|r| route_config(&r)),
         CLUSTER_TYPE => unpack::<Cluster>(any).map(|c| cluster(&c)),
         ENDPOINT_TYPE => unpack::<ClusterLoadAssignment>(any).map(|c| endpoints(&c)),
+        SECRET_TYPE => return crate::secrets::summary(name, any),
         other => return json!({"name": name, "type": other}),
     };
     summary.unwrap_or_else(|e| json!({"name": name, "error": e.to_string()}))

@@ -1,6 +1,7 @@
 //! The production generator: each snapshot version is a `plexus_model::Snapshot` built from the
 //! accepted objects, and each proxy's resources come from `plexus_pilot::translate::generate`
-//! for the `ProxyNode` parsed from its node id and metadata.
+//! for the `ProxyNode` parsed from its node id and metadata, plus the SDS Secrets of the
+//! proxy's namespace (`crate::secrets`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -8,16 +9,19 @@ use std::sync::{Arc, Mutex};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::util::pack_any;
 use plexus_model::{ProxyNode, ReplicaAddresses, Snapshot};
-use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
 use serde_json::{Value, json};
 
 use crate::ads::{Generator, Resources};
 use crate::bootstrap::struct_json;
 use crate::push::Inputs;
+use crate::secrets::SecretStore;
 
 /// One snapshot, translated per proxy on demand.
 pub struct SnapshotGenerator {
     pub snapshot: Arc<Snapshot>,
+    /// TLS Secrets of the snapshot, served over SDS to proxies of their namespace.
+    pub secrets: SecretStore,
     /// Translation warnings already logged for this snapshot (each once, not once per proxy).
     logged: Mutex<BTreeSet<String>>,
 }
@@ -35,6 +39,7 @@ pub fn build(inputs: &Inputs, replicas: &ReplicaAddresses) -> Arc<dyn Generator>
     }
     Arc::new(SnapshotGenerator {
         snapshot,
+        secrets: SecretStore::from_objects(&inputs.objects),
         logged: Mutex::new(BTreeSet::new()),
     })
 }
@@ -80,6 +85,9 @@ impl Generator for SnapshotGenerator {
         }
         for e in g.endpoints {
             put(ENDPOINT_TYPE, e.cluster_name.clone(), pack_any(e));
+        }
+        for (name, any) in self.secrets.resources(&proxy.namespace) {
+            put(SECRET_TYPE, name, any);
         }
         Ok(out)
     }

@@ -171,6 +171,25 @@ fn details_v2(s: &Sidecar) -> Pin<Box<dyn Future<Output = Result<(), String>> + 
     Box::pin(all_to(s, "details", "v2", &[]))
 }
 
+/// The ratings-db / ratings-mysql(-vm) samples: reviews v3, ratings at the database-backed
+/// version.
+async fn reviews_v3_ratings(s: &Sidecar, ratings: &str) -> Result<(), String> {
+    all_to(s, "reviews", "v3", &[]).await?;
+    all_to(s, "ratings", ratings, &[]).await
+}
+
+fn ratings_db(s: &Sidecar) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+    Box::pin(reviews_v3_ratings(s, "v2"))
+}
+
+fn ratings_mysql(s: &Sidecar) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+    Box::pin(reviews_v3_ratings(s, "v2-mysql"))
+}
+
+fn ratings_mysql_vm(s: &Sidecar) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+    Box::pin(reviews_v3_ratings(s, "v2-mysql-vm"))
+}
+
 /// (scenario, sample files whose VirtualServices are applied, check).
 fn scenarios() -> Vec<(&'static str, Vec<&'static str>, Check)> {
     vec![
@@ -229,6 +248,21 @@ fn scenarios() -> Vec<(&'static str, Vec<&'static str>, Check)> {
             "details-v2",
             vec!["virtual-service-details-v2.yaml"],
             details_v2,
+        ),
+        (
+            "ratings-db",
+            vec!["virtual-service-ratings-db.yaml"],
+            ratings_db,
+        ),
+        (
+            "ratings-mysql",
+            vec!["virtual-service-ratings-mysql.yaml"],
+            ratings_mysql,
+        ),
+        (
+            "ratings-mysql-vm",
+            vec!["virtual-service-ratings-mysql-vm.yaml"],
+            ratings_mysql_vm,
         ),
     ]
 }

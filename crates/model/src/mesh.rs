@@ -46,6 +46,9 @@ pub struct MeshConfig {
     pub outbound_egress_proxy: bool,
     /// `connectTimeout` (default 10s): upstream connect timeout of every cluster.
     pub connect_timeout: Duration,
+    /// `h2UpgradePolicy: UPGRADE` (default `DO_NOT_UPGRADE`): HTTP/1.1 service ports use HTTP/2
+    /// to their endpoints unless a DestinationRule says otherwise.
+    pub h2_upgrade: bool,
     /// `defaultVirtualServiceExportTo` (default `["*"]`).
     pub default_virtual_service_export_to: Vec<String>,
     /// `defaultDestinationRuleExportTo` (default `["*"]`).
@@ -98,6 +101,7 @@ impl Default for MeshConfig {
             outbound_traffic_policy: OutboundMode::AllowAny,
             outbound_egress_proxy: false,
             connect_timeout: Duration::from_secs(10),
+            h2_upgrade: false,
             default_virtual_service_export_to: vec!["*".into()],
             default_destination_rule_export_to: vec!["*".into()],
             default_service_export_to: vec!["*".into()],
@@ -159,6 +163,7 @@ struct RawMesh {
     default_providers: Option<DefaultProviders>,
     outbound_traffic_policy: Option<RawOutboundPolicy>,
     connect_timeout: Option<String>,
+    h2_upgrade_policy: Option<String>,
     default_virtual_service_export_to: Option<Vec<String>>,
     default_destination_rule_export_to: Option<Vec<String>>,
     default_service_export_to: Option<Vec<String>>,
@@ -184,6 +189,7 @@ const KNOWN_KEYS: &[&str] = &[
     "defaultProviders",
     "outboundTrafficPolicy",
     "connectTimeout",
+    "h2UpgradePolicy",
     "defaultVirtualServiceExportTo",
     "defaultDestinationRuleExportTo",
     "defaultServiceExportTo",
@@ -254,7 +260,21 @@ impl MeshConfig {
                 )
             })?,
         };
+        let h2_upgrade = match raw.h2_upgrade_policy.as_deref() {
+            None | Some("DO_NOT_UPGRADE") => false,
+            Some("UPGRADE") => true,
+            Some(other) => {
+                return Err(MeshError::at(
+                    path,
+                    root.get("h2UpgradePolicy"),
+                    format!(
+                        "h2UpgradePolicy: unknown policy {other:?} (UPGRADE or DO_NOT_UPGRADE)"
+                    ),
+                ));
+            }
+        };
         let config = MeshConfig {
+            h2_upgrade,
             root_namespace: raw.root_namespace.unwrap_or(d.root_namespace),
             trust_domain: raw.trust_domain.unwrap_or(d.trust_domain),
             enable_auto_mtls: raw.enable_auto_mtls.unwrap_or(d.enable_auto_mtls),
@@ -421,6 +441,10 @@ mod tests {
         )
         .expect("egressProxy is accepted and flagged");
         assert!(m.outbound_egress_proxy);
+        let (m, unused) = MeshConfig::parse("h2UpgradePolicy: UPGRADE\n", "m.yaml").expect("parse");
+        assert!(m.h2_upgrade && unused.is_empty());
+        let err = MeshConfig::parse("h2UpgradePolicy: SOMETIMES\n", "m.yaml").expect_err("bad");
+        assert!(err.to_string().contains("h2UpgradePolicy"), "{err}");
     }
 
     #[test]

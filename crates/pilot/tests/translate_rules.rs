@@ -199,3 +199,97 @@ fn grpc_status_names() {
     assert_eq!(translate::grpc_code("OK"), Some(0));
     assert_eq!(translate::grpc_code("14"), None);
 }
+
+/// Whether the cluster's upstream HTTP protocol options ask for HTTP/2.
+fn upstream_h2(g: &translate::Generated, name: &str) -> bool {
+    use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+        HttpProtocolOptions, http_protocol_options as hpo,
+    };
+    use prost::Message;
+    let any = cluster_named(g, name)
+        .typed_extension_protocol_options
+        .get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
+        .expect("HTTP protocol options");
+    let opts = HttpProtocolOptions::decode(any.value.as_slice()).expect("decodes");
+    matches!(
+        opts.upstream_protocol_options,
+        Some(hpo::UpstreamProtocolOptions::ExplicitHttpConfig(
+            hpo::ExplicitHttpConfig {
+                protocol_config: Some(
+                    hpo::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(_)
+                ),
+            }
+        ))
+    )
+}
+
+#[test]
+fn h2_upgrade_policy_from_destination_rule_and_mesh() {
+    let dr = |policy: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: svc, namespace: app}}\nspec:\n  host: svc\n  trafficPolicy: {{connectionPool: {{http: {{h2UpgradePolicy: {policy}}}}}}}\n"
+        )
+    };
+    let upgrade = plexus_model::MeshConfig {
+        h2_upgrade: true,
+        ..Default::default()
+    };
+    let cases = [
+        (
+            "no rule, mesh default DO_NOT_UPGRADE",
+            String::new(),
+            false,
+            false,
+        ),
+        ("rule UPGRADE", dr("UPGRADE"), false, true),
+        (
+            "rule DEFAULT follows the mesh (off)",
+            dr("DEFAULT"),
+            false,
+            false,
+        ),
+        ("no rule, mesh UPGRADE", String::new(), true, true),
+        (
+            "rule DEFAULT follows the mesh (on)",
+            dr("DEFAULT"),
+            true,
+            true,
+        ),
+        (
+            "rule DO_NOT_UPGRADE beats the mesh",
+            dr("DO_NOT_UPGRADE"),
+            true,
+            false,
+        ),
+    ];
+    for (what, extra, mesh_upgrade, want) in cases {
+        let mesh = if mesh_upgrade {
+            upgrade.clone()
+        } else {
+            plexus_model::MeshConfig::default()
+        };
+        let g = translate::generate(&snapshot_with_mesh(&extra, mesh), &client());
+        assert_eq!(upstream_h2(&g, C), want, "{what}");
+        assert!(g.warnings.is_empty(), "{what}: {:?}", g.warnings);
+    }
+}
+
+#[test]
+fn redirect_derive_port_from_request_port() {
+    let g = translated(
+        &vs(
+            "[{name: d, match: [{uri: {prefix: /d}}], redirect: {authority: other, derivePort: FROM_REQUEST_PORT}}, {name: e, redirect: {authority: other, port: 8443, derivePort: FROM_REQUEST_PORT}}]",
+        ),
+        &client(),
+    );
+    let ports: Vec<(String, u32)> = route_config(&g, "80").virtual_hosts[0]
+        .routes
+        .iter()
+        .filter_map(|r| match &r.action {
+            Some(route::Action::Redirect(rd)) => Some((r.name.clone(), rd.port_redirect)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ports, vec![("d".into(), 80), ("e".into(), 8443)]);
+    assert!(g.warnings.is_empty(), "{:?}", g.warnings);
+}

@@ -146,39 +146,68 @@ pub fn tls_redirect(authority: &str, uri: &http::Uri) -> http::Response<crate::p
     resp
 }
 
-/// Envoy's forwarded headers. Every request counts as external (Envoy 1.40 without
-/// `internal_address_config` trusts no address as internal). With `use_remote_address` the
+/// Envoy's forwarded headers and its rule for internal requests; returns whether this one is
+/// internal. A client's own `x-envoy-internal` is never trusted. With `use_remote_address` the
 /// connection's peer is appended to `x-forwarded-for` (a loopback peer is replaced by the
 /// listener's local address, as Envoy substitutes its own), `x-forwarded-proto` is overwritten
-/// and `x-envoy-external-address` carries the peer; without it `x-forwarded-for` is left
-/// as received and `x-forwarded-proto` is only filled in when absent.
-pub fn forwarded_headers(headers: &mut HeaderMap, conn: &Downstream, use_remote_address: bool) {
+/// and `x-envoy-external-address` carries a peer that is not internal; without it
+/// `x-forwarded-for` is left as received and `x-forwarded-proto` is only filled in when absent.
+/// The request is internal when `x-forwarded-for` (after appending) holds a single address
+/// and that address (the peer, or the header's address without `use_remote_address`) is in
+/// `internal_address_config`; it then carries `x-envoy-internal: true`. Unset, nothing is
+/// internal (Envoy 1.40).
+pub fn forwarded_headers(
+    headers: &mut HeaderMap,
+    conn: &Downstream,
+    opts: &crate::config::hcm_options::ManagerOptions,
+) -> bool {
     const XFF: &str = "x-forwarded-for";
     const XFP: &str = "x-forwarded-proto";
     // `forward_client_cert_details` SANITIZE (Envoy's default, the only value accepted):
     // a client certificate header from the client is never passed on.
     headers.remove("x-forwarded-client-cert");
-    if use_remote_address {
+    headers.remove("x-envoy-internal");
+    let prior = headers
+        .get(XFF)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let (remote, single) = if opts.use_remote_address {
         let hop: IpAddr = if conn.peer.ip().is_loopback() {
             conn.local.ip()
         } else {
             conn.peer.ip()
         };
-        let joined = match headers.get(XFF).and_then(|v| v.to_str().ok()) {
-            Some(prior) if !prior.is_empty() => format!("{prior},{hop}"),
-            _ => hop.to_string(),
+        let joined = match &prior {
+            Some(prior) => format!("{prior},{hop}"),
+            None => hop.to_string(),
         };
         if let Ok(v) = HeaderValue::from_str(&joined) {
             headers.insert(XFF, v);
         }
         headers.insert(XFP, scheme(conn));
-        headers.remove("x-envoy-internal");
-        if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
+        if !opts.is_internal(conn.peer.ip())
+            && let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string())
+        {
             headers.insert("x-envoy-external-address", v);
         }
-    } else if !headers.contains_key(XFP) {
-        headers.insert(XFP, scheme(conn));
+        (Some(conn.peer.ip()), prior.is_none())
+    } else {
+        if !headers.contains_key(XFP) {
+            headers.insert(XFP, scheme(conn));
+        }
+        let entries: Vec<&str> = prior
+            .as_deref()
+            .map_or(Vec::new(), |p| p.split(',').collect());
+        let last = entries.last().and_then(|e| e.trim().parse::<IpAddr>().ok());
+        (last, entries.len() == 1)
+    };
+    let internal = single && remote.is_some_and(|ip| opts.is_internal(ip));
+    if internal {
+        headers.insert("x-envoy-internal", HeaderValue::from_static("true"));
     }
+    internal
 }
 
 fn scheme(conn: &Downstream) -> HeaderValue {
@@ -240,6 +269,50 @@ mod tests {
         assert_eq!(request_path(&origin, false), "/r");
     }
 
+    use crate::config::hcm_options::{InternalAddresses, ManagerOptions};
+
+    #[test]
+    fn internal_requests_follow_envoy() {
+        let conn = Downstream {
+            peer: "10.1.2.3:5000".parse().expect("addr"),
+            local: "10.0.0.1:80".parse().expect("addr"),
+            original_dst: "10.0.0.1:80".parse().expect("addr"),
+            tls: false,
+        };
+        let internal = Some(std::sync::Arc::new(InternalAddresses {
+            unix_sockets: false,
+            cidrs: vec![("10.0.0.0".parse().expect("ip"), 8)],
+        }));
+        let edge = ManagerOptions {
+            use_remote_address: true,
+            internal: internal.clone(),
+            ..ManagerOptions::default()
+        };
+        let mut h = HeaderMap::new();
+        assert!(forwarded_headers(&mut h, &conn, &edge));
+        assert_eq!(h["x-envoy-internal"], "true");
+        assert!(!h.contains_key("x-envoy-external-address"));
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.9.9.9"));
+        assert!(!forwarded_headers(&mut h, &conn, &edge), "two hops");
+        assert!(!h.contains_key("x-envoy-internal"));
+        let sidecar = ManagerOptions {
+            internal,
+            ..ManagerOptions::default()
+        };
+        let mut h = HeaderMap::new();
+        assert!(!forwarded_headers(&mut h, &conn, &sidecar), "no XFF");
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.9.9.9"));
+        assert!(forwarded_headers(&mut h, &conn, &sidecar));
+        h.insert("x-forwarded-for", HeaderValue::from_static("11.9.9.9"));
+        assert!(!forwarded_headers(&mut h, &conn, &sidecar));
+        assert!(!forwarded_headers(
+            &mut h,
+            &conn,
+            &ManagerOptions::default()
+        ));
+    }
+
     #[test]
     fn forwarded_for_follows_use_remote_address() {
         let conn = Downstream {
@@ -252,23 +325,28 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         h.insert("x-envoy-internal", HeaderValue::from_static("true"));
+        let edge_opts = ManagerOptions {
+            use_remote_address: true,
+            ..ManagerOptions::default()
+        };
+        let sidecar_opts = ManagerOptions::default();
         let mut edge = h.clone();
-        forwarded_headers(&mut edge, &conn, true);
+        assert!(!forwarded_headers(&mut edge, &conn, &edge_opts));
         assert_eq!(edge["x-forwarded-for"], "1.1.1.1,10.1.2.3");
         assert_eq!(edge["x-forwarded-proto"], "http");
         assert_eq!(edge["x-envoy-external-address"], "10.1.2.3");
         assert!(!edge.contains_key("x-envoy-internal"));
         let mut sidecar = h.clone();
-        forwarded_headers(&mut sidecar, &conn, false);
+        assert!(!forwarded_headers(&mut sidecar, &conn, &sidecar_opts));
         assert_eq!(sidecar["x-forwarded-for"], "1.1.1.1");
         assert_eq!(sidecar["x-forwarded-proto"], "https");
         let mut bare = HeaderMap::new();
-        forwarded_headers(&mut bare, &conn, false);
+        forwarded_headers(&mut bare, &conn, &sidecar_opts);
         assert_eq!(bare["x-forwarded-proto"], "http");
         assert!(!bare.contains_key("x-forwarded-for"));
         let tls = Downstream { tls: true, ..conn };
         let mut over_tls = h.clone();
-        forwarded_headers(&mut over_tls, &tls, true);
+        forwarded_headers(&mut over_tls, &tls, &edge_opts);
         assert_eq!(over_tls["x-forwarded-proto"], "https");
         assert!(is_https(&over_tls) && !is_https(&edge));
     }

@@ -1,6 +1,8 @@
-//! Active health checking of a cluster's endpoints (Envoy's HTTP/1.1 and TCP checkers).
+//! Active health checking of a cluster's endpoints (Envoy's HTTP, gRPC and TCP checkers; one
+//! check is `crate::probe`).
 //!
-//! One task per cluster checks every current endpoint each interval (plus jitter; the
+//! One task per cluster checks every current endpoint each interval, keeping each endpoint's
+//! connection between checks when `reuse_connection` (plus jitter; the
 //! no-traffic interval until the cluster has routed a request). As in Envoy, a host starts
 //! failed (pending its first check), one success makes a never-checked host healthy, later
 //! recoveries need `healthy_threshold` successes in a row; `unhealthy_threshold` failures in a
@@ -15,14 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::cluster::ClusterRuntime;
-use crate::config::health::{CheckKind, HealthCheck, HttpCheck, TcpCheck};
-
-/// Bytes of a health check response kept while looking for the status line or payloads.
-const MAX_RESPONSE: usize = 64 * 1024;
+use crate::config::health::HealthCheck;
+use crate::probe::Session;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -133,6 +131,7 @@ pub fn spawn(runtime: &Arc<ClusterRuntime>) {
     };
     let weak = Arc::downgrade(runtime);
     tokio::spawn(async move {
+        let mut sessions: HashMap<SocketAddr, Session> = HashMap::new();
         loop {
             let (endpoints, authority, had_traffic) = {
                 let Some(rt) = weak.upgrade() else { return };
@@ -140,16 +139,26 @@ pub fn spawn(runtime: &Arc<ClusterRuntime>) {
                 let traffic = rt.stats.rq_total.load(Ordering::Relaxed) > 0;
                 (eps, rt.config.name.clone(), traffic)
             };
-            health.retain(&endpoints.iter().copied().collect());
+            let keep: HashSet<SocketAddr> = endpoints.iter().copied().collect();
+            health.retain(&keep);
+            sessions.retain(|a, _| keep.contains(a));
             let mut round = tokio::task::JoinSet::new();
             for addr in endpoints {
                 let cfg = health.cfg.clone();
                 let authority = authority.clone();
-                round.spawn(async move { (addr, check(&cfg, addr, &authority).await) });
+                let session = sessions.remove(&addr);
+                round.spawn(async move {
+                    let (outcome, session) =
+                        crate::probe::check(&cfg, addr, &authority, session).await;
+                    (addr, outcome, session)
+                });
             }
             while let Some(done) = round.join_next().await {
-                if let Ok((addr, outcome)) = done {
+                if let Ok((addr, outcome, session)) = done {
                     health.record(addr, outcome);
+                    if let Some(s) = session {
+                        sessions.insert(addr, s);
+                    }
                 }
             }
             tokio::time::sleep(health.next_wait(had_traffic)).await;
@@ -157,108 +166,10 @@ pub fn spawn(runtime: &Arc<ClusterRuntime>) {
     });
 }
 
-/// One check of `addr`, bounded by the configured timeout.
-pub async fn check(cfg: &HealthCheck, addr: SocketAddr, cluster: &str) -> Outcome {
-    let run = async {
-        match &cfg.kind {
-            CheckKind::Http(h) => http_check(h, addr, cluster).await,
-            CheckKind::Tcp(t) => tcp_check(t, addr).await,
-        }
-    };
-    tokio::time::timeout(cfg.timeout, run)
-        .await
-        .unwrap_or(Outcome::Fail)
-}
-
-async fn http_check(h: &HttpCheck, addr: SocketAddr, cluster: &str) -> Outcome {
-    let Ok(mut stream) = TcpStream::connect(addr).await else {
-        return Outcome::Fail;
-    };
-    let host = if h.host.is_empty() { cluster } else { &h.host };
-    let mut req = format!(
-        "GET {} HTTP/1.1\r\nhost: {host}\r\nuser-agent: Envoy/HC\r\nconnection: close\r\n",
-        h.path
-    )
-    .into_bytes();
-    for (name, value) in &h.headers {
-        req.extend_from_slice(name.as_str().as_bytes());
-        req.extend_from_slice(b": ");
-        req.extend_from_slice(value.as_bytes());
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"\r\n");
-    if stream.write_all(&req).await.is_err() {
-        return Outcome::Fail;
-    }
-    let mut buf = Vec::new();
-    let line_end = loop {
-        if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_RESPONSE || !read_more(&mut stream, &mut buf).await {
-            return Outcome::Fail;
-        }
-    };
-    match status(&buf[..line_end]) {
-        Some(s) if h.expected.iter().any(|&(lo, hi)| (lo..hi).contains(&s)) => Outcome::Pass,
-        Some(_) => Outcome::FailNow,
-        None => Outcome::Fail,
-    }
-}
-
-/// The status code of an HTTP/1.x status line.
-fn status(line: &[u8]) -> Option<u16> {
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split(' ');
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    parts.next()?.parse().ok()
-}
-
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 4096];
-    match stream.read(&mut chunk).await {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            true
-        }
-    }
-}
-
-async fn tcp_check(t: &TcpCheck, addr: SocketAddr) -> Outcome {
-    let Ok(mut stream) = TcpStream::connect(addr).await else {
-        return Outcome::Fail;
-    };
-    if !t.send.is_empty() && stream.write_all(&t.send).await.is_err() {
-        return Outcome::Fail;
-    }
-    let mut buf = Vec::new();
-    while !payloads_found(&buf, &t.receive) {
-        if buf.len() > MAX_RESPONSE || !read_more(&mut stream, &mut buf).await {
-            return Outcome::Fail;
-        }
-    }
-    Outcome::Pass
-}
-
-/// Whether every block appears in `buf`, each after the previous one.
-fn payloads_found(buf: &[u8], blocks: &[Vec<u8>]) -> bool {
-    let mut rest = buf;
-    for b in blocks.iter().filter(|b| !b.is_empty()) {
-        match rest.windows(b.len()).position(|w| w == b.as_slice()) {
-            Some(i) => rest = &rest[i + b.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::health::TcpCheck;
+    use crate::config::health::{CheckKind, TcpCheck};
 
     fn cfg(unhealthy: u32, healthy: u32) -> HealthCheck {
         HealthCheck {
@@ -269,6 +180,7 @@ mod tests {
             no_traffic_interval: Duration::from_secs(60),
             unhealthy_threshold: unhealthy,
             healthy_threshold: healthy,
+            reuse_connection: true,
             kind: CheckKind::Tcp(TcpCheck {
                 send: vec![],
                 receive: vec![],
@@ -294,15 +206,5 @@ mod tests {
         assert!(!h.is_failed(&a));
         h.record(a, Outcome::FailNow);
         assert!(h.is_failed(&a), "unexpected status ignores the threshold");
-    }
-
-    #[test]
-    fn payload_order_matters() {
-        let blocks = vec![b"AB".to_vec(), b"CD".to_vec()];
-        assert!(payloads_found(b"xxABxxCD", &blocks));
-        assert!(!payloads_found(b"CDxxAB", &blocks));
-        assert!(payloads_found(b"", &[]));
-        assert_eq!(status(b"HTTP/1.1 503 Service Unavailable"), Some(503));
-        assert_eq!(status(b"garbage"), None);
     }
 }

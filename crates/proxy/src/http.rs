@@ -39,7 +39,18 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let grpc = is_grpc(req.headers());
-    let resp = route_request(store, manager, req).await;
+    let activity = crate::idle::Activity::new(
+        manager.options.stream_idle_timeout,
+        hyper::body::Body::is_end_stream(req.body()),
+    );
+    let resp = tokio::select! {
+        resp = route_request(store.clone(), manager, req, &activity) => resp,
+        request_done = activity.expired() => {
+            // Envoy: 504 once the request is complete, 408 while it is still arriving.
+            let status = if request_done { 504 } else { 408 };
+            local_error(&store, ResponseFlag::StreamIdleTimeout, status, "stream timeout")
+        }
+    };
     if grpc { grpc_local_reply(resp) } else { resp }
 }
 
@@ -103,11 +114,17 @@ async fn route_request(
     store: Arc<Store>,
     manager: HttpManager,
     mut req: Request<Incoming>,
+    activity: &Arc<crate::idle::Activity>,
 ) -> Response<Body> {
     store.stats.downstream_rq.fetch_add(1, Ordering::Relaxed);
-    let opts = manager.options;
-    if let Some(conn) = req.extensions().get::<Downstream>().copied() {
-        forwarded_headers(req.headers_mut(), &conn, opts.use_remote_address);
+    let opts = &manager.options;
+    let internal = match req.extensions().get::<Downstream>().copied() {
+        Some(conn) => forwarded_headers(req.headers_mut(), &conn, opts),
+        None => false,
+    };
+    if !internal {
+        // Envoy strips these before routing, so no route can match on them either.
+        crate::overrides::sanitize(req.headers_mut());
     }
     let runtime = store.runtime.load_full();
     let rc = match &manager.routes {
@@ -137,7 +154,7 @@ async fn route_request(
         );
     };
     let mut path = request_path(req.uri(), opts.allow_absolute_url);
-    if vh.require_tls && !crate::downstream::is_https(req.headers()) {
+    if vh.require_tls.redirects(internal) && !crate::downstream::is_https(req.headers()) {
         return crate::downstream::tls_redirect(&authority, req.uri());
     }
     if opts.normalize_path {
@@ -198,6 +215,9 @@ async fn route_request(
         Action::Direct { status, body } => direct(*status, body.clone()),
         Action::Redirect(r) => redirect(r, &authority, &path, &route.matcher.path),
         Action::Forward(f) => {
+            if let Some(idle) = f.idle_timeout {
+                activity.set_timeout(idle);
+            }
             let req_levels = [
                 &route.request_headers,
                 &vh.request_headers,
@@ -212,13 +232,35 @@ async fn route_request(
                 path: &new_path,
                 attempt_count: vh.attempt_count,
                 downstream: req.extensions().get::<Downstream>().copied(),
+                internal,
             };
-            match crate::upgrade::requested(&req) {
-                Some(protocol) => {
-                    let allowed = f.websocket.unwrap_or(manager.websocket);
-                    crate::upgrade::forward(&store, &runtime, target, allowed, &protocol, req).await
+            use crate::upgrade::Tunnel;
+            let upgrade = crate::upgrade::requested(&req);
+            let (tunnel, allowed) = if req.method() == http::Method::CONNECT {
+                let c = f.connect.unwrap_or(crate::config::ConnectUpgrade {
+                    enabled: manager.connect,
+                    terminate: false,
+                });
+                (
+                    Some(Tunnel::Connect {
+                        terminate: c.terminate,
+                    }),
+                    c.enabled,
+                )
+            } else if let Some(protocol) = &upgrade {
+                let websocket = protocol.eq_ignore_ascii_case("websocket");
+                let allowed = websocket && f.websocket.unwrap_or(manager.websocket);
+                (Some(Tunnel::Upgrade(protocol)), allowed)
+            } else {
+                (None, true)
+            };
+            match tunnel {
+                Some(t) if !allowed => crate::upgrade::refused(&store, t),
+                Some(t) => crate::upgrade::forward(&store, &runtime, target, t, req).await,
+                None => {
+                    let watched = |b| crate::idle::Watched::new(b, activity.clone()).boxed();
+                    crate::upstream::forward(&store, &runtime, target, req.map(watched)).await
                 }
-                None => crate::upstream::forward(&store, &runtime, target, req).await,
             }
         }
     };
@@ -378,7 +420,7 @@ fn redirect(r: &Redirect, authority: &str, path: &str, matched: &PathMatch) -> R
 fn replace_prefix(path: &str, matched: &PathMatch, replacement: &str) -> String {
     let len = match matched {
         PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len(),
-        PathMatch::Exact(_) | PathMatch::Regex(_) => path.len(),
+        PathMatch::Exact(_) | PathMatch::Regex(_) | PathMatch::Connect => path.len(),
     };
     format!("{replacement}{}", path.get(len..).unwrap_or(""))
 }

@@ -1,13 +1,13 @@
 //! The request headers that override a route's timeout and retry policy.
 //!
-//! Envoy honours them only for internal requests and strips them from external ones. Envoy 1.40
-//! considers no client internal unless the connection manager's `internal_address_config` says
-//! so, and Plexus NACKs that field, so today every request is external: `sanitize` removes the
-//! headers and `apply` (Envoy's semantics for internal requests: `x-envoy-upstream-rq-timeout-ms`
-//! with 0 disabling, `x-envoy-upstream-rq-per-try-timeout-ms`, `x-envoy-retry-on` added to the
-//! route's conditions or creating a policy, `x-envoy-max-retries` only with a policy) is kept for
-//! when `internal_address_config` is supported. `x-envoy-retry-grpc-on` has no gRPC conditions
-//! to map to yet.
+//! Envoy honours them only for internal requests (see `downstream::forwarded_headers` and the
+//! connection manager's `internal_address_config`) and strips them, with the other sanitized
+//! `x-envoy-*` headers, from external ones (`sanitize`). For an internal request `apply` gives
+//! Envoy's semantics: `x-envoy-upstream-rq-timeout-ms` replaces the route timeout (0 disables
+//! it), `x-envoy-upstream-rq-per-try-timeout-ms` sets the per-try timeout (ignored unless it
+//! is below the route timeout), `x-envoy-retry-on` adds HTTP conditions and
+//! `x-envoy-retry-grpc-on` gRPC conditions to the route's policy (or create one),
+//! `x-envoy-max-retries` replaces `num_retries` of a policy. The headers are consumed.
 
 use std::time::Duration;
 
@@ -63,24 +63,36 @@ pub fn apply(
         None => route_timeout,
     };
     let mut retry = route_retry.cloned();
-    if let Some(value) = headers.get(RETRY_ON).and_then(|v| v.to_str().ok()) {
-        retry
-            .get_or_insert_with(RetryPolicy::from_header_only)
-            .on
-            .merge_header(value);
+    for (name, grpc) in [(RETRY_ON, false), (RETRY_GRPC_ON, true)] {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            retry
+                .get_or_insert_with(RetryPolicy::from_header_only)
+                .on
+                .merge_header(value, grpc);
+        }
     }
     if let (Some(p), Some(n)) = (retry.as_mut(), number(headers, MAX_RETRIES)) {
         p.num_retries = u32::try_from(n).unwrap_or(u32::MAX);
     }
-    if let Some(ms) = number(headers, PER_TRY_TIMEOUT_MS).filter(|ms| *ms > 0) {
+    let per_try = number(headers, PER_TRY_TIMEOUT_MS)
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .filter(|d| timeout.is_none_or(|t| *d < t));
+    if let Some(per_try) = per_try {
         retry
             .get_or_insert_with(|| RetryPolicy {
                 num_retries: 0,
                 ..RetryPolicy::from_header_only()
             })
-            .per_try_timeout = Some(Duration::from_millis(ms));
+            .per_try_timeout = Some(per_try);
     }
-    for h in [RQ_TIMEOUT_MS, PER_TRY_TIMEOUT_MS, RETRY_ON, MAX_RETRIES] {
+    for h in [
+        RQ_TIMEOUT_MS,
+        PER_TRY_TIMEOUT_MS,
+        RETRY_ON,
+        RETRY_GRPC_ON,
+        MAX_RETRIES,
+    ] {
         headers.remove(h);
     }
     (retry, timeout)
@@ -140,5 +152,16 @@ mod tests {
         let retry = retry.unwrap_or_else(RetryPolicy::from_header_only);
         assert!(retry.on.connect_failure && retry.on.gateway_error);
         assert_eq!(retry.per_try_timeout, Some(Duration::from_millis(100)));
+
+        let mut h = headers(&[
+            (RETRY_ON, "unavailable"),
+            (RETRY_GRPC_ON, "unavailable,5xx"),
+            (PER_TRY_TIMEOUT_MS, "20000"),
+        ]);
+        let (retry, _) = apply(&mut h, None, route_timeout);
+        let retry = retry.unwrap_or_else(RetryPolicy::from_header_only);
+        assert!(retry.on.grpc_codes.contains(14) && !retry.on.server_error);
+        assert_eq!(retry.per_try_timeout, None, "not below the route timeout");
+        assert!(h.is_empty());
     }
 }

@@ -62,6 +62,15 @@ pub fn find_route<'a>(vh: &'a VirtualHost, req: &RequestView<'_>) -> Option<&'a 
 }
 
 pub fn route_matches(m: &RouteMatch, req: &RequestView<'_>) -> bool {
+    // A CONNECT request has no path: only `connect_matcher` routes can match it, and those
+    // match nothing else.
+    let connect = req.method == "CONNECT";
+    if connect || m.path == PathMatch::Connect {
+        return connect
+            && m.path == PathMatch::Connect
+            && m.headers.iter().all(|h| header_matches(h, req))
+            && m.query.iter().all(|q| query_matches(q, req.path));
+    }
     path_matches(&m.path, m.case_sensitive, req.path)
         && m.headers.iter().all(|h| header_matches(h, req))
         && m.query.iter().all(|q| query_matches(q, req.path))
@@ -92,6 +101,7 @@ fn path_matches(p: &PathMatch, case_sensitive: bool, full: &str) -> bool {
             eq_prefix(path, prefix)
                 && (path.len() == prefix.len() || path.as_bytes().get(prefix.len()) == Some(&b'/'))
         }
+        PathMatch::Connect => false,
     }
 }
 
@@ -184,7 +194,7 @@ mod tests {
             retry: None,
             faults: vec![],
             attempt_count: false,
-            require_tls: false,
+            require_tls: crate::config::route::TlsRequired::No,
             cors: None,
         }
     }

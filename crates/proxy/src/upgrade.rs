@@ -1,7 +1,10 @@
-//! HTTP/1.1 upgrades (WebSocket): when the connection manager or the route allows `websocket`,
-//! the request goes to an endpoint over a fresh HTTP/1.1 connection with its `Upgrade` and
-//! `Connection` headers kept; a 101 answer turns both connections into one byte tunnel. An
-//! upgrade the config does not allow is refused with 403, as Envoy does.
+//! HTTP/1.1 upgrades (WebSocket) and CONNECT: when the connection manager or the route allows
+//! `websocket`, the request goes to an endpoint over a fresh HTTP/1.1 connection with its
+//! `Upgrade` and `Connection` headers kept; a 101 answer turns both connections into one byte
+//! tunnel. A CONNECT the config allows is either forwarded the same way (tunnel after a 2xx)
+//! or, with the route's `connect_config`, terminated: the proxy connects to the endpoint over
+//! TCP, answers 200 and carries the payload. An upgrade or CONNECT the config does not allow
+//! is refused with 403, as Envoy does.
 
 use std::sync::atomic::Ordering;
 
@@ -32,18 +35,34 @@ pub fn requested(req: &Request<Incoming>) -> Option<String> {
     connection_upgrade.then(|| protocol.to_string())
 }
 
+/// What kind of tunnel a request asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Tunnel<'a> {
+    /// `Upgrade: <protocol>` (only `websocket` can be allowed).
+    Upgrade(&'a str),
+    /// A CONNECT request; `terminate` answers it here instead of forwarding it.
+    Connect { terminate: bool },
+}
+
+/// 403 `UPF` for an upgrade or CONNECT the connection manager and route do not allow.
+pub fn refused(store: &Store, tunnel: Tunnel<'_>) -> Response<Body> {
+    let cause = match tunnel {
+        Tunnel::Upgrade(protocol) => {
+            format!("upgrade to {protocol:?} is not allowed on this route")
+        }
+        Tunnel::Connect { .. } => "CONNECT is not allowed on this route".to_string(),
+    };
+    local_error(store, ResponseFlag::UpgradeFailed, 403, &cause)
+}
+
+/// Forwards an allowed upgrade or CONNECT (or terminates the CONNECT).
 pub async fn forward(
     store: &Store,
     runtime: &Runtime,
     target: Target<'_>,
-    websocket_allowed: bool,
-    protocol: &str,
+    tunnel: Tunnel<'_>,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
-    if !protocol.eq_ignore_ascii_case("websocket") || !websocket_allowed {
-        let cause = format!("upgrade to {protocol:?} is not allowed on this route");
-        return local_error(store, ResponseFlag::UpgradeFailed, 403, &cause);
-    }
     let f = target.forward;
     let (cluster_name, weighted) = choose_cluster(f);
     let Some(cluster) = runtime.clusters.get(&cluster_name).cloned() else {
@@ -55,9 +74,10 @@ pub async fn forward(
             &cause,
         );
     };
-    if cluster.config.protocol == UpstreamProtocol::Http2 {
+    let terminate = matches!(tunnel, Tunnel::Connect { terminate: true });
+    if cluster.config.protocol == UpstreamProtocol::Http2 && !terminate {
         let cause = format!(
-            "cluster {cluster_name:?} is HTTP/2; WebSocket over HTTP/2 upstreams is not supported"
+            "cluster {cluster_name:?} is HTTP/2; WebSocket and CONNECT over HTTP/2 upstreams are not supported"
         );
         return local_error(store, ResponseFlag::UpgradeFailed, 503, &cause);
     }
@@ -73,6 +93,9 @@ pub async fn forward(
         return local_error(store, ResponseFlag::NoHealthyUpstream, 503, &cause);
     };
     let downstream = hyper::upgrade::on(&mut req);
+    if terminate {
+        return terminate_connect(store, &cluster, &cluster_name, endpoint, downstream).await;
+    }
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     crate::overrides::sanitize(&mut parts.headers);
@@ -89,14 +112,17 @@ pub async fn forward(
     if let Ok(v) = HeaderValue::from_str(&host) {
         parts.headers.insert(http::header::HOST, v);
     }
-    if let Ok(v) = HeaderValue::from_str(protocol) {
-        parts.headers.insert(http::header::UPGRADE, v);
+    if let Tunnel::Upgrade(protocol) = tunnel {
+        if let Ok(v) = HeaderValue::from_str(protocol) {
+            parts.headers.insert(http::header::UPGRADE, v);
+        }
+        parts.headers.insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+        parts.uri = upstream_uri(false, &host, target.path);
     }
-    parts.headers.insert(
-        http::header::CONNECTION,
-        HeaderValue::from_static("upgrade"),
-    );
-    parts.uri = upstream_uri(false, &host, target.path);
+    // A forwarded CONNECT keeps its authority-form target.
     parts.version = http::Version::HTTP_11;
     let req = Request::from_parts(parts, body.boxed());
     cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
@@ -161,7 +187,11 @@ pub async fn forward(
         }
     };
     cluster.stats.response(resp.status().as_u16());
-    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+    let tunneled = match tunnel {
+        Tunnel::Upgrade(_) => resp.status() == http::StatusCode::SWITCHING_PROTOCOLS,
+        Tunnel::Connect { .. } => resp.status().is_success(),
+    };
+    if tunneled {
         let upstream = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             let (Ok(down), Ok(up)) = (downstream.await, upstream.await) else {
@@ -172,7 +202,7 @@ pub async fn forward(
         });
     }
     let (mut parts, body) = resp.into_parts();
-    if parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
+    if !tunneled {
         strip_hop_by_hop(&mut parts.headers);
     }
     let mut resp = Response::from_parts(parts, body.boxed());
@@ -180,4 +210,46 @@ pub async fn forward(
         resp_h.apply(resp.headers_mut());
     }
     resp
+}
+
+/// CONNECT with the route's `connect_config`: connect to the endpoint, answer 200, then carry
+/// the downstream's bytes over that TCP connection. A failed connect is 503 `UF`.
+async fn terminate_connect(
+    store: &Store,
+    cluster: &crate::cluster::ClusterRuntime,
+    cluster_name: &str,
+    endpoint: std::net::SocketAddr,
+    downstream: hyper::upgrade::OnUpgrade,
+) -> Response<Body> {
+    cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
+    let connected =
+        tokio::time::timeout(cluster.config.connect_timeout, TcpStream::connect(endpoint)).await;
+    let mut stream = match connected {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return connect_failed(store, cluster, cluster_name, &e.to_string()),
+        Err(_) => return connect_failed(store, cluster, cluster_name, "connect timeout"),
+    };
+    crate::config::keepalive::apply(cluster.config.keepalive.as_ref(), &stream);
+    cluster.stats.cx_total.fetch_add(1, Ordering::Relaxed);
+    cluster.stats.response(200);
+    tokio::spawn(async move {
+        if let Ok(down) = downstream.await {
+            let mut down = TokioIo::new(down);
+            let _ = tokio::io::copy_bidirectional(&mut down, &mut stream).await;
+        }
+    });
+    let mut resp = Response::new(Body::default());
+    *resp.status_mut() = http::StatusCode::OK;
+    resp
+}
+
+fn connect_failed(
+    store: &Store,
+    cluster: &crate::cluster::ClusterRuntime,
+    cluster_name: &str,
+    error: &str,
+) -> Response<Body> {
+    cluster.stats.response(503);
+    let cause = format!("CONNECT via cluster {cluster_name:?}: {error}");
+    local_error(store, ResponseFlag::UpstreamConnectFailure, 503, &cause)
 }

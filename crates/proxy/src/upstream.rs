@@ -91,7 +91,7 @@ struct Template {
 }
 
 enum RequestBody {
-    Stream(Option<Incoming>),
+    Stream(Option<Body>),
     Buffered(Bytes),
 }
 
@@ -99,7 +99,7 @@ impl RequestBody {
     fn take(&mut self) -> Body {
         match self {
             RequestBody::Stream(b) => match b.take() {
-                Some(b) => b.boxed(),
+                Some(b) => b,
                 None => Full::new(Bytes::new())
                     .map_err(|never| match never {})
                     .boxed(),
@@ -122,13 +122,15 @@ pub struct Target<'a> {
     pub attempt_count: bool,
     /// The downstream connection (ORIGINAL_DST clusters, hash policies on the source IP).
     pub downstream: Option<crate::downstream::Downstream>,
+    /// The request is internal (`internal_address_config`): the override headers apply.
+    pub internal: bool,
 }
 
 pub async fn forward(
     store: &Store,
     runtime: &Runtime,
     target: Target<'_>,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Response<Body> {
     let f = target.forward;
     let (cluster_name, weighted) = choose_cluster(f);
@@ -159,10 +161,13 @@ pub async fn forward(
     } else if let Ok(v) = HeaderValue::from_str(&host) {
         parts.headers.insert(http::header::HOST, v);
     }
-    // Every request is external for now (see `overrides`): the override headers are dropped.
-    crate::overrides::sanitize(&mut parts.headers);
-    let timeout = crate::grpc_timeout::route_timeout(f, &parts.headers);
-    let retry = target.retry.cloned();
+    let mut timeout = crate::grpc_timeout::route_timeout(f, &parts.headers);
+    let mut retry = target.retry.cloned();
+    if target.internal {
+        (retry, timeout) = crate::overrides::apply(&mut parts.headers, retry.as_ref(), timeout);
+    } else {
+        crate::overrides::sanitize(&mut parts.headers);
+    }
     let template = Template {
         method: parts.method,
         uri: upstream_uri(h2, &host, target.path),

@@ -345,3 +345,60 @@ async fn strict_dns_cluster_resolves_its_hosts() {
     .expect("resolved");
     assert_eq!(got.json()["workload"], "a");
 }
+
+/// LOGICAL_DNS: the single host resolves to one address (the first of the answer), which
+/// `/clusters` lists as the cluster's only endpoint; a second endpoint is refused by name.
+#[tokio::test]
+async fn logical_dns_cluster_connects_to_the_first_address() {
+    let a = echo_named("a").await;
+    let cl = dns_cluster(
+        "logical",
+        c::cluster::DiscoveryType::LogicalDns,
+        "localhost",
+        a.addr.port(),
+        200,
+    );
+    let rc = route_config(
+        "r",
+        vec![vhost(
+            "v",
+            &["*"],
+            vec![route(prefix("/"), to_cluster("logical"))],
+        )],
+    );
+    let (ads, proxy) = run(vec![listener("main", rc, |_| {})], vec![cl.clone()]).await;
+    let addr = proxy.listener_addr("main").expect("bound");
+    let got = eventually(WAIT, "the resolved endpoint", || async {
+        let got = request(addr, false, "GET", "h", "/", &[]).await.ok()?;
+        (got.status == 200).then_some(got)
+    })
+    .await
+    .expect("resolved");
+    assert_eq!(got.json()["workload"], "a");
+    let (_, body) = plexus_testkit::envoy::http_get(&format!("http://{}/clusters", proxy.admin))
+        .await
+        .expect("/clusters");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let cluster = v["clusters"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == "logical"))
+        .expect("cluster listed");
+    let eps: Vec<String> = cluster["endpoints"]
+        .as_array()
+        .map(|eps| {
+            eps.iter()
+                .filter_map(|e| e["address"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(eps, vec![a.addr.to_string()]);
+
+    let mut two = cl;
+    if let Some(la) = two.load_assignment.as_mut() {
+        let first = la.endpoints[0].lb_endpoints[0].clone();
+        la.endpoints[0].lb_endpoints.push(first);
+    }
+    let err = plexus_proxy::config::Cluster::try_from(&two).expect_err("two endpoints");
+    assert_eq!(err.field, "load_assignment.endpoints");
+    drop(ads);
+}

@@ -156,8 +156,11 @@ async fn run_check_once(
     if let Some(protocol) = check.upgrade {
         return run_upgrade(target, addr, check, protocol).await;
     }
+    if check.connect {
+        return run_connect(target, addr, check).await;
+    }
     let sent = if check.grpc {
-        grpc_request(addr, check.host, check.path).await
+        grpc_request(addr, check.host, check.path, &check.headers).await
     } else {
         request(
             addr,
@@ -210,16 +213,31 @@ async fn run_upgrade(
         "{target}: upgrade to {protocol} {}{}",
         check.host, check.path
     );
-    let got = upgrade_request(addr, check.host, check.path, protocol)
-        .await
-        .map_err(|e| format!("{where_}: {e}"))?;
+    let got = upgrade_request(addr, check.host, check.path, protocol).await;
+    tunnel_observed(&where_, got, check, 101)
+}
+
+async fn run_connect(target: &str, addr: SocketAddr, check: &Check) -> Result<(), String> {
+    let where_ = format!("{target}: CONNECT {} {:?}", check.host, check.headers);
+    let got = connect_request(addr, check.host, &check.headers).await;
+    tunnel_observed(&where_, got, check, 200)
+}
+
+/// The expected status; with `tunnel_status`, bytes echoed through the tunnel; the backend.
+fn tunnel_observed(
+    where_: &str,
+    got: Result<Upgraded, String>,
+    check: &Check,
+    tunnel_status: u16,
+) -> Result<(), String> {
+    let got = got.map_err(|e| format!("{where_}: {e}"))?;
     if got.status != check.status {
         return Err(format!(
             "{where_}: status {} (want {}); head {:?}",
             got.status, check.status, got.head
         ));
     }
-    if got.status == 101 && !got.echoed {
+    if got.status == tunnel_status && !got.echoed {
         return Err(format!("{where_}: the tunnel did not echo"));
     }
     if let Some(b) = check.backend {
@@ -372,6 +390,51 @@ fn with_health_check(
     cl
 }
 
+/// An RDS listener for `route`: `use_remote_address`, every loopback client internal, a
+/// 1 s `stream_idle_timeout`, and a router with `suppress_envoy_headers`.
+fn internal_listener(name: &str, route: &str) -> envoy_types::pb::google::protobuf::Any {
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+    let any = http_listener_rds_with_fault(name, route);
+    let mut l: envoy_types::pb::envoy::config::listener::v3::Listener =
+        prost::Message::decode(any.value.as_slice()).expect("listener");
+    for chain in &mut l.filter_chains {
+        for f in &mut chain.filters {
+            if let Some(
+                envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(t),
+            ) = &mut f.config_type
+            {
+                let mut m: hcm::HttpConnectionManager =
+                    prost::Message::decode(t.value.as_slice()).expect("hcm");
+                m.use_remote_address =
+                    Some(envoy_types::pb::google::protobuf::BoolValue { value: true });
+                if let Some(router) = m.http_filters.last_mut() {
+                    use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+                    router.config_type = Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(
+                        Router {
+                            suppress_envoy_headers: true,
+                            ..Default::default()
+                        },
+                    )));
+                }
+                m.stream_idle_timeout = Some(envoy_types::pb::google::protobuf::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                });
+                m.internal_address_config =
+                    Some(hcm::http_connection_manager::InternalAddressConfig {
+                        unix_sockets: false,
+                        cidr_ranges: vec![core::CidrRange {
+                            address_prefix: "127.0.0.0".into(),
+                            prefix_len: Some(UInt32Value { value: 8 }),
+                        }],
+                    });
+                *t = pack_any(m);
+            }
+        }
+    }
+    pack_any(l)
+}
+
 fn base_clusters(b: &Backends) -> Config {
     use envoy_types::pb::envoy::config::core::v3::health_check as hc;
     let http_hc = hc::HealthChecker::HttpHealthCheck(hc::HttpHealthCheck {
@@ -383,6 +446,7 @@ fn base_clusters(b: &Backends) -> Config {
     Config {
         listeners: vec![
             ("main".into(), http_listener_rds_with_fault("main", "r1")),
+            ("internal".into(), internal_listener("internal", "r1")),
             ("tcp".into(), tcp_listener("tcp", "tcpecho")),
             (
                 "tcp-idle".into(),
@@ -411,12 +475,28 @@ fn base_clusters(b: &Backends) -> Config {
                 t.max_pending_requests = Some(UInt32Value { value: 1 });
             }),
             static_cluster("mixed", &[b.flaky, b.a]),
+            h2_cluster(static_cluster("mixed_h2", &[b.flaky, b.a])),
             with_health_check(static_cluster("hc_http", &[b.flaky, b.a]), http_hc),
             with_health_check(static_cluster("hc_tcp", &[b.closed, b.a]), tcp_hc),
+            with_health_check(
+                h2_cluster(static_cluster("hc_grpc", &[b.grpc_one, b.grpc_two])),
+                scenarios::health::grpc_checker(),
+            ),
+            with_health_check(
+                static_cluster("hc_h2", &[b.flaky, b.a]),
+                scenarios::health::http2_checker(),
+            ),
             static_cluster("cf", &[b.closed, b.a]),
             static_cluster("flakyonly", &[b.flaky]),
             static_cluster("slowmixed", &[b.slow, b.a]),
             static_cluster("a", &[b.a]),
+            dns_cluster(
+                "logical",
+                envoy_types::pb::envoy::config::cluster::v3::cluster::DiscoveryType::LogicalDns,
+                "localhost",
+                b.a.port(),
+                200,
+            ),
             eds_cluster("b"),
             eds_cluster("empty"),
             static_cluster("closed", &[b.closed]),
@@ -486,6 +566,27 @@ async fn differential_scenarios() {
     )
     .await
     .expect("echo mirror");
+    let grpc_one = echo::start_http(
+        EchoConfig {
+            workload: "grpc-one".into(),
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo grpc-one");
+    let grpc_two = echo::start_http(
+        EchoConfig {
+            workload: "grpc-two".into(),
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("echo grpc-two");
+    for e in [&grpc_one, &grpc_two] {
+        e.set_health("reviews", plexus_testkit::grpc_health::SERVING);
+    }
     let live = Live {
         a_requests: &a.requests,
         mirror: &mirror,
@@ -502,6 +603,8 @@ async fn differential_scenarios() {
         b: b.addr,
         closed: closed_port().await,
         greeter: scenarios::detection::greeting_server().await,
+        grpc_one: grpc_one.addr,
+        grpc_two: grpc_two.addr,
     };
     let ads = FakeAds::start().await.expect("fake ADS");
     let mut base = base_clusters(&backends);
@@ -525,6 +628,7 @@ async fn differential_scenarios() {
         let tcp = wait_listener(&plexus, "tcp").await;
         let tcp_idle = wait_listener(&plexus, "tcp-idle").await;
         let sniff = wait_listener(&plexus, "sniff").await;
+        let internal = wait_listener(&plexus, "internal").await;
         let mut tls = BTreeMap::new();
         for name in scenarios::tls::LISTENERS {
             tls.insert(name, wait_listener(&plexus, name).await);
@@ -533,11 +637,12 @@ async fn differential_scenarios() {
             proxy: "plexus",
             delta,
             http,
+            internal,
+            admin: plexus.admin,
             tcp,
             tcp_idle,
             sniff,
             tls,
-            admin: plexus.admin,
         });
         proxies.push(plexus);
     }
@@ -564,6 +669,10 @@ async fn differential_scenarios() {
                 .wait_listener("sniff", WAIT)
                 .await
                 .expect("envoy sniff listener");
+            let internal = envoy
+                .wait_listener("internal", WAIT)
+                .await
+                .expect("envoy internal listener");
             let mut tls = BTreeMap::new();
             for name in scenarios::tls::LISTENERS {
                 let addr = envoy.wait_listener(name, WAIT).await;
@@ -573,11 +682,12 @@ async fn differential_scenarios() {
                 proxy: "envoy",
                 delta,
                 http,
+                internal,
+                admin: envoy.admin,
                 tcp,
                 tcp_idle,
                 sniff,
                 tls,
-                admin: envoy.admin,
             });
             envoys.push(envoy);
         }
@@ -601,7 +711,8 @@ async fn differential_scenarios() {
             }
             let mut ok = true;
             for check in &checks {
-                if let Err(e) = run_check(&label, t.http, check, &live).await {
+                let addr = if check.internal { t.internal } else { t.http };
+                if let Err(e) = run_check(&label, addr, check, &live).await {
                     failures.push(format!("[{name}] {e}"));
                     ok = false;
                 }
@@ -624,6 +735,26 @@ async fn differential_scenarios() {
         match scenarios::detection::check(t.sniff).await {
             Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
             Err(e) => failures.push(format!("[protocol detection] {}: {e}", t.label())),
+        }
+    }
+    // Health flags in `/clusters`: the same transitions on every proxy.
+    let admins: Vec<(String, &'static str, SocketAddr)> = targets
+        .iter()
+        .map(|t| (t.label(), t.proxy, t.admin))
+        .collect();
+    let flips = |status: u64| grpc_two.set_health("reviews", status);
+    for (i, outcome) in scenarios::health::flags_follow_checks(&admins, &backends, flips)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        match outcome {
+            Ok(()) => {
+                *passed
+                    .entry((targets[i].proxy, targets[i].delta))
+                    .or_default() += 1
+            }
+            Err(e) => failures.push(format!("[health flags] {e}")),
         }
     }
     // TLS: termination, chain selection, mTLS, origination; then an SDS rotation.
@@ -687,6 +818,10 @@ struct Target {
     proxy: &'static str,
     delta: bool,
     http: SocketAddr,
+    /// The `r1` routes behind `internal_address_config` 127.0.0.0/8 (see `internal_listener`).
+    internal: SocketAddr,
+    /// The admin endpoint (`/clusters`; `/listeners?format=json` has one shape on both).
+    admin: SocketAddr,
     tcp: SocketAddr,
     /// TCP proxy with a 300 ms idle timeout.
     tcp_idle: SocketAddr,
@@ -694,8 +829,6 @@ struct Target {
     sniff: SocketAddr,
     /// The TLS scenarios' listeners by name.
     tls: BTreeMap<&'static str, SocketAddr>,
-    /// Admin endpoint (`/listeners?format=json` has one shape on both).
-    admin: SocketAddr,
 }
 
 impl Target {

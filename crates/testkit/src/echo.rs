@@ -5,8 +5,10 @@
 //! status. Per request, `x-echo-status: CODE` and `x-echo-delay-ms: N` override both, so tests
 //! can ask one request to fail or to be slow. Requests with `content-type: application/grpc*`
 //! get a unary gRPC echo of any method (the message back, `grpc-status` in trailers; a failing
-//! request gets 14 UNAVAILABLE, `x-echo-grpc-status: N` forces N). Every reply names the
-//! instance in `x-echo-workload`, `x-echo-version` and `x-echo-replica`.
+//! request gets a trailers-only 14 UNAVAILABLE, `x-echo-grpc-status: N` forces N). Every reply names the
+//! instance in `x-echo-workload`, `x-echo-version` and `x-echo-replica`. The gRPC health service
+//! (`grpc.health.v1.Health/Check`, see `grpc_health`) answers with statuses a test sets through
+//! `EchoHandle::set_health`; `connections` counts accepted connections.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -41,6 +43,9 @@ pub struct EchoConfig {
     /// Fraction of requests (0.0..=1.0) answered with `fail_status` instead of 200.
     pub fail_fraction: f64,
     pub fail_status: u16,
+    /// Terminate TLS with this config before serving HTTP (a backend behind a PASSTHROUGH
+    /// gateway); `None` is plaintext.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for EchoConfig {
@@ -52,6 +57,7 @@ impl Default for EchoConfig {
             delay: Duration::ZERO,
             fail_fraction: 0.0,
             fail_status: 503,
+            tls: None,
         }
     }
 }
@@ -81,10 +87,24 @@ pub struct EchoHandle {
     pub requests: Arc<AtomicU64>,
     /// What the last HTTP (non-gRPC, non-upgrade) request looked like.
     pub last: Arc<std::sync::Mutex<Option<EchoReply>>>,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicU64>,
+    /// The gRPC health service's statuses and last check.
+    pub health: crate::grpc_health::HealthState,
     _stop: watch::Sender<bool>,
 }
 
-/// Bind `addr` (use `127.0.0.1:0` in tests) and serve HTTP/1.1 and h2c echo.
+impl EchoHandle {
+    /// Set the gRPC health status of `service` (`""` is the server as a whole).
+    pub fn set_health(&self, service: &str, status: u64) {
+        if let Ok(mut s) = self.health.statuses.lock() {
+            s.insert(service.to_string(), status);
+        }
+    }
+}
+
+/// Bind `addr` (use `127.0.0.1:0` in tests) and serve HTTP/1.1 and h2c echo (over TLS when
+/// `cfg.tls` is set).
 pub async fn start_http(cfg: EchoConfig, addr: SocketAddr) -> std::io::Result<EchoHandle> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -96,6 +116,8 @@ pub async fn start_http(cfg: EchoConfig, addr: SocketAddr) -> std::io::Result<Ec
         addr,
         requests: seen.requests,
         last: seen.last,
+        connections: seen.connections,
+        health: seen.health,
         _stop: stop,
     })
 }
@@ -105,6 +127,8 @@ pub async fn start_http(cfg: EchoConfig, addr: SocketAddr) -> std::io::Result<Ec
 struct Seen {
     requests: Arc<AtomicU64>,
     last: Arc<std::sync::Mutex<Option<EchoReply>>>,
+    connections: Arc<AtomicU64>,
+    health: crate::grpc_health::HealthState,
 }
 
 async fn accept_http(
@@ -120,15 +144,29 @@ async fn accept_http(
         };
         let cfg = cfg.clone();
         let requests = requests.clone();
+        requests.connections.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
+            let tls = cfg.tls.clone();
             let svc = service_fn(move |req| {
                 let cfg = cfg.clone();
                 let requests = requests.clone();
                 async move { Ok::<_, Infallible>(answer(&cfg, &requests, req).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match tls {
+                None => {
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                }
+                Some(tls) => {
+                    if let Ok(s) = tokio_rustls::TlsAcceptor::from(tls).accept(stream).await {
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                            .await;
+                    }
+                }
+            }
         });
     }
 }
@@ -178,6 +216,7 @@ async fn answer(cfg: &EchoConfig, seen: &Seen, mut req: Request<Incoming>) -> Re
             .or_insert(v);
     }
     let grpc = is_grpc(&req);
+    let health_check = grpc && reply.path == crate::grpc_health::CHECK_PATH;
     let grpc_status =
         header_num("x-echo-grpc-status").unwrap_or(if status == 200 { 0 } else { 14 });
     let request_body = req
@@ -189,6 +228,10 @@ async fn answer(cfg: &EchoConfig, seen: &Seen, mut req: Request<Incoming>) -> Re
     reply.body_bytes = request_body.len();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    if health_check {
+        let (status, message) = seen.health.answer(&reply.host, &request_body);
+        return grpc_echo(cfg, message, status);
     }
     if grpc {
         return grpc_echo(cfg, request_body, grpc_status);
@@ -207,11 +250,16 @@ async fn answer(cfg: &EchoConfig, seen: &Seen, mut req: Request<Incoming>) -> Re
     resp
 }
 
-/// An HTTP/1.1 `Upgrade` request (WebSocket or any other protocol) is accepted with 101; the
-/// upgraded connection then echoes raw bytes. There is no WebSocket framing and no
-/// `Sec-WebSocket-Accept`: the proxies under test treat upgraded bytes as opaque.
+/// An HTTP/1.1 `Upgrade` request (WebSocket or any other protocol) is accepted with 101, and a
+/// CONNECT with 200; the upgraded connection then echoes raw bytes. There is no WebSocket
+/// framing and no `Sec-WebSocket-Accept`: the proxies under test treat upgraded bytes as opaque.
 fn upgrade(cfg: &EchoConfig, req: &mut Request<Incoming>) -> Option<Response<EchoBody>> {
-    let protocol = req.headers().get(http::header::UPGRADE)?.clone();
+    let connect = req.method() == http::Method::CONNECT;
+    let protocol = match req.headers().get(http::header::UPGRADE) {
+        Some(p) => Some(p.clone()),
+        None if connect => None,
+        None => return None,
+    };
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
@@ -231,12 +279,17 @@ fn upgrade(cfg: &EchoConfig, req: &mut Request<Incoming>) -> Option<Response<Ech
         }
     });
     let mut resp = Response::new(full(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    resp.headers_mut().insert(http::header::UPGRADE, protocol);
-    resp.headers_mut().insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("upgrade"),
-    );
+    match protocol {
+        Some(protocol) => {
+            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            resp.headers_mut().insert(http::header::UPGRADE, protocol);
+            resp.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("upgrade"),
+            );
+        }
+        None => *resp.status_mut() = StatusCode::OK,
+    }
     identify(cfg, resp.headers_mut());
     Some(resp)
 }
@@ -269,8 +322,20 @@ fn identify(cfg: &EchoConfig, headers: &mut http::HeaderMap) {
 }
 
 /// Unary gRPC echo of any method: the request's length-prefixed message comes back as the
-/// response message, then trailers with `grpc-status`.
+/// response message, then trailers with `grpc-status`; a failure is a trailers-only reply.
 fn grpc_echo(cfg: &EchoConfig, message: Bytes, grpc_status: u64) -> Response<EchoBody> {
+    if grpc_status != 0 {
+        // Errors are trailers-only, as gRPC servers send them (and proxies can retry them).
+        let mut resp = Response::new(full(Bytes::new()));
+        let headers = resp.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", http::HeaderValue::from(grpc_status));
+        identify(cfg, headers);
+        return resp;
+    }
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from(grpc_status));
     let frames = vec![
@@ -430,20 +495,10 @@ mod tests {
             Some(&b"0"[..])
         );
         assert_eq!(collected.to_bytes(), message);
-        let failed = send(Some("5"))
-            .await
-            .expect("send")
-            .into_body()
-            .collect()
-            .await
-            .expect("body");
-        assert_eq!(
-            failed
-                .trailers()
-                .and_then(|t| t.get("grpc-status"))
-                .map(|v| v.as_bytes()),
-            Some(&b"5"[..])
-        );
+        let failed = send(Some("5")).await.expect("send");
+        assert_eq!(failed.headers()["grpc-status"], "5", "trailers-only");
+        let failed = failed.into_body().collect().await.expect("body");
+        assert!(failed.trailers().is_none() && failed.to_bytes().is_empty());
     }
 
     #[tokio::test]

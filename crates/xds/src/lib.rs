@@ -36,7 +36,8 @@ pub const SUBSCRIBE_ORDER: [&str; 5] = [
     SECRET_TYPE,
 ];
 
-/// Short name of a type URL for logs and metrics (`LDS`, `RDS`, `CDS`, `EDS`, or the URL).
+/// Short name of a type URL for logs and metrics (`LDS`, `RDS`, `CDS`, `EDS`, `SDS`, or the
+/// URL).
 pub fn short_type(type_url: &str) -> &str {
     match type_url {
         LISTENER_TYPE => "LDS",

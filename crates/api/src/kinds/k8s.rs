@@ -1,5 +1,5 @@
 //! The Kubernetes kinds Plexus reads to describe services outside a cluster: core/v1 Service,
-//! Endpoints, Namespace, ServiceAccount and discovery.k8s.io/v1 EndpointSlice. Field names and
+//! Endpoints, Namespace, ServiceAccount, Secret and discovery.k8s.io/v1 EndpointSlice. Field names and
 //! types follow the Kubernetes API; values that Kubernetes keeps as strings (`type`,
 //! `protocol`, policies) stay strings and are checked in `crate::semantic`.
 
@@ -385,4 +385,27 @@ pub struct ServiceAccount {
     pub secrets: Vec<ObjectReference>,
     pub image_pull_secrets: Vec<NameRef>,
     pub automount_service_account_token: Option<bool>,
+}
+
+/// A core/v1 Secret. Values stay as written (`data` base64, `stringData` plain); what a
+/// gateway credential must hold is checked by [`crate::credential`]. `Debug` names the keys
+/// only: values are key material and never reach a log.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Secret {
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    pub data: BTreeMap<String, String>,
+    pub string_data: BTreeMap<String, String>,
+    pub immutable: Option<bool>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("type", &self.type_)
+            .field("data", &self.data.keys().collect::<Vec<_>>())
+            .field("string_data", &self.string_data.keys().collect::<Vec<_>>())
+            .field("immutable", &self.immutable)
+            .finish()
+    }
 }

@@ -87,6 +87,7 @@ pub enum Resource {
     Endpoints(k8s::Endpoints),
     Namespace(k8s::Namespace),
     ServiceAccount(k8s::ServiceAccount),
+    Secret(k8s::Secret),
     EndpointSlice(k8s::EndpointSlice),
     Workload(Workload),
 }
@@ -163,6 +164,15 @@ pub fn decode(obj: &Object) -> Result<Resource, Box<Diagnostic>> {
                 secrets: field(obj, "secrets")?.unwrap_or_default(),
                 image_pull_secrets: field(obj, "imagePullSecrets")?.unwrap_or_default(),
                 automount_service_account_token: field(obj, "automountServiceAccountToken")?,
+            })
+        }
+        ("", "Secret") => {
+            top_level(obj, &["type", "data", "stringData", "immutable"])?;
+            R::Secret(k8s::Secret {
+                type_: field(obj, "type")?,
+                data: field(obj, "data")?.unwrap_or_default(),
+                string_data: field(obj, "stringData")?.unwrap_or_default(),
+                immutable: field(obj, "immutable")?,
             })
         }
         _ => {

@@ -88,6 +88,11 @@ pub fn check(obj: &Object, res: &Resource) -> Vec<Diagnostic> {
         Resource::Endpoints(e) => workload::check_endpoints(&mut cx, e),
         Resource::EndpointSlice(e) => workload::check_endpoint_slice(&mut cx, e),
         Resource::Namespace(_) | Resource::ServiceAccount(_) => {}
+        Resource::Secret(s) => {
+            if let Err(e) = crate::credential::from_secret(s) {
+                cx.err(&e.field, e.message);
+            }
+        }
         Resource::Workload(w) => workload::check_workload(&mut cx, w),
     }
     cx.out

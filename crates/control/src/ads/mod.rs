@@ -21,7 +21,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::google::protobuf::Any;
-use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
@@ -45,8 +45,15 @@ pub trait Generator: Send + Sync + 'static {
 }
 
 /// Types in the order a push sends them: clusters before the endpoints that warm them, and
-/// listeners before the routes they name (Envoy's documented ADS ordering).
-pub const PUSH_ORDER: [&str; 4] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+/// listeners before the routes they name (Envoy's documented ADS ordering). Secrets go before
+/// listeners: a rotated certificate reaches the proxy before any listener naming it changes.
+pub const PUSH_ORDER: [&str; 5] = [
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    SECRET_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+];
 
 /// LDS and CDS are wildcard in SotW: every resource is sent whatever names are asked for.
 pub fn is_wildcard_type(type_url: &str) -> bool {

@@ -56,12 +56,15 @@ pub fn only_kind(text: &str, kind: &str) -> String {
 }
 
 /// Workloads: (service, version).
-pub const WORKLOADS: [(&str, &str); 7] = [
+pub const WORKLOADS: [(&str, &str); 10] = [
     ("productpage", "v1"),
     ("reviews", "v1"),
     ("reviews", "v2"),
     ("reviews", "v3"),
     ("ratings", "v1"),
+    ("ratings", "v2"),
+    ("ratings", "v2-mysql"),
+    ("ratings", "v2-mysql-vm"),
     ("details", "v1"),
     ("details", "v2"),
 ];

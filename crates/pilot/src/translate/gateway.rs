@@ -373,9 +373,10 @@ fn terminated(
     })
 }
 
-/// Certificates: `credentialName` → SDS secret of that name over ADS; `serverCertificate` and
-/// `privateKey` → files. MUTUAL validates clients with `caCertificates` (file) or the SDS secret
-/// `<credentialName>-cacert`.
+/// Certificates: `credentialName` → SDS secret `kubernetes://<credentialName>` over ADS;
+/// `serverCertificate` and `privateKey` → files. MUTUAL validates clients with
+/// `caCertificates` (file), `caCertCredentialName`, or the SDS secret
+/// `kubernetes://<credentialName>-cacert`.
 fn downstream_tls(ctx: &Ctx<'_>, s: &Server<'_>) -> Option<tls::DownstreamTlsContext> {
     let f = format!("{}.tls", s.field());
     let t = s.server.tls.as_ref()?;
@@ -394,8 +395,23 @@ fn downstream_tls(ctx: &Ctx<'_>, s: &Server<'_>) -> Option<tls::DownstreamTlsCon
             .filter_map(|c| Some((c.server_certificate.as_ref()?, c.private_key.as_ref()?)))
             .collect(),
     };
+    let mut resource_names = Vec::new();
+    for (i, c) in credentials.iter().enumerate() {
+        match sds_resource_name(c) {
+            Ok(n) => resource_names.push(n),
+            Err(why) => {
+                let field = if t.credential_name.is_some() {
+                    format!("{f}.credentialName")
+                } else {
+                    format!("{f}.credentialNames[{i}]")
+                };
+                ctx.warn(&s.gw.object, &field, format!("{why}; server left out"));
+                return None;
+            }
+        }
+    }
     common.tls_certificate_sds_secret_configs =
-        credentials.iter().map(|c| sds((*c).clone())).collect();
+        resource_names.iter().map(|n| sds(n.clone())).collect();
     common.tls_certificates = files
         .iter()
         .map(|(cert, key)| tls::TlsCertificate {
@@ -421,10 +437,20 @@ fn downstream_tls(ctx: &Ctx<'_>, s: &Server<'_>) -> Option<tls::DownstreamTlsCon
                 ),
             )
         } else {
-            let cred = t
-                .ca_cert_credential_name
-                .clone()
-                .or_else(|| credentials.first().map(|c| format!("{c}-cacert")));
+            let cred = match &t.ca_cert_credential_name {
+                Some(c) => match sds_resource_name(c) {
+                    Ok(n) => Some(n),
+                    Err(why) => {
+                        ctx.warn(
+                            &s.gw.object,
+                            &format!("{f}.caCertCredentialName"),
+                            format!("{why}; server left out"),
+                        );
+                        return None;
+                    }
+                },
+                None => resource_names.first().map(|n| format!("{n}{CA_SUFFIX}")),
+            };
             cred.map(|c| {
                 tls::common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(
                     sds(c),
@@ -437,6 +463,26 @@ fn downstream_tls(ctx: &Ctx<'_>, s: &Server<'_>) -> Option<tls::DownstreamTlsCon
         require_client_certificate: mutual.then(|| pb::boolv(true)),
         ..Default::default()
     })
+}
+
+/// Istio's SDS name scheme for Kubernetes Secrets: `kubernetes://<name>` is the Secret
+/// `<name>` in the requesting proxy's namespace.
+pub const KUBERNETES_SECRET_PREFIX: &str = "kubernetes://";
+/// Suffix of the SDS name of a credential's CA bundle (Istio's `-cacert`).
+pub const CA_SUFFIX: &str = "-cacert";
+
+/// The SDS resource name for a `credentialName`, as Istio names it: `kubernetes://` added
+/// unless given. Other schemes (`sds://`, `builtin://`, files) are not served by Plexus.
+pub fn sds_resource_name(credential: &str) -> Result<String, String> {
+    if credential.starts_with(KUBERNETES_SECRET_PREFIX) {
+        Ok(credential.to_string())
+    } else if credential.contains("://") || credential.starts_with("file-") {
+        Err(format!(
+            "credential \"{credential}\": only Kubernetes Secrets (kubernetes://) are served"
+        ))
+    } else {
+        Ok(format!("{KUBERNETES_SECRET_PREFIX}{credential}"))
+    }
 }
 
 /// An SDS secret fetched over the ADS stream.

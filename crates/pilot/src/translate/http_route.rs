@@ -79,7 +79,7 @@ pub(crate) fn routes(ctx: &Ctx<'_>, vs: &Config<VirtualService>, site: &Site) ->
 fn build(ctx: &Ctx<'_>, obj: &Object, field: &str, r: &HttpRoute, site: &Site) -> Option<Route> {
     let mut route = Route::default();
     let action = if let Some(rd) = &r.redirect {
-        route::Action::Redirect(redirect(ctx, obj, field, rd))
+        route::Action::Redirect(redirect(ctx, obj, field, rd, site))
     } else if let Some(dr) = &r.direct_response {
         route::Action::DirectResponse(direct_response(ctx, obj, field, dr))
     } else if !r.route.is_empty() {
@@ -109,7 +109,13 @@ fn build(ctx: &Ctx<'_>, obj: &Object, field: &str, r: &HttpRoute, site: &Site) -
     Some(route)
 }
 
-fn redirect(ctx: &Ctx<'_>, obj: &Object, field: &str, rd: &kinds::HttpRedirect) -> RedirectAction {
+fn redirect(
+    ctx: &Ctx<'_>,
+    obj: &Object,
+    field: &str,
+    rd: &kinds::HttpRedirect,
+    site: &Site,
+) -> RedirectAction {
     use redirect_action::RedirectResponseCode as C;
     let code = match rd.redirect_code.unwrap_or(301) {
         302 => C::Found,
@@ -146,12 +152,17 @@ fn redirect(ctx: &Ctx<'_>, obj: &Object, field: &str, rd: &kinds::HttpRedirect) 
             p.clone(),
         ));
     }
-    if rd.derive_port == Some(RedirectPortSelection::FromRequestPort) {
-        ctx.warn(
-            obj,
-            &format!("{field}.redirect.derivePort"),
-            "FROM_REQUEST_PORT is not translated yet; the protocol's default port is used",
-        );
+    // FROM_REQUEST_PORT: a route configuration serves one port, so the request's port is the
+    // site's. The HTTP proxy route configuration serves any port and cannot know it.
+    if rd.derive_port == Some(RedirectPortSelection::FromRequestPort) && rd.port.is_none() {
+        match site.port {
+            Some(port) => a.port_redirect = u32::from(port),
+            None => ctx.warn(
+                obj,
+                &format!("{field}.redirect.derivePort"),
+                "FROM_REQUEST_PORT on the HTTP proxy route configuration (any port); the protocol's default port is used",
+            ),
+        }
     }
     a
 }

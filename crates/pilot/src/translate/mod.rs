@@ -26,6 +26,7 @@ mod destination_rule;
 pub mod dump;
 mod endpoints;
 mod gateway;
+pub use gateway::{CA_SUFFIX, KUBERNETES_SECRET_PREFIX, sds_resource_name};
 mod http_route;
 mod inbound;
 mod listener;

@@ -81,7 +81,9 @@ pub(crate) fn apply(
     if pol.retry_budget {
         warn("spec.trafficPolicy.retryBudget", "retryBudget");
     }
-    let mut http = protocol.is_http().then(|| http_options(protocol));
+    let mut http = protocol
+        .is_http()
+        .then(|| http_options(protocol, h2_upgrade(ctx, pol, protocol)));
     if let Some(pool) = &pol.connection_pool {
         connection_pool(c, pool, http.as_mut(), &warn);
     }
@@ -117,9 +119,26 @@ pub(crate) fn apply(
     applied
 }
 
-fn http_options(protocol: Protocol) -> HttpProtocolOptions {
+/// Istio's `h2UpgradePolicy`: an HTTP/1.1 service port talks HTTP/2 to its endpoints when the
+/// DestinationRule says `UPGRADE`, or says nothing (`DEFAULT`) and the mesh default is `UPGRADE`.
+fn h2_upgrade(ctx: &Ctx<'_>, pol: &Policy, protocol: Protocol) -> bool {
+    use kinds::H2UpgradePolicy as P;
+    let policy = pol
+        .connection_pool
+        .as_ref()
+        .and_then(|p| p.http.as_ref())
+        .and_then(|h| h.h2_upgrade_policy);
+    protocol == Protocol::Http
+        && match policy {
+            Some(P::Upgrade) => true,
+            Some(P::DoNotUpgrade) => false,
+            Some(P::Default) | None => ctx.snap.mesh.h2_upgrade,
+        }
+}
+
+fn http_options(protocol: Protocol, h2_upgrade: bool) -> HttpProtocolOptions {
     use http_protocol_options::explicit_http_config::ProtocolConfig;
-    let config = if protocol.is_http2() {
+    let config = if protocol.is_http2() || h2_upgrade {
         ProtocolConfig::Http2ProtocolOptions(Default::default())
     } else {
         ProtocolConfig::HttpProtocolOptions(Default::default())
@@ -150,7 +169,6 @@ fn connection_pool(
     http: Option<&mut HttpProtocolOptions>,
     warn: &dyn Fn(&str, &str),
 ) {
-    let field = "spec.trafficPolicy.connectionPool";
     let thresholds = c
         .circuit_breakers
         .get_or_insert_with(default_circuit_breakers)
@@ -213,9 +231,6 @@ fn connection_pool(
                 Default::default(),
             ),
         );
-    }
-    if hs.h2_upgrade_policy.is_some() {
-        warn(field, "connectionPool.http.h2UpgradePolicy");
     }
     h2_settings(hs, http, warn);
 }

@@ -24,12 +24,16 @@ spec: {}
 "#;
 
 pub fn snapshot(extra: &str) -> std::sync::Arc<Snapshot> {
+    snapshot_with_mesh(extra, MeshConfig::default())
+}
+
+pub fn snapshot_with_mesh(extra: &str, mesh: MeshConfig) -> std::sync::Arc<Snapshot> {
     let text = format!("{BASE}\n---\n{extra}");
     let loaded = plexus_api::load_str(&text, "t.yaml");
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     let mut r = ReplicaAddresses::default();
     r.insert("app", "svc-v1", vec!["10.0.0.2".into()]);
-    let (snap, diags) = Snapshot::build("t", &loaded.objects, MeshConfig::default(), &r);
+    let (snap, diags) = Snapshot::build("t", &loaded.objects, mesh, &r);
     assert!(diags.is_empty(), "{diags:?}");
     snap
 }

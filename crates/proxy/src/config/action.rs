@@ -52,12 +52,17 @@ pub struct Forward {
     pub retry: Option<RetryPolicy>,
     /// Route-level `upgrade_configs` for `websocket`: overrides the connection manager.
     pub websocket: Option<bool>,
+    /// Route-level `upgrade_configs` for `CONNECT`: overrides the connection manager.
+    pub connect: Option<ConnectUpgrade>,
     /// `hash_policy`: the request's key for ring hash and maglev clusters.
     pub hash_policy: Vec<super::hash::HashPolicy>,
     /// `max_stream_duration.grpc_timeout_header_max`: gRPC requests take their timeout from
     /// `grpc-timeout` (none: no timeout), capped by this unless it is zero.
     pub grpc_timeout_max: Option<Duration>,
     pub mirrors: Vec<Mirror>,
+    /// `idle_timeout`: `None` leaves the connection manager's `stream_idle_timeout` in force,
+    /// `Some(None)` (`0s`) disables the stream idle timeout for this route.
+    pub idle_timeout: Option<Option<Duration>>,
 }
 
 /// `request_mirror_policies`: a copy of the request goes to `cluster`, its answer ignored.
@@ -80,9 +85,11 @@ impl PartialEq for Forward {
             && self.timeout == o.timeout
             && self.retry == o.retry
             && self.websocket == o.websocket
+            && self.connect == o.connect
             && self.hash_policy == o.hash_policy
             && self.grpc_timeout_max == o.grpc_timeout_max
             && self.mirrors == o.mirrors
+            && self.idle_timeout == o.idle_timeout
     }
 }
 
@@ -137,7 +144,6 @@ impl TryFrom<&rt::RouteAction> for Forward {
             path_rewrite_policy,
             path_rewrite,
             append_x_forwarded_host,
-            idle_timeout,
             flush_timeout,
             early_data_policy,
             retry_policy_typed_config,
@@ -208,6 +214,12 @@ impl TryFrom<&rt::RouteAction> for Forward {
             Some(d) => Some(duration(d).map_err(|e| e.within("timeout"))?).filter(|d| !d.is_zero()),
             None => Some(DEFAULT_ROUTE_TIMEOUT),
         };
+        let idle_timeout = match idle_timeout {
+            Some(d) => Some(
+                Some(duration(d).map_err(|e| e.within("idle_timeout"))?).filter(|d| !d.is_zero()),
+            ),
+            None => None,
+        };
         let cluster_not_found_status = match cluster_not_found_response_code {
             0 => 503,
             1 => 404,
@@ -223,24 +235,7 @@ impl TryFrom<&rt::RouteAction> for Forward {
             Some(p) => Some(RetryPolicy::try_from(p).map_err(|e| e.within("retry_policy"))?),
             None => None,
         };
-        let mut websocket = None;
-        for (i, u) in upgrade_configs.iter().enumerate() {
-            let rt::route_action::UpgradeConfig {
-                upgrade_type,
-                enabled,
-                connect_config,
-            } = u;
-            let at = format!("upgrade_configs[{i}]");
-            if !upgrade_type.eq_ignore_ascii_case("websocket") {
-                return Err(FieldError::unsupported(format!(
-                    "{at}.upgrade_type ({upgrade_type})"
-                )));
-            }
-            if connect_config.is_some() {
-                return Err(FieldError::unsupported(format!("{at}.connect_config")));
-            }
-            websocket = Some(enabled.as_ref().is_none_or(|b| b.value));
-        }
+        let (websocket, connect) = route_upgrades(upgrade_configs)?;
         let hash_policy = super::hash::HashPolicy::parse_all(hash_policy)?;
         let grpc_timeout_max = match max_stream_duration {
             Some(m) => grpc_timeout_max(m).map_err(|e| e.within("max_stream_duration"))?,
@@ -254,6 +249,7 @@ impl TryFrom<&rt::RouteAction> for Forward {
         Ok(Forward {
             mirrors,
             websocket,
+            connect,
             hash_policy,
             grpc_timeout_max,
             clusters,
@@ -263,6 +259,7 @@ impl TryFrom<&rt::RouteAction> for Forward {
             host_rewrite,
             timeout,
             retry,
+            idle_timeout,
         })
     }
 }
@@ -472,6 +469,63 @@ pub(super) fn direct(d: &rt::DirectResponseAction) -> FieldResult<Action> {
     Ok(Action::Direct { status, body })
 }
 
+/// A route's `upgrade_configs` entry for `CONNECT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectUpgrade {
+    pub enabled: bool,
+    /// `connect_config` is set: the proxy answers the CONNECT itself and carries the payload
+    /// over a TCP connection to the endpoint; otherwise the CONNECT is forwarded upstream.
+    pub terminate: bool,
+}
+
+/// Route-level `upgrade_configs`: WebSocket (on/off) and CONNECT (on/off, terminate).
+fn route_upgrades(
+    configs: &[rt::route_action::UpgradeConfig],
+) -> FieldResult<(Option<bool>, Option<ConnectUpgrade>)> {
+    let (mut websocket, mut connect) = (None, None);
+    for (i, u) in configs.iter().enumerate() {
+        let rt::route_action::UpgradeConfig {
+            upgrade_type,
+            enabled,
+            connect_config,
+        } = u;
+        let at = format!("upgrade_configs[{i}]");
+        let enabled = enabled.as_ref().is_none_or(|b| b.value);
+        if upgrade_type.eq_ignore_ascii_case("connect") {
+            if let Some(c) = connect_config {
+                let rt::route_action::upgrade_config::ConnectConfig {
+                    proxy_protocol_config,
+                    allow_post,
+                } = c;
+                if proxy_protocol_config.is_some() {
+                    return Err(FieldError::unsupported(format!(
+                        "{at}.connect_config.proxy_protocol_config"
+                    )));
+                }
+                if *allow_post {
+                    return Err(FieldError::unsupported(format!(
+                        "{at}.connect_config.allow_post"
+                    )));
+                }
+            }
+            connect = Some(ConnectUpgrade {
+                enabled,
+                terminate: connect_config.is_some(),
+            });
+        } else if upgrade_type.eq_ignore_ascii_case("websocket") {
+            if connect_config.is_some() {
+                return Err(FieldError::unsupported(format!("{at}.connect_config")));
+            }
+            websocket = Some(enabled);
+        } else {
+            return Err(FieldError::unsupported(format!(
+                "{at}.upgrade_type ({upgrade_type})"
+            )));
+        }
+    }
+    Ok((websocket, connect))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,5 +533,56 @@ mod tests {
     #[test]
     fn substitution_syntax() {
         assert_eq!(envoy_substitution(r"/v2/\1/x$"), "/v2/${1}/x$$");
+    }
+
+    fn upgrade(
+        kind: &str,
+        cc: Option<rt::route_action::upgrade_config::ConnectConfig>,
+    ) -> rt::route_action::UpgradeConfig {
+        rt::route_action::UpgradeConfig {
+            upgrade_type: kind.into(),
+            enabled: None,
+            connect_config: cc,
+        }
+    }
+
+    #[test]
+    fn connect_upgrades_terminate_forward_or_are_refused_by_field() {
+        let cc = rt::route_action::upgrade_config::ConnectConfig::default();
+        let (ws, c) = route_upgrades(&[upgrade("CONNECT", Some(cc.clone()))]).expect("accepted");
+        assert_eq!(
+            (ws, c),
+            (
+                None,
+                Some(ConnectUpgrade {
+                    enabled: true,
+                    terminate: true
+                })
+            )
+        );
+        let (_, c) = route_upgrades(&[upgrade("connect", None)]).expect("accepted");
+        assert_eq!(
+            c,
+            Some(ConnectUpgrade {
+                enabled: true,
+                terminate: false
+            })
+        );
+        let post = rt::route_action::upgrade_config::ConnectConfig {
+            allow_post: true,
+            ..cc
+        };
+        let err = route_upgrades(&[upgrade("websocket", None), upgrade("CONNECT", Some(post))])
+            .expect_err("allow_post is not supported");
+        assert!(
+            err.field
+                .contains("upgrade_configs[1].connect_config.allow_post"),
+            "{err:?}"
+        );
+        let err = route_upgrades(&[upgrade("h2c", None)]).expect_err("unknown upgrade");
+        assert!(
+            err.field.contains("upgrade_configs[0].upgrade_type (h2c)"),
+            "{err:?}"
+        );
     }
 }

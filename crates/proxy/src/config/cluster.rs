@@ -43,7 +43,7 @@ pub enum Discovery {
     Static(Vec<Endpoint>),
     /// Endpoints arrive over EDS under this service name.
     Eds(String),
-    /// STRICT_DNS: hosts resolved into endpoints (`crate::dns`).
+    /// STRICT_DNS and LOGICAL_DNS: hosts resolved into endpoints (`crate::dns`).
     Dns(super::dns::DnsTargets),
     /// ORIGINAL_DST: each request goes where the downstream connection was headed, or to the
     /// address in this header when it is set.
@@ -230,11 +230,12 @@ impl TryFrom<&c::Cluster> for Cluster {
             }
             _ => {}
         }
-        if let (Discovery::Dns(_), Some(la)) = (&discovery, load_assignment) {
+        if let (Discovery::Dns(t), Some(la)) = (&discovery, load_assignment) {
             discovery = Discovery::Dns(super::dns::targets(
                 la,
                 dns_refresh_rate.as_ref(),
                 *dns_lookup_family,
+                t.logical,
                 lb_endpoint,
             )?);
         }
@@ -373,11 +374,11 @@ fn discovery(
             }
             Ok(Discovery::Eds(service))
         }
-        D::StrictDns => {
+        D::StrictDns | D::LogicalDns => {
             if load_assignment.is_none() {
                 return Err(FieldError::invalid(
                     "load_assignment",
-                    "a STRICT_DNS cluster needs hosts",
+                    format!("a {} cluster needs hosts", ty.as_str_name()),
                 ));
             }
             // Filled in by the caller, which has the DNS fields.
@@ -385,6 +386,7 @@ fn discovery(
                 hosts: Vec::new(),
                 refresh: super::dns::DEFAULT_REFRESH,
                 family: super::dns::DnsFamily::Auto,
+                logical: ty == D::LogicalDns,
             }))
         }
         D::OriginalDst => {
@@ -396,10 +398,6 @@ fn discovery(
             }
             Ok(Discovery::OriginalDst(None))
         }
-        other => Err(FieldError::unsupported(format!(
-            "type ({})",
-            other.as_str_name()
-        ))),
     }
 }
 

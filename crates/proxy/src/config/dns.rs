@@ -1,5 +1,7 @@
-//! STRICT_DNS clusters: the load assignment names hosts, which are resolved (and re-resolved
-//! every `dns_refresh_rate`, Envoy's default 5 s) into endpoints. Runtime in `crate::dns`.
+//! STRICT_DNS and LOGICAL_DNS clusters: the load assignment names hosts, which are resolved (and
+//! re-resolved every `dns_refresh_rate`, Envoy's default 5 s) into endpoints. A LOGICAL_DNS
+//! cluster has exactly one host and uses only the first address of each resolution, as Envoy
+//! does. Runtime in `crate::dns`.
 
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ pub struct DnsTargets {
     pub hosts: Vec<DnsHost>,
     pub refresh: Duration,
     pub family: DnsFamily,
+    /// LOGICAL_DNS: one host, and only the first address of each answer is an endpoint.
+    pub logical: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,8 +81,18 @@ pub fn targets(
     la: &e::ClusterLoadAssignment,
     refresh: Option<&envoy_types::pb::google::protobuf::Duration>,
     family: i32,
+    logical: bool,
     validate: impl Fn(&e::LbEndpoint) -> FieldResult<super::Endpoint>,
 ) -> FieldResult<DnsTargets> {
+    if logical {
+        let one = la.endpoints.len() == 1 && la.endpoints[0].lb_endpoints.len() == 1;
+        if !one {
+            return Err(FieldError::invalid(
+                "load_assignment.endpoints",
+                "a LOGICAL_DNS cluster needs exactly one locality with exactly one endpoint",
+            ));
+        }
+    }
     let mut hosts = Vec::new();
     for (i, group) in la.endpoints.iter().enumerate() {
         for (j, lbe) in group.lb_endpoints.iter().enumerate() {
@@ -104,6 +118,7 @@ pub fn targets(
         hosts,
         refresh,
         family: DnsFamily::parse(family)?,
+        logical,
     })
 }
 

@@ -1,19 +1,63 @@
 //! Connection manager options that change a request before routing: `normalize_path`,
-//! `http_protocol_options` (HTTP/1.1 codec; only `allow_absolute_url`) and
-//! `use_remote_address`. Runtime side in `crate::downstream`.
+//! `http_protocol_options` (HTTP/1.1 codec; only `allow_absolute_url`), `use_remote_address`,
+//! `internal_address_config` (which clients are internal) and `stream_idle_timeout`. Runtime
+//! side in `crate::downstream` and `crate::idle`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3 as core;
-use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 
-use super::FieldResult;
+use super::{FieldError, FieldResult, duration};
 use crate::deny_set;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Envoy's default `stream_idle_timeout` (5 minutes).
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagerOptions {
     pub normalize_path: bool,
     /// Envoy's default is true: absolute-form targets are split into authority and path.
     pub allow_absolute_url: bool,
     pub use_remote_address: bool,
+    /// `internal_address_config`; `None` (unset) means no address is internal, as in Envoy 1.40.
+    pub internal: Option<Arc<InternalAddresses>>,
+    /// `None` disables it (`0s`).
+    pub stream_idle_timeout: Option<Duration>,
+}
+
+/// Which downstream addresses make a request internal.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InternalAddresses {
+    pub unix_sockets: bool,
+    /// (network address, prefix length).
+    pub cidrs: Vec<(IpAddr, u8)>,
+}
+
+impl InternalAddresses {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.cidrs.iter().any(|&(net, len)| in_cidr(ip, net, len))
+    }
+}
+
+fn in_cidr(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
 }
 
 impl Default for ManagerOptions {
@@ -22,27 +66,110 @@ impl Default for ManagerOptions {
             normalize_path: false,
             allow_absolute_url: true,
             use_remote_address: false,
+            internal: None,
+            stream_idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
         }
     }
 }
 
 impl ManagerOptions {
-    pub fn parse(
-        http1: Option<&core::Http1ProtocolOptions>,
-        normalize_path: Option<&BoolValue>,
-        use_remote_address: Option<&BoolValue>,
-    ) -> FieldResult<Self> {
-        let allow_absolute_url = match http1 {
+    /// Reads only the fields this module owns; the caller rejects the ones nobody handles.
+    pub fn parse(m: &hcm::HttpConnectionManager) -> FieldResult<Self> {
+        let allow_absolute_url = match &m.http_protocol_options {
             Some(o) => http1_options(o).map_err(|e| e.within("http_protocol_options"))?,
             None => true,
         };
+        let internal = match &m.internal_address_config {
+            Some(c) => Some(Arc::new(
+                internal_addresses(c).map_err(|e| e.within("internal_address_config"))?,
+            )),
+            None => None,
+        };
+        let stream_idle_timeout = match &m.stream_idle_timeout {
+            Some(d) => duration(d)
+                .map_err(|e| e.within("stream_idle_timeout"))?
+                .into(),
+            None => Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+        };
         Ok(ManagerOptions {
             // Envoy's runtime default for an unset `normalize_path` is false.
-            normalize_path: normalize_path.is_some_and(|b| b.value),
+            normalize_path: m.normalize_path.as_ref().is_some_and(|b| b.value),
             allow_absolute_url,
-            use_remote_address: use_remote_address.is_some_and(|b| b.value),
+            use_remote_address: m.use_remote_address.as_ref().is_some_and(|b| b.value),
+            internal,
+            stream_idle_timeout: stream_idle_timeout.filter(|d: &Duration| !d.is_zero()),
         })
     }
+
+    /// Whether a request whose (final) remote address is `ip` is internal.
+    pub fn is_internal(&self, ip: IpAddr) -> bool {
+        self.internal.as_ref().is_some_and(|c| c.contains(ip))
+    }
+}
+
+/// The router filter's options: only `suppress_envoy_headers`, which changes nothing in Plexus
+/// because it never adds the router's `x-envoy-*` headers (`x-envoy-expected-rq-timeout-ms`,
+/// `x-envoy-upstream-service-time`, ...) that the option suppresses in Envoy.
+pub fn router_options(
+    r: &envoy_types::pb::envoy::extensions::filters::http::router::v3::Router,
+) -> FieldResult<()> {
+    let envoy_types::pb::envoy::extensions::filters::http::router::v3::Router {
+        dynamic_stats,
+        start_child_span,
+        upstream_log,
+        upstream_log_options,
+        suppress_envoy_headers: _,
+        strict_check_headers,
+        respect_expected_rq_timeout,
+        suppress_grpc_request_failure_code_stats,
+        upstream_http_filters,
+        reject_connect_request_early_data,
+    } = r;
+    deny_set!(
+        dynamic_stats,
+        start_child_span,
+        upstream_log,
+        upstream_log_options,
+        strict_check_headers,
+        respect_expected_rq_timeout,
+        suppress_grpc_request_failure_code_stats,
+        upstream_http_filters,
+        reject_connect_request_early_data
+    );
+    Ok(())
+}
+
+fn internal_addresses(
+    c: &hcm::http_connection_manager::InternalAddressConfig,
+) -> FieldResult<InternalAddresses> {
+    let hcm::http_connection_manager::InternalAddressConfig {
+        unix_sockets,
+        cidr_ranges,
+    } = c;
+    let mut cidrs = Vec::with_capacity(cidr_ranges.len());
+    for (i, r) in cidr_ranges.iter().enumerate() {
+        cidrs.push(cidr(r).map_err(|e| e.within(&format!("cidr_ranges[{i}]")))?);
+    }
+    Ok(InternalAddresses {
+        unix_sockets: *unix_sockets,
+        cidrs,
+    })
+}
+
+fn cidr(r: &core::CidrRange) -> FieldResult<(IpAddr, u8)> {
+    let ip: IpAddr = r.address_prefix.parse().map_err(|_| {
+        FieldError::invalid(
+            "address_prefix",
+            format!("{:?} is not an IP address", r.address_prefix),
+        )
+    })?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = r.prefix_len.as_ref().map_or(0, |v| v.value);
+    let len = u8::try_from(len)
+        .ok()
+        .filter(|l| u32::from(*l) <= max)
+        .ok_or_else(|| FieldError::invalid("prefix_len", format!("{len} is more than {max}")))?;
+    Ok((ip, len))
 }
 
 fn http1_options(o: &core::Http1ProtocolOptions) -> FieldResult<bool> {
@@ -77,33 +204,96 @@ fn http1_options(o: &core::Http1ProtocolOptions) -> FieldResult<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use envoy_types::pb::google::protobuf::{BoolValue, Duration as PbDuration, UInt32Value};
 
     #[test]
     fn defaults_and_rejections() {
-        let d = ManagerOptions::parse(None, None, None);
+        let d = ManagerOptions::parse(&hcm::HttpConnectionManager::default());
         assert_eq!(d, Ok(ManagerOptions::default()));
-        let off = core::Http1ProtocolOptions {
-            allow_absolute_url: Some(BoolValue { value: false }),
+        let t = BoolValue { value: true };
+        let m = hcm::HttpConnectionManager {
+            http_protocol_options: Some(core::Http1ProtocolOptions {
+                allow_absolute_url: Some(BoolValue { value: false }),
+                ..Default::default()
+            }),
+            normalize_path: Some(t),
+            use_remote_address: Some(t),
+            stream_idle_timeout: Some(PbDuration::default()),
             ..Default::default()
         };
-        let t = BoolValue { value: true };
-        let got = ManagerOptions::parse(Some(&off), Some(&t), Some(&t));
         assert_eq!(
-            got,
+            ManagerOptions::parse(&m),
             Ok(ManagerOptions {
                 normalize_path: true,
                 allow_absolute_url: false,
                 use_remote_address: true,
+                internal: None,
+                stream_idle_timeout: None,
             })
         );
-        let trailers = core::Http1ProtocolOptions {
-            enable_trailers: true,
+        let trailers = hcm::HttpConnectionManager {
+            http_protocol_options: Some(core::Http1ProtocolOptions {
+                enable_trailers: true,
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        let err = ManagerOptions::parse(Some(&trailers), None, None).map_err(|e| e.field);
+        let err = ManagerOptions::parse(&trailers).map_err(|e| e.field);
         assert_eq!(
             err,
             Err("http_protocol_options.enable_trailers".to_string())
+        );
+    }
+
+    #[test]
+    fn router_accepts_suppress_envoy_headers_only() {
+        use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+        let quiet = Router {
+            suppress_envoy_headers: true,
+            ..Default::default()
+        };
+        assert_eq!(router_options(&quiet), Ok(()));
+        let strict = Router {
+            respect_expected_rq_timeout: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            router_options(&strict).map_err(|e| e.field),
+            Err("respect_expected_rq_timeout".to_string())
+        );
+    }
+
+    #[test]
+    fn internal_addresses_match_cidrs() {
+        let range = |p: &str, l: u32| core::CidrRange {
+            address_prefix: p.into(),
+            prefix_len: Some(UInt32Value { value: l }),
+        };
+        let m = hcm::HttpConnectionManager {
+            internal_address_config: Some(hcm::http_connection_manager::InternalAddressConfig {
+                unix_sockets: false,
+                cidr_ranges: vec![range("10.0.0.0", 8), range("fd00::", 8)],
+            }),
+            ..Default::default()
+        };
+        let o = ManagerOptions::parse(&m).expect("valid");
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert!(o.is_internal(ip("10.9.8.7")));
+        assert!(o.is_internal(ip("::ffff:10.1.1.1")));
+        assert!(o.is_internal(ip("fd12::1")));
+        assert!(!o.is_internal(ip("11.0.0.1")));
+        assert!(!o.is_internal(ip("127.0.0.1")));
+        assert!(!ManagerOptions::default().is_internal(ip("127.0.0.1")));
+        let bad = hcm::HttpConnectionManager {
+            internal_address_config: Some(hcm::http_connection_manager::InternalAddressConfig {
+                unix_sockets: false,
+                cidr_ranges: vec![range("10.0.0.0", 33)],
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            ManagerOptions::parse(&bad).map_err(|e| e.field),
+            Err("internal_address_config.cidr_ranges[0].prefix_len".to_string())
         );
     }
 }

@@ -1,6 +1,7 @@
-//! `Cluster.health_checks` -> `HealthCheck`: Envoy's active HTTP/1.1 and TCP health checks with
-//! their timing (timeout, interval, jitter, no-traffic interval) and thresholds. Everything else
-//! in the message (gRPC/custom checkers, edge intervals, TLS options, ...) is rejected by name.
+//! `Cluster.health_checks` -> `HealthCheck`: Envoy's active HTTP (HTTP/1.1 or HTTP/2), gRPC
+//! (`grpc.health.v1`) and TCP health checks with their timing (timeout, interval, jitter,
+//! no-traffic interval), thresholds and `reuse_connection`. Everything else in the message
+//! (custom checkers, edge intervals, TLS options, ...) is rejected by name.
 
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub struct HealthCheck {
     pub no_traffic_interval: Duration,
     pub unhealthy_threshold: u32,
     pub healthy_threshold: u32,
+    /// Keep one connection per host across checks (Envoy's default, true).
+    pub reuse_connection: bool,
     pub kind: CheckKind,
 }
 
@@ -32,6 +35,18 @@ pub struct HealthCheck {
 pub enum CheckKind {
     Http(HttpCheck),
     Tcp(TcpCheck),
+    Grpc(GrpcCheck),
+}
+
+/// `grpc_health_check`: `grpc.health.v1.Health/Check` over HTTP/2.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrpcCheck {
+    /// The `service` of the request; empty asks about the server as a whole.
+    pub service_name: String,
+    /// `:authority`; empty means the cluster name.
+    pub authority: String,
+    /// `initial_metadata`: headers added to the request.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +57,8 @@ pub struct HttpCheck {
     /// Half-open `[start, end)` status ranges; Envoy's default is `[200, 201)`.
     pub expected: Vec<(u16, u16)>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `codec_client_type: HTTP2` (prior knowledge); HTTP/1.1 otherwise.
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,10 +130,6 @@ impl TryFrom<&core::HealthCheck> for HealthCheck {
             tls_options,
             transport_socket_match_criteria,
         );
-        // Plexus opens a connection per check; only an explicit `false` says the same.
-        if reuse_connection.as_ref().is_some_and(|b| b.value) {
-            return Err(FieldError::unsupported("reuse_connection"));
-        }
         let kind = match health_checker {
             Some(hc::HealthChecker::HttpHealthCheck(h)) => {
                 CheckKind::Http(http(h).map_err(|e| e.within("http_health_check"))?)
@@ -124,8 +137,8 @@ impl TryFrom<&core::HealthCheck> for HealthCheck {
             Some(hc::HealthChecker::TcpHealthCheck(t)) => {
                 CheckKind::Tcp(tcp(t).map_err(|e| e.within("tcp_health_check"))?)
             }
-            Some(hc::HealthChecker::GrpcHealthCheck(_)) => {
-                return Err(FieldError::unsupported("grpc_health_check"));
+            Some(hc::HealthChecker::GrpcHealthCheck(g)) => {
+                CheckKind::Grpc(grpc(g).map_err(|e| e.within("grpc_health_check"))?)
             }
             Some(hc::HealthChecker::CustomHealthCheck(_)) => {
                 return Err(FieldError::unsupported("custom_health_check"));
@@ -146,6 +159,7 @@ impl TryFrom<&core::HealthCheck> for HealthCheck {
             },
             unhealthy_threshold: threshold(unhealthy_threshold, "unhealthy_threshold")?,
             healthy_threshold: threshold(healthy_threshold, "healthy_threshold")?,
+            reuse_connection: reuse_connection.as_ref().is_none_or(|b| b.value),
             kind,
         })
     }
@@ -183,10 +197,20 @@ fn http(h: &hc::HttpHealthCheck) -> FieldResult<HttpCheck> {
         response_buffer_size,
         request_headers_to_remove,
         retriable_statuses,
-        codec_client_type,
         service_name_matcher,
         method,
     );
+    let http2 = match codec_client_type {
+        0 => false,
+        1 => true,
+        n => {
+            return Err(FieldError::unsupported(format!(
+                "codec_client_type ({})",
+                envoy_types::pb::envoy::r#type::v3::CodecClientType::try_from(*n)
+                    .map_or("unknown", |t| t.as_str_name())
+            )));
+        }
+    };
     if !path.starts_with('/') {
         return Err(FieldError::invalid("path", "must start with '/'"));
     }
@@ -204,18 +228,37 @@ fn http(h: &hc::HttpHealthCheck) -> FieldResult<HttpCheck> {
     if expected.is_empty() {
         expected.push((200, 201));
     }
-    let mutation =
-        super::HeaderMutation::parse(request_headers_to_add, &[]).map_err(|e| FieldError {
-            field: e
-                .field
-                .replacen("headers_to_add", "request_headers_to_add", 1),
-            ..e
-        })?;
     Ok(HttpCheck {
         path: path.clone(),
         host: host.clone(),
         expected,
-        headers: mutation.add.into_iter().map(|(n, v, _)| (n, v)).collect(),
+        headers: added(request_headers_to_add, "request_headers_to_add")?,
+        http2,
+    })
+}
+
+/// Headers to add, as (name, value) pairs; errors name `field`.
+fn added(
+    options: &[core::HeaderValueOption],
+    field: &str,
+) -> FieldResult<Vec<(HeaderName, HeaderValue)>> {
+    let mutation = super::HeaderMutation::parse(options, &[]).map_err(|e| FieldError {
+        field: e.field.replacen("headers_to_add", field, 1),
+        ..e
+    })?;
+    Ok(mutation.add.into_iter().map(|(n, v, _)| (n, v)).collect())
+}
+
+fn grpc(g: &hc::GrpcHealthCheck) -> FieldResult<GrpcCheck> {
+    let hc::GrpcHealthCheck {
+        service_name,
+        authority,
+        initial_metadata,
+    } = g;
+    Ok(GrpcCheck {
+        service_name: service_name.clone(),
+        authority: authority.clone(),
+        headers: added(initial_metadata, "initial_metadata")?,
     })
 }
 
@@ -311,10 +354,28 @@ mod tests {
         };
         let e = HealthCheck::try_from(&base(hc::HealthChecker::HttpHealthCheck(http))).unwrap_err();
         assert_eq!(e.field, "http_health_check.retriable_statuses");
-        let mut h = base(hc::HealthChecker::GrpcHealthCheck(Default::default()));
+        let http3 = hc::HttpHealthCheck {
+            path: "/h".into(),
+            codec_client_type: envoy_types::pb::envoy::r#type::v3::CodecClientType::Http3 as i32,
+            ..Default::default()
+        };
+        let e =
+            HealthCheck::try_from(&base(hc::HealthChecker::HttpHealthCheck(http3))).unwrap_err();
+        assert_eq!(e.field, "http_health_check.codec_client_type (HTTP3)");
+        let mut h = base(hc::HealthChecker::GrpcHealthCheck(hc::GrpcHealthCheck {
+            service_name: "reviews".into(),
+            authority: "reviews.default".into(),
+            ..Default::default()
+        }));
+        let parsed = HealthCheck::try_from(&h).unwrap();
+        assert!(parsed.reuse_connection, "Envoy's default");
         assert_eq!(
-            HealthCheck::try_from(&h).unwrap_err().field,
-            "grpc_health_check"
+            parsed.kind,
+            CheckKind::Grpc(GrpcCheck {
+                service_name: "reviews".into(),
+                authority: "reviews.default".into(),
+                headers: vec![],
+            })
         );
         h.unhealthy_edge_interval = h.interval;
         assert_eq!(

@@ -76,6 +76,9 @@ pub struct HttpManager {
     pub fault: Option<FaultFilter>,
     /// `upgrade_configs` allows `websocket` (routes may override).
     pub websocket: bool,
+    /// `upgrade_configs` allows `CONNECT` (routes may override): CONNECT requests are
+    /// forwarded upstream unless the route terminates them (`connect_config`).
+    pub connect: bool,
     /// What the manager does to requests before routing (see `crate::downstream`).
     pub options: super::hcm_options::ManagerOptions,
     /// `envoy.filters.http.cors` is in the chain (after the fault filter, if any).
@@ -256,14 +259,15 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         tracing,
         common_http_protocol_options,
         http1_safe_max_connection_duration,
-        http_protocol_options,
+        http_protocol_options: _,
         http2_protocol_options,
         http3_protocol_options,
         server_name,
         server_header_transformation,
         scheme_header_transformation,
         max_request_headers_kb,
-        stream_idle_timeout,
+        // Read by `ManagerOptions::parse` with the other request options.
+        stream_idle_timeout: _,
         stream_flush_timeout,
         request_timeout,
         request_headers_timeout,
@@ -274,11 +278,11 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         access_log_flush_interval,
         flush_access_log_on_new_request,
         access_log_options,
-        use_remote_address,
+        use_remote_address: _,
         xff_num_trusted_hops,
         original_ip_detection_extensions,
         early_header_mutation_extensions,
-        internal_address_config,
+        internal_address_config: _,
         skip_xff_append,
         via,
         generate_request_id,
@@ -290,7 +294,7 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         proxy_100_continue,
         represent_ipv4_remote_address_as_ipv4_mapped_ipv6,
         upgrade_configs,
-        normalize_path,
+        normalize_path: _,
         merge_slashes,
         path_with_escaped_slashes_action,
         request_id_extension,
@@ -319,7 +323,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         server_header_transformation,
         scheme_header_transformation,
         max_request_headers_kb,
-        stream_idle_timeout,
         stream_flush_timeout,
         request_timeout,
         request_headers_timeout,
@@ -333,7 +336,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         xff_num_trusted_hops,
         original_ip_detection_extensions,
         early_header_mutation_extensions,
-        internal_address_config,
         skip_xff_append,
         via,
         generate_request_id,
@@ -390,17 +392,15 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
             ));
         }
     };
-    let websocket = websocket_upgrades(upgrade_configs).map_err(|e| e.within("upgrade_configs"))?;
-    let options = super::hcm_options::ManagerOptions::parse(
-        http_protocol_options.as_ref(),
-        normalize_path.as_ref(),
-        use_remote_address.as_ref(),
-    )?;
+    let Upgrades { websocket, connect } =
+        upgrades(upgrade_configs).map_err(|e| e.within("upgrade_configs"))?;
+    let options = super::hcm_options::ManagerOptions::parse(m)?;
     Ok(HttpManager {
         codec,
         routes,
         fault,
         websocket,
+        connect,
         options,
         cors,
         tls: None,
@@ -472,10 +472,7 @@ fn router_filter(f: &hcm::HttpFilter) -> FieldResult<()> {
         )));
     }
     let r: Router = unpack_field(any, "typed_config")?;
-    if r != Router::default() {
-        return Err(FieldError::unsupported("typed_config (router options)"));
-    }
-    Ok(())
+    super::hcm_options::router_options(&r).map_err(|e| e.within("typed_config"))
 }
 
 fn fault_filter(f: &hcm::HttpFilter) -> FieldResult<FaultFilter> {
@@ -494,28 +491,37 @@ fn fault_filter(f: &hcm::HttpFilter) -> FieldResult<FaultFilter> {
     })
 }
 
-/// Only WebSocket upgrades without upgrade filters are supported.
-fn websocket_upgrades(
-    configs: &[hcm::http_connection_manager::UpgradeConfig],
-) -> FieldResult<bool> {
-    let mut websocket = false;
+/// The upgrades a connection manager allows.
+#[derive(Default)]
+struct Upgrades {
+    websocket: bool,
+    connect: bool,
+}
+
+/// WebSocket and CONNECT upgrades without upgrade filters are supported.
+fn upgrades(configs: &[hcm::http_connection_manager::UpgradeConfig]) -> FieldResult<Upgrades> {
+    let mut out = Upgrades::default();
     for (i, c) in configs.iter().enumerate() {
         let hcm::http_connection_manager::UpgradeConfig {
             upgrade_type,
             filters,
             enabled,
         } = c;
-        if !upgrade_type.eq_ignore_ascii_case("websocket") {
+        let slot = if upgrade_type.eq_ignore_ascii_case("websocket") {
+            &mut out.websocket
+        } else if upgrade_type.eq_ignore_ascii_case("connect") {
+            &mut out.connect
+        } else {
             return Err(FieldError::unsupported(format!(
                 "[{i}].upgrade_type ({upgrade_type})"
             )));
-        }
+        };
         if !filters.is_empty() {
             return Err(FieldError::unsupported(format!("[{i}].filters")));
         }
-        websocket = enabled.as_ref().is_none_or(|b| b.value);
+        *slot = enabled.as_ref().is_none_or(|b| b.value);
     }
-    Ok(websocket)
+    Ok(out)
 }
 
 fn tcp_proxy(t: &tcp::TcpProxy) -> FieldResult<TcpProxy> {

@@ -34,7 +34,9 @@ use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 use envoy_types::pb::google::protobuf;
 use http::{HeaderName, HeaderValue};
 
-pub use action::{Action, ClusterChoice, Forward, Mirror, Redirect, WeightedTarget};
+pub use action::{
+    Action, ClusterChoice, ConnectUpgrade, Forward, Mirror, Redirect, WeightedTarget,
+};
 pub use circuit::Limits;
 pub use cluster::{Cluster, Discovery, Endpoint, LbPolicy, LoadAssignment, UpstreamProtocol};
 pub use fault::{Abort, FAULT_FILTER, Fault, Fraction};

@@ -168,10 +168,21 @@ fn backoff(b: Option<&rt::retry_policy::RetryBackOff>) -> FieldResult<(Duration,
 }
 
 impl RetryOn {
-    /// Add the conditions of an `x-envoy-retry-on` header. Unknown tokens are ignored, as
-    /// Envoy does for the header.
-    pub fn merge_header(&mut self, value: &str) {
+    /// Add the conditions of an `x-envoy-retry-on` header (`grpc` false: HTTP conditions) or
+    /// an `x-envoy-retry-grpc-on` header (`grpc` true: gRPC conditions). Unknown tokens, and
+    /// tokens of the other kind, are ignored, as Envoy does for these headers.
+    pub fn merge_header(&mut self, value: &str, grpc: bool) {
+        const GRPC: [&str; 5] = [
+            "cancelled",
+            "deadline-exceeded",
+            "resource-exhausted",
+            "internal",
+            "unavailable",
+        ];
         for token in value.split(',').map(str::trim) {
+            if GRPC.contains(&token) != grpc {
+                continue;
+            }
             let mut one = RetryOn::default();
             if parse_retry_on(token).map(|o| one = o).is_ok() {
                 self.server_error |= one.server_error;

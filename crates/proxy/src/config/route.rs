@@ -36,9 +36,30 @@ pub struct VirtualHost {
     pub attempt_count: bool,
     /// CORS policy from `typed_per_filter_config`.
     pub cors: Option<super::cors::Cors>,
-    /// `require_tls` EXTERNAL_ONLY or ALL: no request is internal, so every request whose
-    /// `x-forwarded-proto` is not https is redirected to https (301), as in Envoy.
-    pub require_tls: bool,
+    /// `require_tls`: the requests it covers whose `x-forwarded-proto` is not https are
+    /// redirected to https (301), as in Envoy.
+    pub require_tls: TlsRequired,
+}
+
+/// `require_tls` of a virtual host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsRequired {
+    #[default]
+    No,
+    /// Only external requests (see `downstream::forwarded_headers`).
+    ExternalOnly,
+    All,
+}
+
+impl TlsRequired {
+    /// Whether a plaintext request must be redirected.
+    pub fn redirects(self, internal: bool) -> bool {
+        match self {
+            TlsRequired::No => false,
+            TlsRequired::ExternalOnly => !internal,
+            TlsRequired::All => true,
+        }
+    }
 }
 
 /// One entry of `domains`, lower-cased. Envoy's precedence: exact, then longest suffix
@@ -210,8 +231,9 @@ impl TryFrom<&rt::VirtualHost> for VirtualHost {
             attempt_count: *include_request_attempt_count,
             cors: super::cors::policy(typed_per_filter_config)?,
             require_tls: match require_tls {
-                0 => false,
-                1 | 2 => true,
+                0 => TlsRequired::No,
+                1 => TlsRequired::ExternalOnly,
+                2 => TlsRequired::All,
                 n => {
                     return Err(FieldError::invalid(
                         "require_tls",

@@ -22,6 +22,8 @@ pub enum PathMatch {
     Regex(Regex),
     /// `/api` matches `/api` and `/api/...` but not `/apis`.
     SeparatedPrefix(String),
+    /// `connect_matcher`: CONNECT requests only (the one way to route an HTTP/1.1 CONNECT).
+    Connect,
 }
 
 impl PartialEq for PathMatch {
@@ -31,6 +33,7 @@ impl PartialEq for PathMatch {
             | (PathMatch::Exact(a), PathMatch::Exact(b))
             | (PathMatch::SeparatedPrefix(a), PathMatch::SeparatedPrefix(b)) => a == b,
             (PathMatch::Regex(a), PathMatch::Regex(b)) => a.as_str() == b.as_str(),
+            (PathMatch::Connect, PathMatch::Connect) => true,
             _ => false,
         }
     }
@@ -93,7 +96,7 @@ impl TryFrom<&rt::RouteMatch> for RouteMatch {
                 }
                 PathMatch::SeparatedPrefix(p.clone())
             }
-            Some(P::ConnectMatcher(_)) => return Err(FieldError::unsupported("connect_matcher")),
+            Some(P::ConnectMatcher(_)) => PathMatch::Connect,
             Some(P::PathMatchPolicy(_)) => {
                 return Err(FieldError::unsupported("path_match_policy"));
             }

@@ -201,6 +201,47 @@ pub fn static_cluster(name: &str, addrs: &[SocketAddr]) -> c::Cluster {
     }
 }
 
+/// A STRICT_DNS or LOGICAL_DNS cluster of one host, IPv4 only, re-resolved every
+/// `refresh_ms`. Use `localhost` (resolved from /etc/hosts: no traffic leaves the machine).
+// `dns_refresh_rate` is deprecated in the API but is what translation sends Envoy 1.40.
+#[allow(deprecated, dead_code)]
+pub fn dns_cluster(
+    name: &str,
+    kind: c::cluster::DiscoveryType,
+    host: &str,
+    port: u16,
+    refresh_ms: i32,
+) -> c::Cluster {
+    let mut cl = static_cluster(name, &["127.0.0.1:1".parse().expect("addr")]);
+    cl.cluster_discovery_type = Some(c::cluster::ClusterDiscoveryType::Type(kind as i32));
+    cl.dns_lookup_family = c::cluster::DnsLookupFamily::V4Only as i32;
+    cl.dns_refresh_rate = Some(PbDuration {
+        seconds: 0,
+        nanos: refresh_ms * 1_000_000,
+    });
+    for group in cl
+        .load_assignment
+        .iter_mut()
+        .flat_map(|la| la.endpoints.iter_mut())
+    {
+        for lbe in &mut group.lb_endpoints {
+            if let Some(e::lb_endpoint::HostIdentifier::Endpoint(ep)) = lbe.host_identifier.as_mut()
+            {
+                ep.address = Some(core::Address {
+                    address: Some(core::address::Address::SocketAddress(core::SocketAddress {
+                        address: host.into(),
+                        port_specifier: Some(core::socket_address::PortSpecifier::PortValue(
+                            u32::from(port),
+                        )),
+                        ..Default::default()
+                    })),
+                });
+            }
+        }
+    }
+    cl
+}
+
 pub fn eds_cluster(name: &str) -> c::Cluster {
     c::Cluster {
         name: name.into(),
@@ -447,15 +488,40 @@ pub async fn upgrade_request(
     path: &str,
     protocol: &str,
 ) -> Result<Upgraded, String> {
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    raw_tunnel(addr, head, 101).await
+}
+
+/// Send `CONNECT authority` with extra headers on a raw connection; after a 200, write bytes
+/// and expect them echoed through the tunnel.
+pub async fn connect_request(
+    addr: SocketAddr,
+    authority: &str,
+    headers: &[(&str, &str)],
+) -> Result<Upgraded, String> {
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n");
+    raw_tunnel(addr, head, 200).await
+}
+
+/// Write `head`; read the response head; when its status is `tunnel_status`, check that bytes
+/// written next come back.
+async fn raw_tunnel(
+    addr: SocketAddr,
+    head: String,
+    tunnel_status: u16,
+) -> Result<Upgraded, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let io = async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| e.to_string())?;
-        let head = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
         s.write_all(head.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
@@ -475,7 +541,7 @@ pub async fn upgrade_request(
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
         let mut echoed = false;
-        if status == 101 {
+        if status == tunnel_status {
             s.write_all(b"through the tunnel")
                 .await
                 .map_err(|e| e.to_string())?;
@@ -494,18 +560,25 @@ pub async fn upgrade_request(
         .map_err(|_| "upgrade timed out".to_string())?
 }
 
-/// A unary gRPC call over h2c (prior knowledge) with a small message.
-pub async fn grpc_request(addr: SocketAddr, host: &str, path: &str) -> Result<Got, String> {
+/// A unary gRPC call over h2c (prior knowledge) with a small message and extra headers.
+pub async fn grpc_request(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Got, String> {
     let uri = format!("http://{host}{path}")
         .parse::<http::Uri>()
         .map_err(|e| e.to_string())?;
     let message = Bytes::from_static(&[0, 0, 0, 0, 4, b'p', b'i', b'n', b'g']);
-    let req = http::Request::post(uri)
+    let mut req = http::Request::post(uri)
         .version(http::Version::HTTP_2)
         .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(Full::new(message))
-        .map_err(|e| e.to_string())?;
+        .header("te", "trailers");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(message)).map_err(|e| e.to_string())?;
     let conn = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;

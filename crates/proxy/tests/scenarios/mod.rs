@@ -15,10 +15,13 @@ use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 
 use crate::common::*;
 
+mod clusters;
 pub mod detection;
+pub mod health;
 mod istio_defaults;
 mod resilience;
 mod routing;
+mod timeouts;
 pub mod tls;
 
 /// The backends every scenario can use.
@@ -37,6 +40,10 @@ pub struct Backends {
     pub mirror: SocketAddr,
     /// Server-first TCP: greets on accept, then echoes.
     pub greeter: SocketAddr,
+    /// Echoes whose gRPC health service reports `reviews` (SERVING at start; the test flips
+    /// `grpc_two`).
+    pub grpc_one: SocketAddr,
+    pub grpc_two: SocketAddr,
 }
 
 /// One request and what must be observed.
@@ -72,12 +79,17 @@ pub struct Check {
     /// Ask to upgrade to this protocol on a raw HTTP/1.1 connection; with status 101 the
     /// tunnel must echo bytes.
     pub upgrade: Option<&'static str>,
+    /// Send `CONNECT host` (with `headers`) on a raw HTTP/1.1 connection; with status 200 the
+    /// tunnel must echo.
+    pub connect: bool,
     /// Repeat the request (at most 20 times) until it has passed this many times in a row:
     /// for state an implementation applies asynchronously (Envoy ejects outliers on its main
     /// thread, a moment after the worker saw the failures).
     pub until_stable: u32,
     /// After the response, the mirror backend must receive a copy with this host.
     pub mirrored: Option<&'static str>,
+    /// Send to the listener whose `internal_address_config` makes the client internal.
+    pub internal: bool,
 }
 
 pub struct Scenario {
@@ -88,6 +100,21 @@ pub struct Scenario {
 
 /// `status` value meaning "any status" (warm-up requests whose outcome is not asserted).
 pub const ANY: u16 = 0;
+
+fn connect(
+    authority: &'static str,
+    headers: Vec<(&'static str, &'static str)>,
+    status: u16,
+) -> Check {
+    Check {
+        host: authority,
+        method: "CONNECT",
+        headers,
+        status,
+        connect: true,
+        ..Default::default()
+    }
+}
 
 fn get(host: &'static str, path: &'static str, status: u16) -> Check {
     Check {
@@ -251,5 +278,7 @@ pub fn all() -> Vec<Scenario> {
     let mut all = routing::scenarios();
     all.extend(resilience::scenarios());
     all.extend(istio_defaults::scenarios());
+    all.extend(timeouts::scenarios());
+    all.extend(clusters::scenarios());
     all
 }

@@ -1,5 +1,5 @@
 //! Routing scenarios: virtual hosts, matching, forwarding, redirects, local failures, gRPC,
-//! WebSocket, sanitized headers, weighted clusters.
+//! WebSocket, CONNECT, sanitized headers, weighted clusters.
 #![allow(clippy::wildcard_imports)]
 
 use super::*;
@@ -289,6 +289,49 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            name: "CONNECT: terminated to a TCP endpoint, forwarded upstream, refused unless allowed",
+            routes: vec![
+                vhost(
+                    "connect",
+                    &["*"],
+                    vec![
+                        route(connect_match("x-off"), forward(|a| a.upgrade_configs = vec![connect_upgrade(Some(false), false)])),
+                        route(connect_match("x-plain"), forward(|_| {})),
+                        route(connect_match("x-fwd"), forward(|a| a.upgrade_configs = vec![connect_upgrade(None, false)])),
+                        route(
+                            connect_match("x-closed"),
+                            forward(|a| {
+                                a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("closed".into()));
+                                a.upgrade_configs = vec![connect_upgrade(None, true)];
+                            }),
+                        ),
+                        route(
+                            path_match(PS::ConnectMatcher(rt::route_match::ConnectMatcher {})),
+                            forward(|a| {
+                                a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster("tcpecho".into()));
+                                a.upgrade_configs = vec![connect_upgrade(None, true)];
+                            }),
+                        ),
+                        route(prefix("/"), forward(|_| {})),
+                    ],
+                ),
+                vhost("no-connect-route", &["plain.test:443"], vec![route(prefix("/"), forward(|_| {}))]),
+            ],
+            checks: vec![
+                // connect_config: the proxy answers 200 and carries bytes to the TCP echo.
+                connect("example.test:443", vec![], 200),
+                // Upgrade allowed without connect_config: the CONNECT goes to the upstream.
+                Check { backend: Some("a"), ..connect("example.test:443", vec![("x-fwd", "1")], 200) },
+                connect("example.test:443", vec![("x-closed", "1")], 503),
+                connect("example.test:443", vec![("x-off", "1")], 403),
+                // Neither the connection manager nor the route allows CONNECT.
+                connect("example.test:443", vec![("x-plain", "1")], 403),
+                // Only connect_matcher routes match CONNECT; they never match other methods.
+                connect("plain.test:443", vec![], 404),
+                Check { workload: Some("a"), ..get("h", "/not-connect", 200) },
+            ],
+        },
+        Scenario {
             name: "x-envoy-* request headers from external clients are ignored and removed",
             routes: vec![vhost("ovr", &["*"], vec![route(prefix("/"), forward(|_| {}))])],
             checks: vec![
@@ -359,4 +402,28 @@ pub fn scenarios() -> Vec<Scenario> {
             checks: vec![Check { workload: Some("b"), ..get("h", "/", 200) }, Check { workload: Some("b"), ..get("h", "/2", 200) }],
         },
     ]
+}
+
+fn connect_match(header_name: &str) -> rt::RouteMatch {
+    rt::RouteMatch {
+        path_specifier: Some(rt::route_match::PathSpecifier::ConnectMatcher(
+            rt::route_match::ConnectMatcher {},
+        )),
+        headers: vec![rt::HeaderMatcher {
+            name: header_name.into(),
+            header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::PresentMatch(
+                true,
+            )),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn connect_upgrade(enabled: Option<bool>, terminate: bool) -> rt::route_action::UpgradeConfig {
+    rt::route_action::UpgradeConfig {
+        upgrade_type: "CONNECT".into(),
+        enabled: enabled.map(|value| BoolValue { value }),
+        connect_config: terminate.then(Default::default),
+    }
 }
