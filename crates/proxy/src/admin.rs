@@ -215,6 +215,7 @@ fn config_dump(state: &AdminState) -> Value {
         "listeners": listeners,
         "route_configs": routes.into_iter().map(|(n, d)| json!({"name": n, "config": d})).collect::<Vec<_>>(),
         "clusters": clusters,
+        "tls": store.tls.load().to_json(),
     })
 }
 

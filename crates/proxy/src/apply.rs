@@ -77,6 +77,7 @@ impl XdsHandler {
             })
             .collect();
         self.store.listeners.store(Arc::new(views));
+        self.store.tls.store(Arc::new(self.tls.status()));
         if self.seen_cds && self.seen_lds {
             self.store.ready.store(true, Ordering::Release);
         }

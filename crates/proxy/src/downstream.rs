@@ -163,6 +163,9 @@ pub fn forwarded_headers(
 ) -> bool {
     const XFF: &str = "x-forwarded-for";
     const XFP: &str = "x-forwarded-proto";
+    // `forward_client_cert_details` SANITIZE (Envoy's default, the only value accepted):
+    // a client certificate header from the client is never passed on.
+    headers.remove("x-forwarded-client-cert");
     headers.remove("x-envoy-internal");
     let prior = headers
         .get(XFF)

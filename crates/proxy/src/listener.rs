@@ -88,7 +88,7 @@ async fn accept_loop(
                 .as_ref()
                 .and_then(|key| cfg.chain_for(key).map(|c| (key, c)));
             let stream = match chain.and_then(|(_, c)| c.tls()) {
-                Some(tls) => crate::tls::stream::accept(tls, stream).await,
+                Some(tls) => crate::tls::stream::accept(tls, stream, &store.stats).await,
                 None => Ok(Conn::Plain(stream)),
             };
             match (chain, stream) {

@@ -46,6 +46,10 @@ pub struct Stats {
     flags: Mutex<BTreeMap<&'static str, u64>>,
     pub downstream_rq: AtomicU64,
     pub downstream_cx: AtomicU64,
+    /// Downstream TLS handshakes completed / failed (Envoy's `ssl.handshake`,
+    /// `ssl.connection_error`).
+    pub downstream_tls_handshake: AtomicU64,
+    pub downstream_tls_error: AtomicU64,
 }
 
 impl Stats {
@@ -174,6 +178,21 @@ impl Stats {
             "plexus_downstream_cx_total {}",
             self.downstream_cx.load(Ordering::Relaxed)
         );
+        for (name, help, v) in [
+            (
+                "plexus_downstream_tls_handshake_total",
+                "Downstream TLS handshakes completed.",
+                &self.downstream_tls_handshake,
+            ),
+            (
+                "plexus_downstream_tls_error_total",
+                "Downstream TLS handshakes that failed.",
+                &self.downstream_tls_error,
+            ),
+        ] {
+            counter(&mut out, name, help);
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
         out
     }
 }

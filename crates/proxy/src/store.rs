@@ -36,6 +36,8 @@ pub struct Store {
     pub ready: AtomicBool,
     /// Open downstream connections; drain waits for this to reach zero.
     pub active_connections: AtomicUsize,
+    /// SDS secrets held and what is warming for them (admin only).
+    pub tls: ArcSwap<crate::tls::state::Status>,
 }
 
 impl Store {

@@ -21,15 +21,25 @@ pub fn parse(b: &[u8]) -> Option<Inspected> {
         Some(0x16) => {}
         Some(_) => return not_tls,
     }
-    if b.len() < 9 {
+    if b.len() < 6 {
         return None;
     }
-    if b[1] != 3 || b[5] != 1 {
+    // Record version major 3, and the handshake message must be a ClientHello (type 1).
+    let header = reassemble(b, 4)?.unwrap_or_default();
+    if b[1] != 3 || header.first() != Some(&1) {
         return not_tls;
     }
-    let hello_len = (usize::from(b[6]) << 16) | (usize::from(b[7]) << 8) | usize::from(b[8]);
-    // The hello may span records; only the common single-record case is read.
-    let hello = b.get(9..9 + hello_len)?;
+    let hello_len =
+        (usize::from(header[1]) << 16) | (usize::from(header[2]) << 8) | usize::from(header[3]);
+    let handshake = reassemble(b, 4 + hello_len)?;
+    let Some(handshake) = handshake else {
+        // A record that is not a handshake record interrupts the hello: TLS, nothing to read.
+        return Some(Inspected {
+            tls: true,
+            ..Inspected::default()
+        });
+    };
+    let hello = &handshake[4..];
     let exts = extensions(hello).unwrap_or_default();
     let find = |ty: usize| exts.iter().find(|(t, _)| *t == ty).map(|(_, d)| *d);
     Some(Inspected {
@@ -37,6 +47,25 @@ pub fn parse(b: &[u8]) -> Option<Inspected> {
         server_name: find(0).and_then(sni),
         alpn: find(16).map(alpn).unwrap_or_default(),
     })
+}
+
+/// The first `want` bytes of the handshake stream, which may span several records (large
+/// ClientHellos are split). `None`: more bytes are needed; `Some(None)`: a record of another
+/// type came first.
+fn reassemble(b: &[u8], want: usize) -> Option<Option<Vec<u8>>> {
+    let mut out = Vec::with_capacity(want);
+    let mut at = 0;
+    while out.len() < want {
+        let header = b.get(at..at + 5)?;
+        if header[0] != 0x16 || header[1] != 3 {
+            return Some(None);
+        }
+        let len = (usize::from(header[3]) << 8) | usize::from(header[4]);
+        out.extend_from_slice(b.get(at + 5..at + 5 + len)?);
+        at += 5 + len;
+    }
+    out.truncate(want);
+    Some(Some(out))
 }
 
 /// server_name_list: list length, then (type 0 = host_name, length, name).
@@ -134,6 +163,19 @@ pub fn client_hello_alpn(sni: &str, protocols: &[&str]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// Re-frame a single-record hello as two handshake records, the first carrying `first`
+    /// bytes of the handshake message.
+    fn split_records(one: &[u8], first: usize) -> Vec<u8> {
+        let body = &one[5..];
+        let mut out = Vec::new();
+        for part in [&body[..first], &body[first..]] {
+            out.extend_from_slice(&[0x16, 3, 1]);
+            out.extend_from_slice(&(part.len() as u16).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+        out
+    }
+
     #[test]
     fn reads_sni_and_tells_tls_from_plaintext() {
         let hello = client_hello("API.Payments.example");
@@ -145,6 +187,14 @@ mod tests {
                 alpn: Vec::new(),
             })
         );
+        // The same hello split over two records (as large hellos are) reads the same.
+        for first in [2, 20] {
+            let split = split_records(&hello, first);
+            let partial = parse(&split[..split.len() - 1]);
+            assert_eq!(partial, None, "second record incomplete");
+            let got = parse(&split).and_then(|i| i.server_name);
+            assert_eq!(got.as_deref(), Some("api.payments.example"));
+        }
         let with_alpn = client_hello_alpn("a.example", &["istio-peer-exchange", "h2"]);
         let got = parse(&with_alpn).expect("complete");
         assert_eq!(got.server_name.as_deref(), Some("a.example"));

@@ -142,10 +142,16 @@ pub async fn forward(
                 })?
                 .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e.to_string()))?;
         crate::config::keepalive::apply(cluster.config.keepalive.as_ref(), &stream);
+        // The TLS handshake gets its own `connect_timeout` (Envoy counts both together).
         let stream = match &cluster.config.tls {
-            Some(tls) => crate::tls::stream::connect(tls, stream, endpoint, true)
-                .await
-                .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e.to_string()))?,
+            Some(tls) => {
+                let tls = crate::tls::stream::connect(tls, stream, endpoint, true);
+                tokio::time::timeout(cluster.config.connect_timeout, tls)
+                    .await
+                    .map_err(|_| "TLS handshake timeout".to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                    .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e))?
+            }
             None => crate::tls::Conn::Plain(stream),
         };
         cluster.stats.cx_total.fetch_add(1, Ordering::Relaxed);

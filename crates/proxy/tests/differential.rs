@@ -697,7 +697,10 @@ async fn differential_scenarios() {
     }
     // TLS: termination, chain selection, mTLS, origination; then an SDS rotation.
     let tls_targets: Vec<_> = targets.iter().map(|t| (t.label(), &t.tls)).collect();
-    for (i, outcome) in scenarios::tls::run(&tls, &ads, &tls_targets).await {
+    let mut outcomes = scenarios::tls::run(&tls, &ads, &tls_targets).await;
+    let admins: Vec<_> = targets.iter().map(|t| (t.label(), t.admin)).collect();
+    outcomes.extend(scenarios::tls::warming(&tls, &ads, &admins, base.listeners.clone()).await);
+    for (i, outcome) in outcomes {
         let t = &targets[i];
         match outcome {
             Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
@@ -755,7 +758,7 @@ struct Target {
     http: SocketAddr,
     /// The `r1` routes behind `internal_address_config` 127.0.0.0/8 (see `internal_listener`).
     internal: SocketAddr,
-    /// The admin endpoint (`/clusters`).
+    /// The admin endpoint (`/clusters`; `/listeners?format=json` has one shape on both).
     admin: SocketAddr,
     tcp: SocketAddr,
     /// TCP proxy with a 300 ms idle timeout.

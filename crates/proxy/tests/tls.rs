@@ -66,6 +66,11 @@ async fn sds_warming_and_rotation(delta: bool) {
         .expect("LDS ACK");
     // Warming: the listener is accepted but not bound until its secret arrives.
     assert_eq!(proxy.listener_addr("main"), None, "bound before its secret");
+    let dump = config_dump(&proxy).await;
+    assert_eq!(
+        dump["tls"]["warming_listeners"],
+        serde_json::json!(["main"])
+    );
     let v1 = ads.push(SECRET_TYPE, vec![cert_secret("gw-cert", &first)]);
     ads.wait_ack(SECRET_TYPE, &v1, WAIT).await.expect("SDS ACK");
     let addr = wait_listener(&proxy, "main").await;
@@ -73,6 +78,14 @@ async fn sds_warming_and_rotation(delta: bool) {
         .await
         .expect("TLS request");
     assert_eq!((got.status, hs.peer_leaf), (200, first.der()));
+    let dump = config_dump(&proxy).await;
+    let tls = &dump["tls"];
+    assert_eq!(tls["warming_listeners"], serde_json::json!([]));
+    assert_eq!(
+        tls["secrets"],
+        serde_json::json!([{"name": "gw-cert", "type": "tls_certificate"}])
+    );
+    assert!(!dump.to_string().contains("PRIVATE KEY"));
     let v2 = ads.push(SECRET_TYPE, vec![cert_secret("gw-cert", &second)]);
     ads.wait_ack(SECRET_TYPE, &v2, WAIT).await.expect("SDS ACK");
     let (got, hs) = get(addr, &opts(&ca, &[]), "main.example", "/")
@@ -170,6 +183,18 @@ async fn mtls_requires_a_client_certificate_from_the_ca_with_a_matching_san() {
         let got = get(addr, &with(cert), "main.example", "/").await;
         assert!(got.is_err(), "{what}: {:?}", got.map(|(g, _)| g.status));
     }
+    // The server counts a failed handshake just after the client saw its alert: poll.
+    let url = format!("http://{}/stats/prometheus", proxy.admin);
+    let want = [
+        "plexus_downstream_tls_handshake_total 1\n",
+        "plexus_downstream_tls_error_total 3\n",
+    ];
+    plexus_testkit::eventually(WAIT, "TLS handshake counters", || async {
+        let (_, metrics) = plexus_testkit::envoy::http_get(&url).await?;
+        want.iter().all(|l| metrics.contains(l)).then_some(())
+    })
+    .await
+    .expect("1 handshake and 3 failures counted");
 }
 
 /// Two TLS chains picked by SNI and two by ALPN, each terminating with its own certificate.
@@ -303,9 +328,18 @@ async fn unsupported_tls_fields_are_nacked_by_name() {
         }),
         ..Default::default()
     };
+    let sans_only = Vct::ValidationContext(tls::CertificateValidationContext {
+        match_typed_subject_alt_names: uri_sans(&["spiffe://x/y"]),
+        ..Default::default()
+    });
+    let no_ca = server_ctx(common(Some(&leaf), None, &[], Some(sans_only)), false);
     let cases = [
         (require_sni, "transport_socket.typed_config.require_sni"),
         (api, "tls_certificate_sds_secret_configs[0].sds_config"),
+        (
+            no_ca,
+            "common_tls_context.validation_context.trusted_ca: required",
+        ),
     ];
     for (ctx, field) in cases {
         let before = ads.acks().len();
@@ -435,4 +469,38 @@ async fn gateway_mutual_with_two_certificates_and_a_combined_validation_context(
         wrong_san.is_err(),
         "SAN matchers from the default context apply"
     );
+}
+
+#[test]
+fn debug_output_of_a_tls_listener_carries_no_key_material() {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let ca = Ca::new("ca");
+    let leaf = ca.leaf(&["a"], &[]);
+    let ctx = server_ctx(common(Some(&leaf), None, &[], None), false);
+    let li = with_tls(
+        http_listener_inline("main", routes_to("a")),
+        downstream_socket(ctx),
+    );
+    let pb: l::Listener = plexus_xds::unpack(&li).expect("listener");
+    let cfg = plexus_proxy::config::Listener::try_from(&pb).expect("accepted");
+    let tls = cfg.kind.tls().expect("TLS chain");
+    plexus_proxy::tls::build::bind_downstream(tls, &Default::default()).expect("built");
+    let dump = format!("{cfg:?}");
+    let der = PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).expect("key");
+    let bytes = format!("{:?}", &der.secret_der()[..24]);
+    assert!(dump.contains("ready: true"), "{dump}");
+    assert!(
+        !dump.contains(bytes.trim_end_matches(']')),
+        "key bytes in {dump}"
+    );
+    assert!(!dump.contains("PRIVATE KEY"));
+}
+
+async fn config_dump(proxy: &plexus_proxy::ProxyHandle) -> serde_json::Value {
+    let url = format!("http://{}/config_dump", proxy.admin);
+    let (_, body) = plexus_testkit::envoy::http_get(&url)
+        .await
+        .expect("config_dump");
+    serde_json::from_str(&body).expect("JSON")
 }

@@ -230,3 +230,53 @@ async fn tcp_proxy_terminates_and_originates_tls() {
         "the TCP proxy offers no ALPN"
     );
 }
+
+#[tokio::test]
+async fn websocket_upgrades_reach_a_tls_upstream() {
+    let backend = echo::start_http(Default::default(), "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("echo");
+    let ca = Ca::new("ca");
+    let front = tls_front(
+        backend.addr,
+        &ca.leaf(&["backend.example"], &[]),
+        &["http/1.1"],
+        None,
+    )
+    .await;
+    let ads = FakeAds::start().await.expect("ads");
+    let trust = Some(Vct::ValidationContext(validation(&ca.pem, vec![])));
+    let cluster = tls_cluster(
+        "ws",
+        front.addr,
+        client_ctx("backend.example", common(None, None, &[], trust)),
+    );
+    push(
+        &ads,
+        &Config {
+            listeners: vec![("main".into(), http_listener_rds_with_fault("main", "r1"))],
+            routes: vec![route_config(
+                "r1",
+                vec![vhost(
+                    "all",
+                    &["*"],
+                    vec![route(prefix("/"), to_cluster("ws"))],
+                )],
+            )],
+            clusters: vec![cluster],
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    let addr = wait_listener(&proxy, "main").await;
+    get_until(addr, "ws.example", "/", |g| g.status == 200).await;
+    let up = upgrade_request(addr, "ws.example", "/chat", "websocket")
+        .await
+        .expect("upgrade");
+    assert_eq!((up.status, up.echoed), (101, true), "{}", up.head);
+    let seen = front.seen.lock().expect("seen").clone();
+    assert!(
+        seen.iter()
+            .all(|(sni, _)| sni.as_deref() == Some("backend.example"))
+    );
+}

@@ -213,12 +213,13 @@ pub(super) fn filter_chain(c: &l::FilterChain) -> FieldResult<ListenerKind> {
         transport_socket_connect_timeout,
         name: _,
     } = c;
-    deny_set!(
-        filter_chain_match,
-        use_proxy_proto,
-        transport_socket_connect_timeout
-    );
-    let tls = crate::tls::context::downstream(transport_socket.as_ref())
+    deny_set!(filter_chain_match, use_proxy_proto);
+    let handshake_timeout = match transport_socket_connect_timeout {
+        Some(d) => Some(duration(d).map_err(|e| e.within("transport_socket_connect_timeout"))?)
+            .filter(|d| !d.is_zero()),
+        None => None,
+    };
+    let tls = crate::tls::context::downstream(transport_socket.as_ref(), handshake_timeout)
         .map_err(|e| e.within("transport_socket"))?;
     let [filter] = filters.as_slice() else {
         return Err(FieldError::unsupported(format!(

@@ -56,8 +56,13 @@ fn alpn(common: &Common) -> Vec<Vec<u8>> {
 /// Envoy's rule: the first ECDSA certificate for clients that support ECDSA, else the first
 /// RSA one; Plexus then falls back to any the client can verify, then the first. (Envoy also
 /// prefers certificates whose names match the SNI; Plexus does not look at names.)
-#[derive(Debug)]
 struct ByKeyType(Vec<Arc<rustls::sign::CertifiedKey>>);
+
+impl std::fmt::Debug for ByKeyType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ByKeyType({} certificates)", self.0.len())
+    }
+}
 
 impl rustls::server::ResolvesServerCert for ByKeyType {
     fn resolve(
@@ -133,6 +138,9 @@ pub fn client_config(
         },
         Some(src) => {
             let v = validation(src, secrets)?;
+            if v.roots.is_empty() {
+                return Err(NotReady("the validation context has no trusted_ca".into()));
+            }
             ServerVerifier {
                 roots: Some(v.root_store().map_err(NotReady)?),
                 sans: v.sans,

@@ -65,22 +65,49 @@ impl Common {
 }
 
 /// A filter chain's TLS termination.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DownstreamTls {
     pub common: Common,
     pub require_client_cert: bool,
+    /// The filter chain's `transport_socket_connect_timeout`: the handshake must finish within
+    /// it or the connection is closed (none: no limit, Envoy's default).
+    pub handshake_timeout: Option<std::time::Duration>,
     /// Built from `common` and the current secrets; `None` while a secret is missing.
     pub acceptor: Arc<ArcSwapOption<rustls::ServerConfig>>,
 }
 
+// The built rustls configs hold private keys: Debug shows only the declarative part.
+impl std::fmt::Debug for DownstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownstreamTls")
+            .field("common", &self.common)
+            .field("require_client_cert", &self.require_client_cert)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("ready", &self.acceptor.load().is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("common", &self.common)
+            .field("sni", &self.sni)
+            .field("ready", &self.connector.load().is_some())
+            .finish()
+    }
+}
+
 impl PartialEq for DownstreamTls {
     fn eq(&self, other: &Self) -> bool {
-        self.common == other.common && self.require_client_cert == other.require_client_cert
+        self.common == other.common
+            && self.require_client_cert == other.require_client_cert
+            && self.handshake_timeout == other.handshake_timeout
     }
 }
 
 /// A cluster's TLS origination.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UpstreamTls {
     pub common: Common,
     /// `sni`; none sends no SNI.
@@ -122,8 +149,12 @@ fn socket_any(
     }
 }
 
-/// A filter chain's `transport_socket`.
-pub fn downstream(ts: Option<&core::TransportSocket>) -> FieldResult<Option<Arc<DownstreamTls>>> {
+/// A filter chain's `transport_socket`, with the chain's `transport_socket_connect_timeout`
+/// (which only TLS makes meaningful: a plain socket is connected at once).
+pub fn downstream(
+    ts: Option<&core::TransportSocket>,
+    handshake_timeout: Option<std::time::Duration>,
+) -> FieldResult<Option<Arc<DownstreamTls>>> {
     let Some(ts) = ts else { return Ok(None) };
     let Some(any) = socket_any(ts)? else {
         return Ok(None);
@@ -136,7 +167,12 @@ pub fn downstream(ts: Option<&core::TransportSocket>) -> FieldResult<Option<Arc<
     }
     let ctx: tls::DownstreamTlsContext = unpack_field(any, "typed_config")?;
     downstream_context(&ctx)
-        .map(|d| Some(Arc::new(d)))
+        .map(|d| {
+            Some(Arc::new(DownstreamTls {
+                handshake_timeout,
+                ..d
+            }))
+        })
         .map_err(|e| e.within("typed_config"))
 }
 
@@ -179,6 +215,7 @@ fn downstream_context(c: &tls::DownstreamTlsContext) -> FieldResult<DownstreamTl
     Ok(DownstreamTls {
         common,
         require_client_cert,
+        handshake_timeout: None,
         acceptor: Arc::default(),
     })
 }
@@ -301,9 +338,17 @@ fn validation_source(
     use tls::common_tls_context::ValidationContextType as V;
     Ok(match v {
         None => None,
-        Some(V::ValidationContext(v)) => Some(ValidationSource::Inline(
-            validation(v).map_err(|e| e.within("validation_context"))?,
-        )),
+        Some(V::ValidationContext(v)) => {
+            let v = validation(v).map_err(|e| e.within("validation_context"))?;
+            if v.roots.is_empty() {
+                // Envoy refuses SAN checks without a CA; Plexus verifies only against one.
+                return Err(FieldError::invalid(
+                    "validation_context.trusted_ca",
+                    "required: peers are verified against trusted_ca",
+                ));
+            }
+            Some(ValidationSource::Inline(v))
+        }
         Some(V::ValidationContextSdsSecretConfig(s)) => {
             Some(ValidationSource::Sds(sds(s).map_err(|e| {
                 e.within("validation_context_sds_secret_config")

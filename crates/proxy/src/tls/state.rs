@@ -58,7 +58,50 @@ fn cluster_secrets(c: &Cluster) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What `/config_dump` shows of TLS: secret names and kinds (never their content), and what is
+/// warming for which secret.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// (name, `tls_certificate` or `validation_context`).
+    pub secrets: Vec<(String, &'static str)>,
+    pub warming_listeners: Vec<String>,
+    pub warming_clusters: Vec<String>,
+}
+
+impl Status {
+    pub fn to_json(&self) -> serde_json::Value {
+        let secrets: Vec<_> = self
+            .secrets
+            .iter()
+            .map(|(name, kind)| serde_json::json!({"name": name, "type": kind}))
+            .collect();
+        serde_json::json!({
+            "secrets": secrets,
+            "warming_listeners": self.warming_listeners,
+            "warming_clusters": self.warming_clusters,
+        })
+    }
+}
+
 impl TlsState {
+    pub fn status(&self) -> Status {
+        Status {
+            secrets: self
+                .secrets
+                .iter()
+                .map(|(n, s)| {
+                    let kind = match **s {
+                        super::Secret::Certificate(_) => "tls_certificate",
+                        super::Secret::Validation(_) => "validation_context",
+                    };
+                    (n.clone(), kind)
+                })
+                .collect(),
+            warming_listeners: self.warming_listeners.keys().cloned().collect(),
+            warming_clusters: self.warming_clusters.keys().cloned().collect(),
+        }
+    }
+
     /// Bind a listener's TLS configs; when a secret is missing it is kept warming instead.
     pub fn admit_listener(&mut self, name: &str, l: &Listener) -> bool {
         match bind_listener(l, &self.secrets) {

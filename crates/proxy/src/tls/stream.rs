@@ -30,15 +30,6 @@ impl Conn {
             Conn::Client(s) => s.get_ref().0,
         }
     }
-
-    /// The ALPN protocol the handshake settled on.
-    pub fn alpn(&self) -> Option<&[u8]> {
-        match self {
-            Conn::Plain(_) => None,
-            Conn::Server(s) => s.get_ref().1.alpn_protocol(),
-            Conn::Client(s) => s.get_ref().1.alpn_protocol(),
-        }
-    }
 }
 
 /// Why a TLS handshake did not complete; the message never carries key material.
@@ -50,14 +41,33 @@ pub enum HandshakeError {
     Failed(io::Error),
 }
 
-/// Terminate TLS on an accepted connection.
-pub async fn accept(tls: &DownstreamTls, stream: TcpStream) -> Result<Conn, HandshakeError> {
-    let cfg = tls.acceptor.load_full().ok_or(HandshakeError::NotReady)?;
-    tokio_rustls::TlsAcceptor::from(cfg)
-        .accept(stream)
-        .await
-        .map(|s| Conn::Server(Box::new(s)))
-        .map_err(HandshakeError::Failed)
+/// Terminate TLS on an accepted connection, counting the outcome.
+pub async fn accept(
+    tls: &DownstreamTls,
+    stream: TcpStream,
+    stats: &crate::stats::Stats,
+) -> Result<Conn, HandshakeError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let done = match tls.acceptor.load_full() {
+        Some(cfg) => {
+            let handshake = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
+            let finished = match tls.handshake_timeout {
+                Some(t) => tokio::time::timeout(t, handshake)
+                    .await
+                    .unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::TimedOut))),
+                None => handshake.await,
+            };
+            finished
+                .map(|s| Conn::Server(Box::new(s)))
+                .map_err(HandshakeError::Failed)
+        }
+        None => Err(HandshakeError::NotReady),
+    };
+    match &done {
+        Ok(_) => stats.downstream_tls_handshake.fetch_add(1, Relaxed),
+        Err(_) => stats.downstream_tls_error.fetch_add(1, Relaxed),
+    };
+    done
 }
 
 /// Originate TLS on a connected upstream socket, for an HTTP pool (`http`) or the TCP proxy.

@@ -1,6 +1,6 @@
 //! The TLS scenarios of the differential run, on their own listeners and clusters: termination
 //! with an inline certificate (HTTP/1.1 and HTTP/2 by ALPN), with an SDS certificate and its
-//! rotation, filter chains chosen by SNI and by ALPN, mTLS required, Istio's gateway shape for
+//! rotation, a listener warming until its secret arrives, filter chains chosen by SNI and by ALPN, mTLS required, Istio's gateway shape for
 //! `MUTUAL` with an RSA and an ECDSA certificate and a combined validation context, and TLS to
 //! an upstream with SNI and a CA check (HTTP/1.1 and HTTP/2; a wrong CA answers 503).
 
@@ -157,10 +157,10 @@ pub fn extend(cfg: &mut Config, f: &Fixture) -> Vec<(String, Any)> {
     let listeners = [
         (
             "tls-inline",
-            with_tls(
+            with_handshake_timeout(with_tls(
                 http_listener_inline("tls-inline", routes("a")),
                 server((Some(&f.main), None), &["h2", "http/1.1"], None, false),
-            ),
+            )),
         ),
         (
             "tls-sds",
@@ -222,12 +222,58 @@ pub fn extend(cfg: &mut Config, f: &Fixture) -> Vec<(String, Any)> {
         upstream("up-wrong-ca", f, &f.wrong_ca, false),
         upstream("up-h2", f, &f.ca, true),
     ]);
-    vec![
-        cert_secret(SDS_CERT, &f.sds_first),
+    secrets(f, false, false)
+}
+
+/// Secret of the listener added later to check warming (pushed after it).
+const LATE_CERT: &str = "scenario-late-cert";
+
+/// Every secret the scenarios use (a state-of-the-world push replaces the whole set): the SDS
+/// certificate before or after its rotation, and the late one once it is due.
+fn secrets(f: &Fixture, rotated: bool, late: bool) -> Vec<(String, Any)> {
+    let sds = if rotated { &f.sds_second } else { &f.sds_first };
+    let mut all = vec![
+        cert_secret(SDS_CERT, sds),
         cert_secret("gw-rsa", &f.gw_rsa),
         cert_secret("gw-ecdsa", &f.gw_ecdsa),
         ca_secret("gw-cacert", &f.ca.pem, vec![]),
-    ]
+    ];
+    if late {
+        all.push(cert_secret(LATE_CERT, &f.main));
+    }
+    all
+}
+
+/// `transport_socket_connect_timeout` of 300 ms on the listener's first chain.
+fn with_handshake_timeout(listener: Any) -> Any {
+    let mut li: l::Listener = plexus_xds::unpack(&listener).expect("listener");
+    li.filter_chains[0].transport_socket_connect_timeout =
+        Some(envoy_types::pb::google::protobuf::Duration {
+            seconds: 0,
+            nanos: 300_000_000,
+        });
+    pack_any(li)
+}
+
+/// A client that connects and never starts its handshake is closed after the chain's
+/// `transport_socket_connect_timeout` (300 ms), not much sooner.
+async fn silent_client_closed(addr: SocketAddr) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let since = std::time::Instant::now();
+        let mut buf = [0u8; 64];
+        // A reset instead of a clean close also ends the connection.
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        Ok::<_, std::io::Error>((n, since.elapsed()))
+    };
+    match tokio::time::timeout(WAIT, io).await {
+        Ok(Ok((0, after))) if after >= std::time::Duration::from_millis(250) => Ok(()),
+        Ok(Ok((0, after))) => Err(format!("closed after only {after:?}")),
+        Ok(Ok((n, _))) => Err(format!("read {n} unexpected bytes")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("still open after the wait".into()),
+    }
 }
 
 /// Peer identity the gateway's default validation context requires.
@@ -297,6 +343,106 @@ fn opts(f: &Fixture, sni: &str, alpn: &[&str], cert: Option<Leaf>) -> ClientOpts
     }
 }
 
+/// One TLS request of the scenarios: a listener, a client, and what must happen.
+struct Case<'a> {
+    name: &'static str,
+    listener: &'static str,
+    client: ClientOpts,
+    /// `Some((leaf, workload, ALPN))`: served with that certificate by that backend after
+    /// that ALPN; `None`: the handshake (or the first read) fails.
+    served: Option<(Option<&'a Leaf>, &'static str, Option<&'static str>)>,
+}
+
+fn cases(f: &Fixture) -> Vec<Case<'_>> {
+    let case = |name, listener, client, served| Case {
+        name,
+        listener,
+        client,
+        served,
+    };
+    let partner = || Some(f.ca.leaf(&[], &[GW_CLIENT]));
+    let rsa_only = ClientOpts {
+        rsa_only: true,
+        ..opts(f, "gw.example", &["h2"], partner())
+    };
+    let stranger = Some(f.ca.leaf(&[], &["spiffe://x/y"]));
+    let client_cert = Some(f.ca.leaf(&["client.example"], &[]));
+    vec![
+        case(
+            "inline certificate, ALPN h2",
+            "tls-inline",
+            opts(f, "main.example", &["h2"], None),
+            Some((Some(&f.main), "a", Some("h2"))),
+        ),
+        case(
+            "inline certificate, ALPN http/1.1",
+            "tls-inline",
+            opts(f, "main.example", &["http/1.1"], None),
+            Some((Some(&f.main), "a", Some("http/1.1"))),
+        ),
+        case(
+            "SDS certificate",
+            "tls-sds",
+            opts(f, "sds.example", &[], None),
+            Some((Some(&f.sds_first), "a", None)),
+        ),
+        case(
+            "chain by SNI a",
+            "tls-sni",
+            opts(f, "a.example", &[], None),
+            Some((Some(&f.sni_a), "a", None)),
+        ),
+        case(
+            "chain by SNI b",
+            "tls-sni",
+            opts(f, "b.example", &[], None),
+            Some((Some(&f.sni_b), "b", None)),
+        ),
+        case(
+            "chain by ALPN istio-peer-exchange",
+            "tls-alpn",
+            opts(f, "a.example", &["istio-peer-exchange"], None),
+            Some((Some(&f.sni_a), "a", None)),
+        ),
+        case(
+            "chain by ALPN http/1.1",
+            "tls-alpn",
+            opts(f, "b.example", &["http/1.1"], None),
+            Some((Some(&f.sni_b), "b", Some("http/1.1"))),
+        ),
+        case(
+            "mTLS with a client certificate",
+            "tls-mtls",
+            opts(f, "main.example", &[], client_cert),
+            Some((None, "a", None)),
+        ),
+        case(
+            "mTLS without a client certificate fails",
+            "tls-mtls",
+            opts(f, "main.example", &[], None),
+            None,
+        ),
+        case(
+            "gateway MUTUAL: ECDSA certificate for an ECDSA-capable client",
+            "tls-gw",
+            opts(f, "gw.example", &["h2"], partner()),
+            Some((Some(&f.gw_ecdsa), "a", Some("h2"))),
+        ),
+        case(
+            "gateway MUTUAL: RSA certificate for an RSA-only client",
+            "tls-gw",
+            rsa_only,
+            Some((Some(&f.gw_rsa), "a", Some("h2"))),
+        ),
+        case(
+            "gateway MUTUAL: a client SAN outside the default context fails",
+            "tls-gw",
+            opts(f, "gw.example", &[], stranger),
+            None,
+        ),
+    ]
+}
+
 /// Every TLS check against one target: `(check name, outcome)`.
 pub async fn check(
     f: &Fixture,
@@ -309,134 +455,20 @@ pub async fn check(
             .unwrap_or_else(|| ([127, 0, 0, 1], 1).into())
     };
     let mut out = Vec::new();
-    let inline = at("tls-inline");
-    out.push((
-        "inline certificate, ALPN h2",
-        expect(
-            inline,
-            &opts(f, "main.example", &["h2"], None),
-            Some(&f.main),
-            "a",
-            Some("h2"),
-        )
-        .await,
-    ));
-    out.push((
-        "inline certificate, ALPN http/1.1",
-        expect(
-            inline,
-            &opts(f, "main.example", &["http/1.1"], None),
-            Some(&f.main),
-            "a",
-            Some("http/1.1"),
-        )
-        .await,
-    ));
-    out.push((
-        "SDS certificate",
-        expect(
-            at("tls-sds"),
-            &opts(f, "sds.example", &[], None),
-            Some(&f.sds_first),
-            "a",
-            None,
-        )
-        .await,
-    ));
-    for (sni, leaf, w) in [("a.example", &f.sni_a, "a"), ("b.example", &f.sni_b, "b")] {
-        out.push((
-            "chain by SNI",
-            expect(at("tls-sni"), &opts(f, sni, &[], None), Some(leaf), w, None).await,
-        ));
+    for c in cases(f) {
+        let addr = at(c.listener);
+        let outcome = match c.served {
+            Some((leaf, workload, alpn)) => expect(addr, &c.client, leaf, workload, alpn).await,
+            None => match get(addr, &c.client, &c.client.sni, "/").await {
+                Err(_) => Ok(()),
+                Ok((g, _)) => Err(format!("answered {} (want a failed handshake)", g.status)),
+            },
+        };
+        out.push((c.name, outcome));
     }
     out.push((
-        "chain by ALPN istio-peer-exchange",
-        expect(
-            at("tls-alpn"),
-            &opts(f, "a.example", &["istio-peer-exchange"], None),
-            Some(&f.sni_a),
-            "a",
-            None,
-        )
-        .await,
-    ));
-    out.push((
-        "chain by ALPN http/1.1",
-        expect(
-            at("tls-alpn"),
-            &opts(f, "b.example", &["http/1.1"], None),
-            Some(&f.sni_b),
-            "b",
-            Some("http/1.1"),
-        )
-        .await,
-    ));
-    let mtls = at("tls-mtls");
-    let client = f.ca.leaf(&["client.example"], &[]);
-    out.push((
-        "mTLS with a client certificate",
-        expect(
-            mtls,
-            &opts(f, "main.example", &[], Some(client)),
-            None,
-            "a",
-            None,
-        )
-        .await,
-    ));
-    out.push((
-        "mTLS without a client certificate fails",
-        match get(
-            mtls,
-            &opts(f, "main.example", &[], None),
-            "main.example",
-            "/",
-        )
-        .await
-        {
-            Err(_) => Ok(()),
-            Ok((g, _)) => Err(format!(
-                "answered {} without a client certificate",
-                g.status
-            )),
-        },
-    ));
-    let gw = at("tls-gw");
-    let partner = || Some(f.ca.leaf(&[], &[GW_CLIENT]));
-    out.push((
-        "gateway MUTUAL: ECDSA certificate for an ECDSA-capable client",
-        expect(
-            gw,
-            &opts(f, "gw.example", &["h2"], partner()),
-            Some(&f.gw_ecdsa),
-            "a",
-            Some("h2"),
-        )
-        .await,
-    ));
-    let rsa_only = ClientOpts {
-        rsa_only: true,
-        ..opts(f, "gw.example", &["h2"], partner())
-    };
-    out.push((
-        "gateway MUTUAL: RSA certificate for an RSA-only client",
-        expect(gw, &rsa_only, Some(&f.gw_rsa), "a", Some("h2")).await,
-    ));
-    let stranger = opts(
-        f,
-        "gw.example",
-        &[],
-        Some(f.ca.leaf(&[], &["spiffe://x/y"])),
-    );
-    out.push((
-        "gateway MUTUAL: a client SAN outside the default context fails",
-        match get(gw, &stranger, "gw.example", "/").await {
-            Err(_) => Ok(()),
-            Ok((g, _)) => Err(format!(
-                "answered {} to a client with the wrong SAN",
-                g.status
-            )),
-        },
+        "handshake timeout closes a silent client",
+        silent_client_closed(at("tls-inline")).await,
     ));
     out.extend(upstream_checks(at("tls-up")).await);
     out
@@ -459,10 +491,17 @@ async fn upstream_checks(addr: SocketAddr) -> Vec<(&'static str, Result<(), Stri
         ),
         ("upstream TLS, wrong CA is 503", "up-wrong-ca", 503, None),
     ] {
-        let r = match request(addr, false, "GET", host, "/", &[]).await {
+        // A client-supplied XFCC header never reaches the upstream (SANITIZE, the default).
+        let xfcc = [("x-forwarded-client-cert", "By=spiffe://forged")];
+        let r = match request(addr, false, "GET", host, "/", &xfcc).await {
             Ok(g) => {
                 let p = g.json()["protocol"].as_str().map(str::to_string);
-                if g.status == status && p.as_deref() == protocol {
+                let forged = g.json()["headers"].get("x-forwarded-client-cert").cloned();
+                if let Some(v) = forged {
+                    Err(format!(
+                        "{host}: the upstream got x-forwarded-client-cert {v}"
+                    ))
+                } else if g.status == status && p.as_deref() == protocol {
                     Ok(())
                 } else {
                     Err(format!(
@@ -511,10 +550,7 @@ pub async fn run(
             ));
         }
     }
-    ads.push(
-        plexus_xds::SECRET_TYPE,
-        vec![cert_secret(SDS_CERT, &f.sds_second)],
-    );
+    ads.push(plexus_xds::SECRET_TYPE, secrets(f, true, false));
     for (i, (label, addrs)) in targets.iter().enumerate() {
         let addr = addrs.get("tls-sds").copied();
         let outcome = match addr {
@@ -528,5 +564,78 @@ pub async fn run(
     }
     let seen = f.front.seen.lock().map(|s| s.clone()).unwrap_or_default();
     println!("TLS upstream saw (SNI, ALPN): {seen:?}");
+    out
+}
+
+/// A proxy's listener as its admin `/listeners?format=json` lists it (Plexus and Envoy share
+/// the shape); Envoy lists active listeners only, Plexus only bound ones.
+async fn listed(admin: SocketAddr, name: &str) -> Option<SocketAddr> {
+    let (_, body) =
+        plexus_testkit::envoy::http_get(&format!("http://{admin}/listeners?format=json")).await?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let status = v["listener_statuses"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)?;
+    let sock = &status["local_address"]["socket_address"];
+    format!(
+        "{}:{}",
+        sock["address"].as_str()?,
+        sock["port_value"].as_u64()?
+    )
+    .parse()
+    .ok()
+}
+
+/// Warming, on every target (`(label, admin address)`): a new listener whose certificate has
+/// not been pushed is accepted (LDS ACKed) but not active; once the secret arrives it serves.
+pub async fn warming(
+    f: &Fixture,
+    ads: &plexus_testkit::FakeAds,
+    targets: &[(String, SocketAddr)],
+    mut listeners: Vec<(String, Any)>,
+) -> Vec<(usize, Result<(), String>)> {
+    let late = with_tls(
+        http_listener_inline("tls-warm", routes("a")),
+        server((None, Some(LATE_CERT)), &[], None, false),
+    );
+    listeners.push(("tls-warm".into(), late));
+    let version = ads.push(plexus_xds::LISTENER_TYPE, listeners);
+    let acked =
+        plexus_testkit::eventually(WAIT, "every proxy to ACK the warming listener", || async {
+            let n = ads
+                .acks()
+                .iter()
+                .filter(|a| a.type_url == plexus_xds::LISTENER_TYPE && a.version == version)
+                .filter(|a| a.error.is_none())
+                .count();
+            (n >= targets.len()).then_some(())
+        })
+        .await;
+    let mut out = Vec::new();
+    for (i, (label, admin)) in targets.iter().enumerate() {
+        let before = match (&acked, listed(*admin, "tls-warm").await) {
+            (Err(e), _) => Err(e.clone()),
+            (Ok(()), Some(addr)) => Err(format!("active at {addr} before its secret")),
+            (Ok(()), None) => Ok(()),
+        };
+        out.push((
+            i,
+            before.map_err(|e| format!("[TLS: warming] {label}: {e}")),
+        ));
+    }
+    ads.push(plexus_xds::SECRET_TYPE, secrets(f, true, true));
+    for (i, (label, admin)) in targets.iter().enumerate() {
+        let serving = plexus_testkit::eventually(WAIT, "the warmed listener to serve", || async {
+            let addr = listed(*admin, "tls-warm").await?;
+            let o = opts(f, "main.example", &[], None);
+            expect(addr, &o, Some(&f.main), "a", None).await.ok()
+        })
+        .await;
+        out.push((
+            i,
+            serving.map_err(|e| format!("[TLS: warmed] {label}: {e}")),
+        ));
+    }
     out
 }
