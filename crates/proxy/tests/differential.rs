@@ -592,28 +592,28 @@ async fn differential_scenarios() {
                 .await
                 .expect("envoy starts");
             let http = envoy
-                .wait_listener("main", WAIT)
+                .wait_listener("main", STARTUP_WAIT)
                 .await
                 .expect("envoy listener");
             let tcp = envoy
-                .wait_listener("tcp", WAIT)
+                .wait_listener("tcp", STARTUP_WAIT)
                 .await
                 .expect("envoy tcp listener");
             let tcp_idle = envoy
-                .wait_listener("tcp-idle", WAIT)
+                .wait_listener("tcp-idle", STARTUP_WAIT)
                 .await
                 .expect("envoy tcp-idle listener");
             let sniff = envoy
-                .wait_listener("sniff", WAIT)
+                .wait_listener("sniff", STARTUP_WAIT)
                 .await
                 .expect("envoy sniff listener");
             let internal = envoy
-                .wait_listener("internal", WAIT)
+                .wait_listener("internal", STARTUP_WAIT)
                 .await
                 .expect("envoy internal listener");
             let mut tls = BTreeMap::new();
             for name in scenarios::tls::LISTENERS {
-                let addr = envoy.wait_listener(name, WAIT).await;
+                let addr = envoy.wait_listener(name, STARTUP_WAIT).await;
                 tls.insert(name, addr.expect("envoy TLS listener"));
             }
             targets.push(Target {

@@ -27,6 +27,9 @@ use plexus_xds::node::{InterceptionMode, NodeIdentity, ProxyType};
 use plexus_xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 
 pub const WAIT: Duration = Duration::from_secs(10);
+/// How long a proxy may take to start and bind a pushed listener. Envoy needs well under a
+/// second on an idle machine, but the suite runs test binaries in parallel on two cores.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(30);
 
 pub fn socket(addr: SocketAddr) -> core::Address {
     core::Address {
@@ -374,7 +377,7 @@ pub async fn start_proxy_with(ads: &FakeAds, delta: bool) -> ProxyHandle {
 }
 
 pub async fn wait_listener(p: &ProxyHandle, name: &str) -> SocketAddr {
-    plexus_testkit::eventually(WAIT, &format!("listener {name}"), || async {
+    plexus_testkit::eventually(STARTUP_WAIT, &format!("listener {name}"), || async {
         p.listener_addr(name)
     })
     .await
