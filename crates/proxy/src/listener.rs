@@ -83,7 +83,7 @@ async fn accept_loop(
         };
         tokio::spawn(async move {
             store.active_connections.fetch_add(1, Ordering::AcqRel);
-            let key = chain_key(&stream, &cfg.capture, conn.original_dst.port()).await;
+            let key = chain_key(&stream, &cfg.capture, &conn).await;
             let chain = key
                 .as_ref()
                 .and_then(|key| cfg.chain_for(key).map(|c| (key, c)));
@@ -112,10 +112,17 @@ async fn accept_loop(
 
 /// What the listener filters say about a connection, for chain selection; `None` when they
 /// time out and the listener closes such connections. Without inspecting filters nothing is
-/// read, so server-first protocols are never held up.
-async fn chain_key(stream: &TcpStream, capture: &Capture, port: u16) -> Option<ChainKey> {
+/// read, so server-first protocols are never held up. The destination is where the client
+/// meant to connect (SO_ORIGINAL_DST of a redirected connection), as Envoy restores it.
+async fn chain_key(
+    stream: &TcpStream,
+    capture: &Capture,
+    conn: &crate::downstream::Downstream,
+) -> Option<ChainKey> {
     let mut key = ChainKey {
-        port,
+        port: conn.original_dst.port(),
+        destination: Some(conn.original_dst.ip()),
+        source: Some(conn.peer),
         ..ChainKey::default()
     };
     if !capture.inspect_tls && !capture.inspect_http {

@@ -546,6 +546,9 @@ async fn differential_scenarios() {
     };
     let ads = FakeAds::start().await.expect("fake ADS");
     let mut base = base_clusters(&backends);
+    let subnets = scenarios::subnets::Fixture::start();
+    base.listeners
+        .extend(scenarios::subnets::listeners(&subnets));
     let tls = scenarios::tls::Fixture::start(a.addr).await;
     ads.push(SECRET_TYPE, scenarios::tls::extend(&mut base, &tls));
     let all = scenarios::all();
@@ -567,6 +570,10 @@ async fn differential_scenarios() {
         let tcp_idle = wait_listener(&plexus, "tcp-idle").await;
         let sniff = wait_listener(&plexus, "sniff").await;
         let internal = wait_listener(&plexus, "internal").await;
+        let by_ip = [
+            wait_listener(&plexus, "subnets").await,
+            wait_listener(&plexus, "subnets-src").await,
+        ];
         let mut tls = BTreeMap::new();
         for name in scenarios::tls::LISTENERS {
             tls.insert(name, wait_listener(&plexus, name).await);
@@ -576,6 +583,7 @@ async fn differential_scenarios() {
             delta,
             http,
             internal,
+            by_ip,
             admin: plexus.admin,
             tcp,
             tcp_idle,
@@ -611,6 +619,11 @@ async fn differential_scenarios() {
                 .wait_listener("internal", STARTUP_WAIT)
                 .await
                 .expect("envoy internal listener");
+            let mut by_ip = Vec::new();
+            for name in ["subnets", "subnets-src"] {
+                let addr = envoy.wait_listener(name, STARTUP_WAIT).await;
+                by_ip.push(addr.expect("envoy IP-matching listener"));
+            }
             let mut tls = BTreeMap::new();
             for name in scenarios::tls::LISTENERS {
                 let addr = envoy.wait_listener(name, STARTUP_WAIT).await;
@@ -621,6 +634,7 @@ async fn differential_scenarios() {
                 delta,
                 http,
                 internal,
+                by_ip: [by_ip[0], by_ip[1]],
                 admin: envoy.admin,
                 tcp,
                 tcp_idle,
@@ -673,6 +687,12 @@ async fn differential_scenarios() {
         match scenarios::detection::check(t.sniff).await {
             Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
             Err(e) => failures.push(format!("[protocol detection] {}: {e}", t.label())),
+        }
+        for outcome in scenarios::subnets::check(&subnets, t.by_ip[0], t.by_ip[1]).await {
+            match outcome {
+                Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
+                Err(e) => failures.push(format!("[chain by IP] {}: {e}", t.label())),
+            }
         }
     }
     // Health flags in `/clusters`: the same transitions on every proxy.
@@ -758,6 +778,8 @@ struct Target {
     http: SocketAddr,
     /// The `r1` routes behind `internal_address_config` 127.0.0.0/8 (see `internal_listener`).
     internal: SocketAddr,
+    /// The `subnets` and `subnets-src` listeners (chains by destination and source IP).
+    by_ip: [SocketAddr; 2],
     /// The admin endpoint (`/clusters`; `/listeners?format=json` has one shape on both).
     admin: SocketAddr,
     tcp: SocketAddr,

@@ -1,10 +1,8 @@
 //! Listener fields of traffic capture (Istio's REDIRECT mode): `bind_to_port: false`
 //! listeners that only receive connections handed over by a `use_original_dst` listener,
 //! the `envoy.filters.listener.original_dst` listener filter, several filter chains chosen by
-//! `filter_chain_match.destination_port`, and `default_filter_chain`. Also the inspecting
-//! listener filters (`tls_inspector`, `http_inspector`), their `listener_filters_timeout`, and
-//! chain matching on what they find (`server_names`, `transport_protocol`,
-//! `application_protocols`).
+//! `filter_chain_match` (see `chain_match`), and `default_filter_chain`. Also the inspecting
+//! listener filters (`tls_inspector`, `http_inspector`) and their `listener_filters_timeout`.
 
 use envoy_types::pb::envoy::config::listener::v3 as l;
 use std::time::Duration;
@@ -15,6 +13,8 @@ use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::Tl
 use envoy_types::pb::google::protobuf::{self as pbuf, BoolValue};
 use prost::Name;
 
+use super::chain_match::parse as chain_match;
+pub use super::chain_match::{ChainKey, ChainMatch, select};
 use super::listener::{ListenerKind, filter_chain};
 use super::{FieldError, FieldResult, unpack_field};
 use crate::deny_set;
@@ -61,106 +61,6 @@ impl Default for Capture {
 
 /// Envoy's `listener_filters_timeout` when unset.
 pub const DEFAULT_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The `filter_chain_match` criteria Plexus understands.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ChainMatch {
-    pub port: Option<u16>,
-    /// Lower-cased; `*.example.com` matches by suffix.
-    pub server_names: Vec<String>,
-    /// "tls" or "raw_buffer".
-    pub transport: Option<String>,
-    /// What the http_inspector detects (`http/1.0`, `http/1.1`, `h2c`) or ALPN names from a
-    /// TLS ClientHello.
-    pub application_protocols: Vec<String>,
-}
-
-/// What a connection offers for chain selection.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ChainKey {
-    pub port: u16,
-    pub tls: bool,
-    pub server_name: Option<String>,
-    /// What `http_inspector` detected (`http/1.0`, `http/1.1`, `h2c`).
-    pub application_protocol: Option<&'static str>,
-    /// The ALPN list of a TLS ClientHello (`tls_inspector`).
-    pub alpn: Vec<String>,
-}
-
-/// Envoy's order: destination port, then server name (exact, then longest wildcard, then
-/// none), then transport protocol, then application protocol; at each step the most specific criterion that matches
-/// wins, and an empty field matches anything. `None`: no chain matches.
-pub fn select<'a, T>(chains: &'a [(ChainMatch, T)], key: &ChainKey) -> Option<&'a T> {
-    let mut c: Vec<&(ChainMatch, T)> = chains.iter().collect();
-    let by_port: Vec<_> = c
-        .iter()
-        .copied()
-        .filter(|(m, _)| m.port == Some(key.port))
-        .collect();
-    c = if by_port.is_empty() {
-        c.into_iter().filter(|(m, _)| m.port.is_none()).collect()
-    } else {
-        by_port
-    };
-    let sni = key.server_name.as_deref().unwrap_or("");
-    let exact: Vec<_> = c
-        .iter()
-        .copied()
-        .filter(|(m, _)| m.server_names.iter().any(|n| n == sni))
-        .collect();
-    c = if !exact.is_empty() {
-        exact
-    } else {
-        let wild_len = |m: &ChainMatch| {
-            m.server_names
-                .iter()
-                .filter_map(|n| n.strip_prefix('*'))
-                .filter(|suffix| sni.len() > suffix.len() && sni.ends_with(suffix))
-                .map(str::len)
-                .max()
-        };
-        match c.iter().filter_map(|(m, _)| wild_len(m)).max() {
-            Some(best) => c
-                .into_iter()
-                .filter(|(m, _)| wild_len(m) == Some(best))
-                .collect(),
-            None => c
-                .into_iter()
-                .filter(|(m, _)| m.server_names.is_empty())
-                .collect(),
-        }
-    };
-    let proto = if key.tls { "tls" } else { "raw_buffer" };
-    let by_proto: Vec<_> = c
-        .iter()
-        .copied()
-        .filter(|(m, _)| m.transport.as_deref() == Some(proto))
-        .collect();
-    c = if by_proto.is_empty() {
-        c.into_iter()
-            .filter(|(m, _)| m.transport.is_none())
-            .collect()
-    } else {
-        by_proto
-    };
-    let by_app: Vec<_> = c
-        .iter()
-        .copied()
-        .filter(|(m, _)| {
-            m.application_protocols.iter().any(|a| {
-                key.application_protocol == Some(a.as_str()) || key.alpn.iter().any(|p| p == a)
-            })
-        })
-        .collect();
-    c = if by_app.is_empty() {
-        c.into_iter()
-            .filter(|(m, _)| m.application_protocols.is_empty())
-            .collect()
-    } else {
-        by_app
-    };
-    c.first().map(|(_, k)| k)
-}
 
 /// The listener's filter chains: the chain to run when there is exactly one unmatched chain
 /// (`Ok((kind, capture))`), else the matched chains and default in `capture` with `kind` the
@@ -279,123 +179,5 @@ fn listener_filter(f: &l::ListenerFilter) -> FieldResult<Inspector> {
             "typed_config ({name}; only envoy.filters.listener.original_dst, tls_inspector \
              and http_inspector)"
         ))),
-    }
-}
-
-/// `destination_port`, `server_names` and `transport_protocol`; other criteria are rejected.
-fn chain_match(m: Option<&l::FilterChainMatch>) -> FieldResult<ChainMatch> {
-    let Some(m) = m else {
-        return Ok(ChainMatch::default());
-    };
-    let l::FilterChainMatch {
-        destination_port,
-        prefix_ranges,
-        address_suffix,
-        suffix_len,
-        direct_source_prefix_ranges,
-        source_type,
-        source_prefix_ranges,
-        source_ports,
-        server_names,
-        transport_protocol,
-        application_protocols,
-    } = m;
-    deny_set!(
-        prefix_ranges,
-        address_suffix,
-        suffix_len,
-        direct_source_prefix_ranges,
-        source_type,
-        source_prefix_ranges,
-        source_ports
-    );
-    let port = match destination_port {
-        Some(p) => Some(
-            u16::try_from(p.value)
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| {
-                    FieldError::invalid("destination_port", format!("{} is not a port", p.value))
-                })?,
-        ),
-        None => None,
-    };
-    let transport = match transport_protocol.as_str() {
-        "" => None,
-        t @ ("tls" | "raw_buffer") => Some(t.to_string()),
-        other => {
-            return Err(FieldError::unsupported(format!(
-                "transport_protocol ({other})"
-            )));
-        }
-    };
-    Ok(ChainMatch {
-        port,
-        server_names: server_names
-            .iter()
-            .map(|n| n.to_ascii_lowercase())
-            .collect(),
-        transport,
-        application_protocols: application_protocols.clone(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(protocols: &[&str]) -> ChainMatch {
-        ChainMatch {
-            application_protocols: protocols.iter().map(|p| p.to_string()).collect(),
-            ..ChainMatch::default()
-        }
-    }
-
-    #[test]
-    fn application_protocols_select_after_transport_with_empty_as_fallback() {
-        let chains = [
-            (m(&["http/1.0", "http/1.1"]), "h1"),
-            (m(&["h2c"]), "h2"),
-            (m(&[]), "tcp"),
-        ];
-        let key = |p| ChainKey {
-            application_protocol: p,
-            ..ChainKey::default()
-        };
-        let picked: Vec<_> = [Some("http/1.0"), Some("http/1.1"), Some("h2c"), None]
-            .into_iter()
-            .map(|p| select(&chains, &key(p)).copied())
-            .collect();
-        assert_eq!(picked, [Some("h1"), Some("h1"), Some("h2"), Some("tcp")]);
-        assert_eq!(select(&chains[..2], &key(None)), None, "no catch-all chain");
-    }
-
-    #[test]
-    fn istio_alpn_values_are_accepted_and_match_a_client_hello() {
-        let istio = [
-            "istio-peer-exchange",
-            "istio",
-            "istio-http/1.0",
-            "istio-http/1.1",
-            "istio-h2",
-        ];
-        let fcm = l::FilterChainMatch {
-            application_protocols: istio.iter().map(|p| p.to_string()).collect(),
-            transport_protocol: "tls".into(),
-            ..l::FilterChainMatch::default()
-        };
-        let parsed = chain_match(Some(&fcm)).expect("istio ALPN values are accepted");
-        let tls_only = ChainMatch {
-            transport: Some("tls".into()),
-            ..m(&[])
-        };
-        let chains = [(parsed, "mtls"), (tls_only, "plain")];
-        let key = |alpn: &[&str]| ChainKey {
-            tls: true,
-            alpn: alpn.iter().map(|p| p.to_string()).collect(),
-            ..ChainKey::default()
-        };
-        assert_eq!(select(&chains, &key(&["istio-http/1.1"])), Some(&"mtls"));
-        assert_eq!(select(&chains, &key(&["h2", "http/1.1"])), Some(&"plain"));
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod action;
 pub mod capture;
+pub mod chain_match;
 pub mod circuit;
 pub mod cluster;
 pub mod cluster_ext;

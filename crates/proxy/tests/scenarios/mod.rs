@@ -21,6 +21,7 @@ pub mod health;
 mod istio_defaults;
 mod resilience;
 mod routing;
+pub mod subnets;
 pub mod timeouts;
 pub mod tls;
 
