@@ -534,7 +534,18 @@ fn passthrough(ctx: &Ctx<'_>, s: &Server<'_>, seen: &mut BTreeSet<String>) -> Ve
     for (vs, _) in bound_virtual_services(ctx, s) {
         for mut chain in tcp::tls_chains(ctx, vs, &site) {
             if let Some(m) = chain.filter_chain_match.as_mut() {
-                m.server_names.retain(|n| seen.insert(n.clone()));
+                // A name served for some CIDRs only does not take it for other addresses.
+                let cidrs: Vec<String> = m
+                    .prefix_ranges
+                    .iter()
+                    .map(|r| {
+                        let len = r.prefix_len.as_ref().map_or(0, |l| l.value);
+                        format!(" {}/{len}", r.address_prefix)
+                    })
+                    .collect();
+                let cidrs = cidrs.concat();
+                m.server_names
+                    .retain(|n| seen.insert(format!("{n}{cidrs}")));
                 if m.server_names.is_empty() {
                     continue;
                 }
@@ -552,7 +563,7 @@ fn tcp_server(ctx: &Ctx<'_>, s: &Server<'_>) -> Vec<FilterChain> {
     };
     bound_virtual_services(ctx, s)
         .into_iter()
-        .find_map(|(vs, _)| tcp::tcp_chain(ctx, vs, &site))
-        .into_iter()
-        .collect()
+        .map(|(vs, _)| tcp::tcp_chains(ctx, vs, &site))
+        .find(|chains| !chains.is_empty())
+        .unwrap_or_default()
 }

@@ -1,11 +1,16 @@
 //! TCP and TLS traffic (istio-api.md §3.10): a service port without HTTP gets `tcp_proxy`
 //! to its cluster, or to the first applicable VirtualService `tcp` route; TLS ports with
-//! `tls` routes get one filter chain per SNI match.
+//! `tls` routes get one filter chain per SNI match. `destinationSubnets` of either become
+//! `prefix_ranges` on the chain.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+use envoy_types::pb::google::protobuf::UInt32Value;
 use plexus_api::Object;
 use plexus_api::kinds::{L4MatchAttributes, RouteDestination, TlsMatchAttributes, VirtualService};
 use plexus_model::{Config, Service, selects};
@@ -33,72 +38,208 @@ pub(crate) fn service_chains(ctx: &Ctx<'_>, svc: &Service, port: u16) -> Vec<Fil
                 return chains;
             }
         }
-        if let Some(chain) = tcp_chain(ctx, vs, &site) {
-            return vec![chain];
+        let chains = tcp_chains(ctx, vs, &site);
+        if chains
+            .last()
+            .is_some_and(|c| c.filter_chain_match.is_none())
+        {
+            return chains;
+        }
+        if !chains.is_empty() {
+            // Only `destinationSubnets` chains: other connections go to the service, as in
+            // Istio.
+            return [chains, vec![default_chain(ctx, svc, port)]].concat();
         }
     }
-    let cluster = outbound_cluster_name(port, "", &svc.hostname);
-    let idle = idle_timeout(ctx, svc, port);
-    vec![chain(
-        None,
-        proxy(&cluster, vec![(cluster.clone(), 1)], idle),
-    )]
+    vec![default_chain(ctx, svc, port)]
 }
 
-/// The first `tcp` route whose match applies (no match: all connections).
-pub(crate) fn tcp_chain(
+/// The service's own cluster for connections no route takes.
+fn default_chain(ctx: &Ctx<'_>, svc: &Service, port: u16) -> FilterChain {
+    let cluster = outbound_cluster_name(port, "", &svc.hostname);
+    let idle = idle_timeout(ctx, svc, port);
+    chain(None, proxy(&cluster, vec![(cluster.clone(), 1)], idle))
+}
+
+/// Chains of the first `tcp` routes that apply, as Istio builds them: an applicable match
+/// with `destinationSubnets` gives a chain matching those CIDRs (`prefix_ranges`, which Envoy
+/// picks by longest prefix), and the first route applying without subnets (no match, or a
+/// match without them) gives a chain for every other connection and ends the list. A CIDR
+/// already claimed by an earlier route is left out (Envoy rejects two chains with the same
+/// match), so the first route wins as in Istio. Empty: no route applies.
+pub(crate) fn tcp_chains(
     ctx: &Ctx<'_>,
     vs: &Config<VirtualService>,
     site: &Site,
-) -> Option<FilterChain> {
+) -> Vec<FilterChain> {
+    let mut out = Vec::new();
+    let mut claimed = BTreeSet::new();
     for (i, r) in vs.spec.tcp.iter().enumerate() {
         let field = format!("spec.tcp[{i}]");
-        let applies = r.r#match.is_empty()
-            || r.r#match.iter().enumerate().any(|(j, m)| {
-                l4_applies(ctx, &vs.object, &format!("{field}.match[{j}]"), m, vs, site)
-            });
-        if !applies {
+        let mut subnets: Vec<Vec<String>> = Vec::new();
+        let mut catch_all = r.r#match.is_empty();
+        for (j, m) in r.r#match.iter().enumerate() {
+            let at = format!("{field}.match[{j}]");
+            if !l4_applies(ctx, &vs.object, &at, m, vs, site) {
+                continue;
+            }
+            match parse_subnets(ctx, &vs.object, &at, &m.destination_subnets) {
+                Some(cidrs) if cidrs.is_empty() => {
+                    catch_all = true;
+                    break;
+                }
+                Some(cidrs) => subnets.push(cidrs),
+                None => {}
+            }
+        }
+        if subnets.is_empty() && !catch_all {
             continue;
         }
-        return destinations(ctx, &vs.object, &field, &r.route, site).map(|f| chain(None, f));
+        let Some(proxy) = destinations(ctx, &vs.object, &field, &r.route, site) else {
+            break;
+        };
+        for cidrs in subnets {
+            let fresh: Vec<String> = cidrs
+                .into_iter()
+                .filter(|c| claimed.insert(c.clone()))
+                .collect();
+            if !fresh.is_empty() {
+                out.push(chain(Some(prefix_match(&fresh)), proxy.clone()));
+            }
+        }
+        if catch_all {
+            out.push(chain(None, proxy));
+            break;
+        }
     }
-    None
+    out
 }
 
-/// One chain per applicable `tls` match: SNI names → the route's destinations.
+/// One chain per applicable `tls` match: SNI names (and `destinationSubnets` as
+/// `prefix_ranges`) → the route's destinations. A name already served for a CIDR (or for
+/// any address) by an earlier match is left out there.
 pub(crate) fn tls_chains(
     ctx: &Ctx<'_>,
     vs: &Config<VirtualService>,
     site: &Site,
 ) -> Vec<FilterChain> {
     let mut out = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = BTreeSet::new();
     for (i, r) in vs.spec.tls.iter().enumerate() {
         let field = format!("spec.tls[{i}]");
         for (j, m) in r.r#match.iter().enumerate() {
-            if !tls_applies(ctx, &vs.object, &format!("{field}.match[{j}]"), m, vs, site) {
+            let at = format!("{field}.match[{j}]");
+            if !tls_applies(ctx, m, vs, site) {
                 continue;
             }
-            let names: Vec<String> = m
-                .sni_hosts
-                .iter()
-                .filter(|h| seen.insert((*h).clone()))
-                .cloned()
-                .collect();
-            if names.is_empty() {
+            let Some(cidrs) = parse_subnets(ctx, &vs.object, &at, &m.destination_subnets) else {
+                continue;
+            };
+            // Group the names by the CIDRs still free for them: one chain per group.
+            let ranges: Vec<Option<&String>> = if cidrs.is_empty() {
+                vec![None]
+            } else {
+                cidrs.iter().map(Some).collect()
+            };
+            let mut groups: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
+            for name in &m.sni_hosts {
+                let free: Vec<Option<&String>> = ranges
+                    .iter()
+                    .copied()
+                    .filter(|r| seen.insert((name.clone(), r.cloned())))
+                    .collect();
+                if !free.is_empty() {
+                    let key = free.into_iter().flatten().cloned().collect();
+                    groups.entry(key).or_default().push(name.clone());
+                }
+            }
+            if groups.is_empty() {
                 continue;
             }
-            if let Some(f) = destinations(ctx, &vs.object, &field, &r.route, site) {
+            let Some(f) = destinations(ctx, &vs.object, &field, &r.route, site) else {
+                continue;
+            };
+            for (cidrs, names) in groups {
                 let m = FilterChainMatch {
                     server_names: names,
                     transport_protocol: "tls".into(),
-                    ..Default::default()
+                    ..prefix_match(&cidrs)
                 };
-                out.push(chain(Some(m), f));
+                out.push(chain(Some(m), f.clone()));
             }
         }
     }
     out
+}
+
+/// `prefix_ranges` for CIDRs from `parse_subnets`.
+fn prefix_match(cidrs: &[String]) -> FilterChainMatch {
+    let prefix_ranges = cidrs
+        .iter()
+        .filter_map(|c| {
+            let (addr, len) = c.split_once('/')?;
+            Some(CidrRange {
+                address_prefix: addr.to_string(),
+                prefix_len: Some(UInt32Value {
+                    value: len.parse().ok()?,
+                }),
+            })
+        })
+        .collect();
+    FilterChainMatch {
+        prefix_ranges,
+        ..Default::default()
+    }
+}
+
+/// `destinationSubnets` as normalized `ADDR/LEN` (a bare address is /32 or /128, host bits
+/// cleared), without duplicates. `None` (with a warning) when one is not a CIDR: the match
+/// never applies rather than applying to more addresses than asked.
+fn parse_subnets(
+    ctx: &Ctx<'_>,
+    obj: &Object,
+    field: &str,
+    subnets: &[String],
+) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for (k, s) in subnets.iter().enumerate() {
+        let Some(cidr) = normalize_cidr(s) else {
+            ctx.warn(
+                obj,
+                &format!("{field}.destinationSubnets[{k}]"),
+                format!("{s:?} is not an IP address or CIDR; this match never applies"),
+            );
+            return None;
+        };
+        if !out.contains(&cidr) {
+            out.push(cidr);
+        }
+    }
+    Some(out)
+}
+
+pub(crate) fn normalize_cidr(s: &str) -> Option<String> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let ip: IpAddr = addr.trim().parse().ok()?;
+    let max: u32 = if ip.is_ipv4() { 32 } else { 128 };
+    let len: u32 = match len {
+        Some(l) => l.trim().parse().ok().filter(|l| *l <= max)?,
+        None => max,
+    };
+    let masked = match ip {
+        IpAddr::V4(v4) => {
+            let keep = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & keep))
+        }
+        IpAddr::V6(v6) => {
+            let keep = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & keep))
+        }
+    };
+    Some(format!("{masked}/{len}"))
 }
 
 fn l4_applies(
@@ -109,14 +250,6 @@ fn l4_applies(
     vs: &Config<VirtualService>,
     site: &Site,
 ) -> bool {
-    if !m.destination_subnets.is_empty() {
-        ctx.warn(
-            obj,
-            &format!("{field}.destinationSubnets"),
-            "not translated yet; this match never applies",
-        );
-        return false;
-    }
     if m.source_subnet.is_some() {
         ctx.warn(
             obj,
@@ -138,20 +271,10 @@ fn l4_applies(
 
 fn tls_applies(
     ctx: &Ctx<'_>,
-    obj: &Object,
-    field: &str,
     m: &TlsMatchAttributes,
     vs: &Config<VirtualService>,
     site: &Site,
 ) -> bool {
-    if !m.destination_subnets.is_empty() {
-        ctx.warn(
-            obj,
-            &format!("{field}.destinationSubnets"),
-            "not translated yet; this match never applies",
-        );
-        return false;
-    }
     selectors_apply(
         ctx,
         m.port,
