@@ -107,6 +107,18 @@ pub fn parse(
             ..chain.clone()
         };
         let kind = filter_chain(&unmatched).map_err(|e| e.within(&at))?;
+        if let Some(j) = capture
+            .matched
+            .iter()
+            .position(|(prev, _)| prev.overlaps(&m))
+        {
+            return Err(FieldError::invalid(
+                format!("{at}.filter_chain_match"),
+                format!(
+                    "filter_chains[{j}] has overlapping matching rules (Envoy rejects them too)"
+                ),
+            ));
+        }
         capture.matched.push((m, kind));
     }
     if let Some(d) = default_filter_chain {

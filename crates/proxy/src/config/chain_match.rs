@@ -22,7 +22,8 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    /// `address_prefix` and `prefix_len` (unset is 0, as in Envoy).
+    /// `address_prefix` and `prefix_len` (unset is 0, as in Envoy). A length beyond the
+    /// family's (IPv4 /33) is rejected; Envoy 1.40 rejects it only for IPv6.
     pub fn parse(range: &CidrRange) -> FieldResult<Cidr> {
         let addr: IpAddr = range.address_prefix.parse().map_err(|_| {
             FieldError::invalid(
@@ -115,6 +116,26 @@ pub struct ChainKey {
     pub application_protocol: Option<&'static str>,
     /// The ALPN list of a TLS ClientHello (`tls_inspector`).
     pub alpn: Vec<String>,
+}
+
+impl ChainMatch {
+    /// Some connection would meet the same value of every criterion in both chains (an empty
+    /// criterion being its own value, "any"), which Envoy rejects as "multiple filter chains
+    /// with overlapping matching rules".
+    pub fn overlaps(&self, other: &ChainMatch) -> bool {
+        fn share<V: PartialEq>(a: &[V], b: &[V]) -> bool {
+            (a.is_empty() && b.is_empty()) || a.iter().any(|v| b.contains(v))
+        }
+        self.port == other.port
+            && share(&self.destination, &other.destination)
+            && share(&self.server_names, &other.server_names)
+            && self.transport == other.transport
+            && share(&self.application_protocols, &other.application_protocols)
+            && share(&self.direct_source, &other.direct_source)
+            && self.source_type == other.source_type
+            && share(&self.source, &other.source)
+            && share(&self.source_ports, &other.source_ports)
+    }
 }
 
 type Chains<'a, T> = Vec<&'a (ChainMatch, T)>;

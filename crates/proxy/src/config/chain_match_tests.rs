@@ -301,3 +301,65 @@ fn source_ranges_parse_from_the_proto() {
     assert_eq!(m.source, [cidr("10.0.0.0/16")]);
     assert_eq!(m.source_ports, [443]);
 }
+
+#[test]
+fn chains_with_the_same_rules_overlap() {
+    let dst = |ranges: &[&str], ports: &[u16]| ChainMatch {
+        destination: ranges.iter().map(|r| cidr(r)).collect(),
+        source_ports: ports.to_vec(),
+        ..ChainMatch::default()
+    };
+    assert!(dst(&[], &[]).overlaps(&dst(&[], &[])));
+    assert!(dst(&["10.0.0.0/8", "10.1.0.0/16"], &[]).overlaps(&dst(&["10.9.9.9/8"], &[])));
+    assert!(!dst(&["10.0.0.0/8"], &[]).overlaps(&dst(&["10.0.0.0/16"], &[])));
+    assert!(!dst(&["10.0.0.0/8"], &[]).overlaps(&dst(&[], &[])));
+    assert!(dst(&[], &[1, 2]).overlaps(&dst(&[], &[2, 3])));
+    assert!(!dst(&[], &[1]).overlaps(&dst(&[], &[])));
+    let typed = ChainMatch {
+        source_type: SourceType::External,
+        ..ChainMatch::default()
+    };
+    assert!(!typed.overlaps(&ChainMatch::default()));
+}
+
+#[test]
+fn a_listener_with_overlapping_chains_is_rejected() {
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
+    let chain = |m: l::FilterChainMatch| l::FilterChain {
+        filter_chain_match: Some(m),
+        filters: vec![l::Filter {
+            name: "tcp".into(),
+            config_type: Some(l::filter::ConfigType::TypedConfig(
+                envoy_types::util::pack_any(tcp::TcpProxy {
+                    stat_prefix: "t".into(),
+                    cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster("c".into())),
+                    ..Default::default()
+                }),
+            )),
+        }],
+        ..Default::default()
+    };
+    let range = |a: &str, len: u32| CidrRange {
+        address_prefix: a.into(),
+        prefix_len: Some(UInt32Value { value: len }),
+    };
+    let parse_chains = |chains: &[l::FilterChain]| {
+        crate::config::capture::parse(None, None, false, None, &[], chains, None)
+    };
+    let a = chain(l::FilterChainMatch {
+        prefix_ranges: vec![range("10.0.0.0", 8), range("192.168.0.0", 16)],
+        ..Default::default()
+    });
+    let masked_same = chain(l::FilterChainMatch {
+        prefix_ranges: vec![range("10.9.9.9", 8)],
+        ..Default::default()
+    });
+    let longer = chain(l::FilterChainMatch {
+        prefix_ranges: vec![range("10.0.0.0", 16)],
+        ..Default::default()
+    });
+    let e = parse_chains(&[a.clone(), longer.clone(), masked_same]).expect_err("overlap");
+    assert_eq!(e.field, "filter_chains[2].filter_chain_match");
+    assert!(e.reason.contains("filter_chains[0]"), "{e:?}");
+    assert!(parse_chains(&[a, longer]).is_ok());
+}
