@@ -43,13 +43,18 @@ fn tcp_vs(routes: &str) -> String {
     )
 }
 
-/// The outbound listener of the services without a VIP (`svc`, `secure`) on `port`.
+/// The outbound listener of the services without a VIP (`svc`, `secure`) on `port`, or the
+/// gateway's (bound to the node's IP, 10.0.0.1).
 fn listener_for(g: &Generated, port: u16) -> &Listener {
     let name = format!("0.0.0.0_{port}");
+    let gateway = format!("10.0.0.1_{port}");
     g.listeners
         .iter()
-        .find(|l| l.name == name)
-        .unwrap_or_else(|| panic!("listener {name}"))
+        .find(|l| l.name == name || l.name == gateway)
+        .unwrap_or_else(|| {
+            let names: Vec<_> = g.listeners.iter().map(|l| l.name.as_str()).collect();
+            panic!("listener {name} among {names:?}")
+        })
 }
 
 fn tcp_target(c: &FilterChain) -> String {
@@ -232,4 +237,31 @@ fn tls_destination_subnets_join_the_sni_match() {
         (vec![], owned(&["secure"]), cluster("secure", 8443)),
     ];
     assert_eq!(got, want);
+}
+
+#[test]
+fn gateway_passthrough_keeps_a_name_per_subnet() {
+    let extra = format!(
+        "{SERVICES}---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: app}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers: [{{port: {{number: 443, name: tls, protocol: TLS}}, hosts: [\"*\"], tls: {{mode: PASSTHROUGH}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: pass, namespace: app}}\nspec:\n  hosts: [a.example.com]\n  gateways: [gw]\n  tls:\n  - match: [{{sniHosts: [a.example.com], destinationSubnets: [10.0.0.0/8]}}]\n    route: [{{destination: {{host: db2, port: {{number: 5432}}}}}}]\n  - match: [{{sniHosts: [a.example.com]}}]\n    route: [{{destination: {{host: db3, port: {{number: 5432}}}}}}]\n"
+    );
+    let gw = node(
+        "router",
+        "app",
+        serde_json::json!({"istio": "ingressgateway"}),
+        "REDIRECT",
+    );
+    let g = translated(&extra, &gw);
+    assert!(g.warnings.is_empty(), "{:?}", g.warnings);
+    let all = [cluster("db2", 5432), cluster("db3", 5432)];
+    assert_eq!(
+        chains(&g, 443, &all),
+        [
+            (
+                owned(&["10.0.0.0/8"]),
+                owned(&["a.example.com"]),
+                cluster("db2", 5432)
+            ),
+            (vec![], owned(&["a.example.com"]), cluster("db3", 5432)),
+        ]
+    );
 }
