@@ -42,6 +42,10 @@ pub const EXTERNAL_SANITIZED: [&str; 13] = [
 
 /// Remove what Envoy removes from an external request.
 pub fn sanitize(headers: &mut HeaderMap) {
+    // Requests rarely carry any: one pass over the names instead of 13 hashed removals.
+    if !headers.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
+        return;
+    }
     for h in EXTERNAL_SANITIZED {
         headers.remove(h);
     }
@@ -109,6 +113,8 @@ mod tests {
         sanitize(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-other"));
+        // `sanitize` skips requests without an `x-envoy-` header.
+        assert!(EXTERNAL_SANITIZED.iter().all(|n| n.starts_with("x-envoy-")));
     }
 
     #[test]
