@@ -95,6 +95,14 @@ fn plans<'c>(ctx: &'c Ctx<'_>) -> Vec<Plan<'c>> {
             addr,
             bind,
         };
+        // Istio builds an HTTP listener on a named port for the listener's services even when
+        // none of them has that port; its route configuration then has only the fallback.
+        if let (Some(n), Some(proto)) = (e.port, e.protocol)
+            && proto.is_http()
+            && !e.services.is_empty()
+        {
+            plan.http.insert(n);
+        }
         for &si in &e.services {
             let svc = &ctx.snap.registry.services[si];
             for p in &svc.ports {

@@ -314,11 +314,11 @@ fn egress_listener<'a>(
     warnings: &RefCell<Vec<Diagnostic>>,
 ) -> Option<Egress<'a>> {
     let warn = |field: &str, msg: &str| {
-        warnings.borrow_mut().push(sc.object.diag(
-            Level::Warning,
-            &format!("spec.egress[{i}].{field}"),
-            msg,
-        ));
+        let path = format!("spec.egress[{i}].{field}");
+        warnings.borrow_mut().push(
+            sc.object
+                .diag(Level::Warning, &path, format!("{path}: {msg}")),
+        );
     };
     if l.bind.as_deref().is_some_and(|b| b.starts_with("unix://")) {
         warn(
@@ -388,7 +388,9 @@ fn check_sidecar(
         {
             warn(
                 format!("spec.egress[{i}].captureMode"),
-                "IPTABLES has no effect: this proxy's INTERCEPTION_MODE is NONE, so its outbound listeners are bound (as in Istio)".into(),
+                format!(
+                    "spec.egress[{i}].captureMode: IPTABLES has no effect: this proxy's INTERCEPTION_MODE is NONE, so its outbound listeners are bound (as in Istio)"
+                ),
             );
         }
         let Some(n) = l.port.as_ref().and_then(|p| p.number) else {
@@ -398,7 +400,7 @@ fn check_sidecar(
             Some(first) => warn(
                 format!("spec.egress[{i}].port"),
                 format!(
-                    "route configuration \"{n}\" is built from the hosts of spec.egress[{first}] (Istio names sidecar route configurations by port): HTTP requests on this listener are routed with that listener's hosts"
+                    "spec.egress[{i}].port: route configuration \"{n}\" is built from the hosts of spec.egress[{first}] (Istio names sidecar route configurations by port): HTTP requests on this listener are routed with that listener's hosts"
                 ),
             ),
             None => {
