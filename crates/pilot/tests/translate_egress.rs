@@ -244,6 +244,19 @@ fn tcp_port_listener_carries_its_services() {
 }
 
 #[test]
+fn declared_http_port_routes_a_tcp_service_port_as_http() {
+    let egress = "  - port: {number: 5432, protocol: HTTP, name: http-db}\n    hosts: [./svc.app.svc.cluster.local]\n";
+    let g = translated(&sidecar(egress), &client());
+    assert!(
+        vhosts(&g, "5432").contains(&"svc.app.svc.cluster.local:5432".to_string()),
+        "{:?}",
+        vhosts(&g, "5432")
+    );
+    let text = translate::dump::message(listener(&g, "0.0.0.0_5432"));
+    assert!(text.contains("route_config_name: \"5432\""), "{text}");
+}
+
+#[test]
 fn untranslated_egress_fields_are_reported() {
     let egress = "  - port: {number: 0, protocol: HTTP, name: uds}\n    bind: unix:///var/run/egress.sock\n    hosts: [./reviews.app.svc.cluster.local]\n  - hosts: [./*]\n";
     let g = translated(&sidecar(egress), &client());

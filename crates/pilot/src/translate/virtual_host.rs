@@ -34,7 +34,13 @@ pub(crate) fn sidecar_routes(
     for &si in services {
         let svc = &ctx.snap.registry.services[si];
         for p in &svc.ports {
-            if !p.protocol.is_http() || port.is_some_and(|want| want != p.number) {
+            // An egress listener that declares its port HTTP routes every service on that port
+            // as HTTP, whatever the service's own port protocol (the listener's wins in Istio).
+            let declared_http = egress.is_some_and(|e| {
+                e.port == Some(p.number) && e.protocol.is_some_and(|x| x.is_http())
+            });
+            if !(p.protocol.is_http() || declared_http) || port.is_some_and(|want| want != p.number)
+            {
                 continue;
             }
             let domains: Vec<String> = domains(ctx, svc, p.number, port.is_none())
