@@ -396,6 +396,14 @@ fn check_sidecar(
         let Some(n) = l.port.as_ref().and_then(|p| p.number) else {
             continue;
         };
+        // Only HTTP listeners read a route configuration.
+        let declared = l.port.as_ref().and_then(|p| p.protocol.as_deref());
+        if declared
+            .and_then(Protocol::parse)
+            .is_some_and(|p| !p.is_http())
+        {
+            continue;
+        }
         match first_with_port.get(&n) {
             Some(first) => warn(
                 format!("spec.egress[{i}].port"),
