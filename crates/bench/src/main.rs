@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
     /// Seconds of the closed-loop throughput phase.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 3.0)]
     pub duration: f64,
     /// Seconds of the open-loop latency phase.
     #[arg(long, default_value_t = 10.0)]
@@ -54,10 +54,10 @@ pub struct Args {
     #[arg(long)]
     pub no_pin: bool,
     /// Seconds the whole run may spend waiting for other processes to go quiet before phases.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 20.0)]
     pub quiet_budget: f64,
     /// Phases the whole run may repeat because other processes used the CPUs meanwhile.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 3)]
     pub retries: u32,
     /// Run the proxies and the generator with real-time priority (SCHED_RR 1, via `chrt`)
     /// during the open-loop latency phases only (they need a fraction of a core there).

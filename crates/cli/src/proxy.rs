@@ -80,6 +80,7 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        tokio::spawn(timer_anchor());
         let mut handle = match plexus_proxy::start(cfg).await {
             Ok(h) => h,
             Err(e) => {
@@ -115,15 +116,12 @@ fn agent_only_bootstrap(
             "--xds-address: the Envoy bootstrap speaks plaintext gRPC; expected http://host:port or host:port, got {xds_address:?}"
         ))
     } else {
-        crate::bootstrap::write(
+        write_bootstrap(
             file,
             node,
-            &crate::bootstrap::Endpoints {
-                xds_address: plain.trim_end_matches('/'),
-                admin_address: &admin_address.to_string(),
-                delta,
-            },
-            None,
+            plain.trim_end_matches('/'),
+            admin_address,
+            delta,
         )
     };
     match result {
@@ -133,6 +131,33 @@ fn agent_only_bootstrap(
             ExitCode::from(2)
         }
     }
+}
+
+#[cfg(feature = "full")]
+fn write_bootstrap(
+    file: &Path,
+    node: &plexus_xds::node::NodeIdentity,
+    xds_address: &str,
+    admin_address: SocketAddr,
+    delta: bool,
+) -> Result<(), String> {
+    let at = crate::bootstrap::Endpoints {
+        xds_address,
+        admin_address: &admin_address.to_string(),
+        delta,
+    };
+    crate::bootstrap::write(file, node, &at, None)
+}
+
+#[cfg(not(feature = "full"))]
+fn write_bootstrap(
+    _: &Path,
+    _: &plexus_xds::node::NodeIdentity,
+    _: &str,
+    _: SocketAddr,
+    _: bool,
+) -> Result<(), String> {
+    Err("--agent-only: this plexus is the proxy-only build (without the `full` feature)".into())
 }
 
 /// Log to stderr with a filter from `RUST_LOG` (default `info`) that `/logging` can replace.
@@ -171,6 +196,20 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = term => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Keeps a timer due within a second armed for the life of the proxy. Tokio's timer driver
+/// wakes the thread parked in the I/O driver (an eventfd write, then an extra `epoll_wait`)
+/// whenever a new timer is due before the parked thread's chosen wake-up; every request arms
+/// its route timeout (15 s by default), so on a proxy with no nearer timer each request would
+/// pay those two system calls before its upstream write. With this tick, timers due in more
+/// than a second need no wake-up; the cost is one wake-up per second.
+async fn timer_anchor() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
     }
 }
 

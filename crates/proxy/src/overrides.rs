@@ -53,6 +53,10 @@ pub const EDGE_SANITIZED: [&str; 3] = [
 
 /// Remove what Envoy removes from an external request; `edge` adds `EDGE_SANITIZED`.
 pub fn sanitize(headers: &mut HeaderMap, edge: bool) {
+    // Requests rarely carry any: one pass over the names instead of a hashed removal each.
+    if !headers.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
+        return;
+    }
     for h in EXTERNAL_SANITIZED {
         headers.remove(h);
     }
@@ -164,6 +168,13 @@ mod tests {
         assert!(h.contains_key("x-other"));
         sanitize(&mut h, true);
         assert_eq!(h.len(), 1);
+        // `sanitize` skips requests without an `x-envoy-` header.
+        assert!(
+            EXTERNAL_SANITIZED
+                .iter()
+                .chain(&EDGE_SANITIZED)
+                .all(|n| n.starts_with("x-envoy-"))
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Sidecar listeners. Interception NONE (DESIGN §9 process mode): outbound listeners bound on
-//! the proxy's outbound address per service port, a plain HTTP listener usable as HTTP_PROXY,
-//! and an inbound listener per workload port. REDIRECT (Istio's iptables capture):
-//! `virtualOutbound` 15001 handing connections to `0.0.0.0_<port>` / `<vip>_<port>` listeners
-//! that do not bind, and `virtualInbound` 15006 with a filter chain per workload port.
+//! the proxy's outbound address (or the egress listener's `bind`) per service port, a plain
+//! HTTP listener usable as HTTP_PROXY, and an inbound listener per workload port. REDIRECT
+//! (Istio's iptables capture): `virtualOutbound` 15001 handing connections to `0.0.0.0_<port>`
+//! / `<vip>_<port>` listeners that do not bind (egress listeners with `captureMode: NONE` bind
+//! on `bind`, default 127.0.0.1), and `virtualInbound` 15006 with a filter chain per workload
+//! port. Each Sidecar egress listener with a port carries that port with its own hosts; the
+//! catch-all carries every other port.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,15 +20,21 @@ use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::Tl
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     self as hcm, HttpConnectionManager, http_connection_manager,
 };
-use plexus_model::{Interception, OutboundMode, Service};
+use plexus_api::kinds::CaptureMode;
+use plexus_model::{Interception, OutboundMode, Protocol, Service};
 
 use super::http_route::{CORS_FILTER, FAULT_FILTER};
+use super::scope::Egress;
 use super::{
     BLACKHOLE_CLUSTER, Ctx, HTTP_PROXY_ROUTE, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER,
     VIRTUAL_INBOUND_PORT, VIRTUAL_OUTBOUND_PORT, inbound, listener_name, pb, tcp, virtual_host,
 };
 
 pub const HCM: &str = "envoy.filters.network.http_connection_manager";
+/// Address of capture-only listeners without a `bind`.
+const WILDCARD: &str = "0.0.0.0";
+/// Istio's default `bind` of an egress listener with `captureMode: NONE`.
+const LOCALHOST: &str = "127.0.0.1";
 
 /// Where an HCM gets its routes.
 pub(crate) enum RouteSpec {
@@ -35,58 +44,119 @@ pub(crate) enum RouteSpec {
 
 /// Listeners and route configurations of a sidecar.
 pub(crate) fn sidecar(ctx: &Ctx<'_>) -> (Vec<Listener>, Vec<RouteConfiguration>) {
-    let ports = outbound_ports(ctx);
-    let mut routes: Vec<RouteConfiguration> = ports
-        .http
+    let plans = plans(ctx);
+    let http_ports: BTreeSet<u16> = plans.iter().flat_map(|p| p.http.iter().copied()).collect();
+    let mut routes: Vec<RouteConfiguration> = http_ports
         .iter()
-        .map(|p| virtual_host::sidecar_routes(ctx, &p.to_string(), Some(*p)))
+        .map(|&p| {
+            let egress = ctx.scope.listener_for_port(p);
+            virtual_host::sidecar_routes(ctx, egress, &p.to_string(), Some(p))
+        })
         .collect();
     let listeners = match ctx.node.interception {
         Interception::None => {
-            routes.push(virtual_host::sidecar_routes(ctx, HTTP_PROXY_ROUTE, None));
-            bound(ctx, &ports, &routes)
+            let egress = ctx.scope.catch_all();
+            routes.push(virtual_host::sidecar_routes(
+                ctx,
+                egress,
+                HTTP_PROXY_ROUTE,
+                None,
+            ));
+            bound(ctx, &plans, &routes)
         }
-        Interception::Redirect => captured(ctx, &ports, &routes),
+        Interception::Redirect => captured(ctx, &plans, &routes),
     };
     (listeners, routes)
 }
 
-/// HTTP ports (one listener each) and TCP service ports (one listener per service and VIP).
-struct OutboundPorts<'a> {
+/// What one egress listener carries — HTTP ports (one listener each) and TCP service ports
+/// (one listener per service and address) — and where its listeners go.
+struct Plan<'c> {
+    egress: &'c Egress<'c>,
     http: BTreeSet<u16>,
-    tcp: Vec<(&'a Service, u16)>,
+    tcp: Vec<(&'c Service, u16)>,
+    /// Listener address; `None`: `0.0.0.0` for HTTP, the service's VIPs for TCP.
+    addr: Option<String>,
+    /// A real socket (interception NONE, or `captureMode: NONE`), else `bind_to_port: false`.
+    bind: bool,
 }
 
-fn outbound_ports<'a>(ctx: &Ctx<'a>) -> OutboundPorts<'a> {
-    let mut http = BTreeSet::new();
-    let mut tcp = Vec::new();
-    for &si in &ctx.scope.services {
-        let svc = &ctx.snap.registry.services[si];
-        for p in &svc.ports {
-            if p.protocol.is_http() {
-                http.insert(p.number);
-            } else {
-                if p.protocol == plexus_model::Protocol::Unknown {
+/// One plan per egress listener. A listener with a port carries only that port (protocol from
+/// `port.protocol`, else from the services' ports); the catch-all carries every other port.
+fn plans<'c>(ctx: &'c Ctx<'_>) -> Vec<Plan<'c>> {
+    let named: BTreeSet<u16> = ctx.scope.listeners.iter().filter_map(|e| e.port).collect();
+    let mut out = Vec::new();
+    for e in &ctx.scope.listeners {
+        let (addr, bind) = placement(ctx, e);
+        let mut plan = Plan {
+            egress: e,
+            http: BTreeSet::new(),
+            tcp: Vec::new(),
+            addr,
+            bind,
+        };
+        // Istio builds an HTTP listener on a named port for the listener's services even when
+        // none of them has that port; its route configuration then has only the fallback.
+        if let (Some(n), Some(proto)) = (e.port, e.protocol)
+            && proto.is_http()
+            && !e.services.is_empty()
+        {
+            plan.http.insert(n);
+        }
+        for &si in &e.services {
+            let svc = &ctx.snap.registry.services[si];
+            for p in &svc.ports {
+                let wanted = match e.port {
+                    Some(n) => p.number == n,
+                    None => !named.contains(&p.number),
+                };
+                if !wanted {
+                    continue;
+                }
+                if e.protocol.map_or(p.protocol.is_http(), Protocol::is_http) {
+                    plan.http.insert(p.number);
+                    continue;
+                }
+                if p.protocol == Protocol::Unknown && e.protocol.is_none() {
                     ctx.warn_service(svc, format!("port {} has no protocol (name it http-*, tcp-*...; set appProtocol): protocol sniffing is not supported, treated as TCP", p.number));
                 }
-                tcp.push((svc, p.number));
+                plan.tcp.push((svc, p.number));
             }
         }
+        out.push(plan);
     }
-    OutboundPorts { http, tcp }
+    out
+}
+
+/// Istio's placement: a proxy in interception NONE binds every outbound listener, on `bind`
+/// or (Plexus) its outbound address; under REDIRECT, `captureMode: NONE` binds on `bind` or
+/// 127.0.0.1, other capture modes give capture-only listeners on `bind` or the defaults.
+fn placement(ctx: &Ctx<'_>, e: &Egress<'_>) -> (Option<String>, bool) {
+    match ctx.node.interception {
+        Interception::None => (
+            Some(
+                e.bind
+                    .clone()
+                    .unwrap_or_else(|| ctx.node.outbound_address.clone()),
+            ),
+            true,
+        ),
+        Interception::Redirect if e.capture == Some(CaptureMode::None) => (
+            Some(e.bind.clone().unwrap_or_else(|| LOCALHOST.into())),
+            true,
+        ),
+        Interception::Redirect => (e.bind.clone(), false),
+    }
 }
 
 /// Interception NONE.
-fn bound(ctx: &Ctx<'_>, ports: &OutboundPorts<'_>, routes: &[RouteConfiguration]) -> Vec<Listener> {
+fn bound(ctx: &Ctx<'_>, plans: &[Plan<'_>], routes: &[RouteConfiguration]) -> Vec<Listener> {
     let node = ctx.node;
     let addr = node.outbound_address.as_str();
-    let mut b = Bound {
-        taken: BTreeMap::new(),
-        out: Vec::new(),
-    };
+    let mut out = Out::default();
     for p in inbound::ports(ctx) {
         let ip = p.bind.clone().unwrap_or_else(|| node.ip.clone());
-        b.take(&ip, p.port, format!("inbound port {}", p.port));
+        out.take(&ip, p.port, format!("inbound port {}", p.port));
         let mut l = listener(
             &listener_name(&ip, p.port),
             &ip,
@@ -94,10 +164,10 @@ fn bound(ctx: &Ctx<'_>, ports: &OutboundPorts<'_>, routes: &[RouteConfiguration]
             TrafficDirection::Inbound,
         );
         l.filter_chains.push(inbound::chain(&p));
-        b.out.push(l);
+        out.listeners.push(l);
     }
     let proxy_port = node.http_proxy_port;
-    b.take(addr, proxy_port, "the HTTP_PROXY listener".into());
+    out.take(addr, proxy_port, "the HTTP_PROXY listener".into());
     let mut proxy = listener(
         &listener_name(addr, proxy_port),
         addr,
@@ -105,52 +175,20 @@ fn bound(ctx: &Ctx<'_>, ports: &OutboundPorts<'_>, routes: &[RouteConfiguration]
         TrafficDirection::Outbound,
     );
     proxy.filter_chains.push(http_proxy_chain(addr, routes));
-    for &port in &ports.http {
-        if let Some(owner) = b.owner(addr, port) {
-            ctx.warn_node(format!("HTTP port {port} cannot get a bound outbound listener on {addr}: {owner} uses it; use the HTTP_PROXY listener"));
-            continue;
-        }
-        b.take(addr, port, format!("HTTP services on port {port}"));
-        let mut l = listener(
-            &listener_name(addr, port),
-            addr,
-            port,
-            TrafficDirection::Outbound,
-        );
-        let name = port.to_string();
-        l.filter_chains.push(hcm_chain(
-            &name,
-            RouteSpec::Rds(name.clone()),
-            needs(routes, &name),
-        ));
-        b.out.push(l);
-    }
-    for (svc, port) in &ports.tcp {
-        let name = listener_name(addr, *port);
-        let chains = tcp_chains(ctx, svc, *port);
-        if let Some(owner) = b.owner(addr, *port).cloned() {
-            let shared = b.out.iter().any(|l| l.name == name)
-                && add_chains(&mut b.out, &name, addr, *port, chains, true);
-            if !shared {
-                ctx.warn_service(svc, format!("TCP port {port} cannot get a bound outbound listener on {addr}: {owner} uses it"));
-            }
-            continue;
-        }
-        b.take(addr, *port, format!("{} port {port}", svc.hostname));
-        add_chains(&mut b.out, &name, addr, *port, chains, true);
-    }
-    b.out.push(proxy);
-    b.out
+    out.outbound(ctx, plans, routes);
+    out.listeners.push(proxy);
+    out.listeners
 }
 
-/// Bound listeners so far, and who holds each address and port: a later listener that
-/// collides loses, with a warning.
-struct Bound {
+/// Listeners so far, and who holds each address and port: a later listener that collides
+/// loses, with a warning.
+#[derive(Default)]
+struct Out {
     taken: BTreeMap<(String, u16), String>,
-    out: Vec<Listener>,
+    listeners: Vec<Listener>,
 }
 
-impl Bound {
+impl Out {
     fn take(&mut self, addr: &str, port: u16, owner: String) {
         self.taken.insert((addr.to_string(), port), owner);
     }
@@ -158,13 +196,100 @@ impl Bound {
     fn owner(&self, addr: &str, port: u16) -> Option<&String> {
         self.taken.get(&(addr.to_string(), port))
     }
+
+    fn outbound(&mut self, ctx: &Ctx<'_>, plans: &[Plan<'_>], routes: &[RouteConfiguration]) {
+        for plan in plans {
+            let addr = plan.addr.as_deref().unwrap_or(WILDCARD);
+            for &port in &plan.http {
+                self.http(ctx, addr, port, plan.bind, routes);
+            }
+            for &(svc, port) in &plan.tcp {
+                let addrs = match &plan.addr {
+                    Some(a) => vec![a.clone()],
+                    None => tcp_addresses(svc),
+                };
+                for a in addrs {
+                    self.tcp(ctx, plan, svc, port, &a);
+                }
+            }
+        }
+    }
+
+    fn http(
+        &mut self,
+        ctx: &Ctx<'_>,
+        addr: &str,
+        port: u16,
+        bind: bool,
+        routes: &[RouteConfiguration],
+    ) {
+        if let Some(owner) = self.owner(addr, port) {
+            let how = if bind { "a bound" } else { "an" };
+            let hint = if ctx.node.interception == Interception::None {
+                "; use the HTTP_PROXY listener"
+            } else {
+                ""
+            };
+            ctx.warn_node(format!("HTTP port {port} cannot get {how} outbound listener on {addr}: {owner} uses it{hint}"));
+            return;
+        }
+        self.take(addr, port, format!("HTTP services on port {port}"));
+        let mut l = listener(
+            &listener_name(addr, port),
+            addr,
+            port,
+            TrafficDirection::Outbound,
+        );
+        if !bind {
+            l.bind_to_port = Some(pb::boolv(false));
+        }
+        let name = port.to_string();
+        l.filter_chains.push(hcm_chain(
+            &name,
+            RouteSpec::Rds(name.clone()),
+            needs(routes, &name),
+        ));
+        self.listeners.push(l);
+    }
+
+    fn tcp(&mut self, ctx: &Ctx<'_>, plan: &Plan<'_>, svc: &Service, port: u16, addr: &str) {
+        let name = listener_name(addr, port);
+        let chains = tcp_chains(ctx, plan.egress, svc, port);
+        if let Some(owner) = self.owner(addr, port).cloned() {
+            let shared = self.listeners.iter().any(|l| l.name == name)
+                && add_chains(&mut self.listeners, &name, addr, port, chains, plan.bind);
+            if !shared && plan.bind {
+                ctx.warn_service(svc, format!("TCP port {port} cannot get a bound outbound listener on {addr}: {owner} uses it"));
+            } else if !shared {
+                ctx.warn_service(svc, format!("listener {name} is already used by {owner}; {} port {port} is reachable only by another address", svc.hostname));
+            }
+            return;
+        }
+        self.take(addr, port, format!("{} port {port}", svc.hostname));
+        add_chains(&mut self.listeners, &name, addr, port, chains, plan.bind);
+    }
+}
+
+/// Capture-only TCP listeners listen on the service's VIPs, or `0.0.0.0` without one.
+fn tcp_addresses(svc: &Service) -> Vec<String> {
+    let vips: Vec<String> = svc
+        .vips
+        .iter()
+        .filter(|v| !v.contains('/'))
+        .cloned()
+        .collect();
+    if vips.is_empty() {
+        vec![WILDCARD.to_string()]
+    } else {
+        vips
+    }
 }
 
 /// Filter chains of a TCP-class service port. On TLS ports a chain without its own match
 /// matches the service's host by SNI, so TLS services without a VIP can share a listener
 /// (Istio does the same).
-fn tcp_chains(ctx: &Ctx<'_>, svc: &Service, port: u16) -> Vec<FilterChain> {
-    let mut chains = tcp::service_chains(ctx, svc, port);
+fn tcp_chains(ctx: &Ctx<'_>, egress: &Egress<'_>, svc: &Service, port: u16) -> Vec<FilterChain> {
+    let mut chains = tcp::service_chains(ctx, egress, svc, port);
     if svc.port(port).is_some_and(|p| p.protocol.is_tls()) {
         for c in chains.iter_mut().filter(|c| c.filter_chain_match.is_none()) {
             c.filter_chain_match = Some(FilterChainMatch {
@@ -251,46 +376,12 @@ fn http_proxy_chain(addr: &str, routes: &[RouteConfiguration]) -> FilterChain {
 }
 
 /// Interception REDIRECT.
-fn captured(
-    ctx: &Ctx<'_>,
-    ports: &OutboundPorts<'_>,
-    routes: &[RouteConfiguration],
-) -> Vec<Listener> {
-    let mut out = Vec::new();
-    for &port in &ports.http {
-        let name = listener_name("0.0.0.0", port);
-        let mut l = listener(&name, "0.0.0.0", port, TrafficDirection::Outbound);
-        l.bind_to_port = Some(pb::boolv(false));
-        l.filter_chains.push(hcm_chain(
-            &port.to_string(),
-            RouteSpec::Rds(port.to_string()),
-            needs(routes, &port.to_string()),
-        ));
-        out.push(l);
-    }
-    for (svc, port) in &ports.tcp {
-        let vips: Vec<String> = svc
-            .vips
-            .iter()
-            .filter(|v| !v.contains('/'))
-            .cloned()
-            .collect();
-        let addrs = if vips.is_empty() {
-            vec!["0.0.0.0".to_string()]
-        } else {
-            vips
-        };
-        for a in addrs {
-            let name = listener_name(&a, *port);
-            let chains = tcp_chains(ctx, svc, *port);
-            if !add_chains(&mut out, &name, &a, *port, chains, false) {
-                ctx.warn_service(svc, format!("listener {name} is already used by another service; {} port {port} is reachable only by another address", svc.hostname));
-            }
-        }
-    }
-    out.push(virtual_outbound(ctx));
-    out.push(virtual_inbound(ctx));
-    out
+fn captured(ctx: &Ctx<'_>, plans: &[Plan<'_>], routes: &[RouteConfiguration]) -> Vec<Listener> {
+    let mut out = Out::default();
+    out.outbound(ctx, plans, routes);
+    out.listeners.push(virtual_outbound(ctx));
+    out.listeners.push(virtual_inbound(ctx));
+    out.listeners
 }
 
 fn virtual_outbound(ctx: &Ctx<'_>) -> Listener {

@@ -17,6 +17,7 @@ use plexus_model::{Config, Service, selects};
 
 use super::route_action::target;
 use super::route_match::{Site, bound_to};
+use super::scope::Egress;
 use super::{Ctx, destination_rule, outbound_cluster_name, pb};
 
 pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
@@ -24,12 +25,17 @@ pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Filter chains for a non-HTTP service port at a sidecar.
-pub(crate) fn service_chains(ctx: &Ctx<'_>, svc: &Service, port: u16) -> Vec<FilterChain> {
+pub(crate) fn service_chains(
+    ctx: &Ctx<'_>,
+    egress: &Egress<'_>,
+    svc: &Service,
+    port: u16,
+) -> Vec<FilterChain> {
     let site = Site {
         port: Some(port),
         gateway: None,
     };
-    let vs = ctx.scope.virtual_service_for(&svc.hostname);
+    let vs = egress.virtual_service_for(&svc.hostname);
     let is_tls = svc.port(port).is_some_and(|p| p.protocol.is_tls());
     if let Some(vs) = vs {
         if is_tls && !vs.spec.tls.is_empty() {

@@ -1,5 +1,6 @@
-//! Sidecar outbound route configurations: one per HTTP service port (named by the port) and
-//! the `http_proxy` one behind the HTTP_PROXY listener. One virtual host per service with
+//! Sidecar outbound route configurations: one per HTTP service port (named by the port, with
+//! the services of the egress listener for that port) and the `http_proxy` one behind the
+//! HTTP_PROXY listener (the catch-all egress listener's services). One virtual host per service with
 //! Istio's domain forms; the owning VirtualService's routes, or Istio's default route; and the
 //! `allow_any` / `block_all` fallback per outboundTrafficPolicy.
 
@@ -12,20 +13,34 @@ use envoy_types::pb::envoy::config::route::v3::{
 use plexus_model::{Interception, OutboundMode, Service};
 
 use super::route_match::Site;
+use super::scope::Egress;
 use super::{
     Ctx, PASSTHROUGH_CLUSTER, destination_rule, http_route, outbound_cluster_name, pb, policy,
     route_action as ra,
 };
 
-/// The route configuration for HTTP services on `port` (`None`: every HTTP service port, for
-/// the HTTP_PROXY listener, under `name`).
-pub(crate) fn sidecar_routes(ctx: &Ctx<'_>, name: &str, port: Option<u16>) -> RouteConfiguration {
+/// The route configuration for the HTTP services `egress` imports on `port` (`None`: every
+/// HTTP service port, for the HTTP_PROXY listener, under `name`). No listener: only the
+/// fallback virtual host.
+pub(crate) fn sidecar_routes(
+    ctx: &Ctx<'_>,
+    egress: Option<&Egress<'_>>,
+    name: &str,
+    port: Option<u16>,
+) -> RouteConfiguration {
     let mut seen = BTreeSet::new();
     let mut vhosts = Vec::new();
-    for &si in &ctx.scope.services {
+    let services = egress.map(|e| e.services.as_slice()).unwrap_or_default();
+    for &si in services {
         let svc = &ctx.snap.registry.services[si];
         for p in &svc.ports {
-            if !p.protocol.is_http() || port.is_some_and(|want| want != p.number) {
+            // An egress listener that declares its port HTTP routes every service on that port
+            // as HTTP, whatever the service's own port protocol (the listener's wins in Istio).
+            let declared_http = egress.is_some_and(|e| {
+                e.port == Some(p.number) && e.protocol.is_some_and(|x| x.is_http())
+            });
+            if !(p.protocol.is_http() || declared_http) || port.is_some_and(|want| want != p.number)
+            {
                 continue;
             }
             let domains: Vec<String> = domains(ctx, svc, p.number, port.is_none())
@@ -38,7 +53,7 @@ pub(crate) fn sidecar_routes(ctx: &Ctx<'_>, name: &str, port: Option<u16>) -> Ro
             vhosts.push(VirtualHost {
                 name: format!("{}:{}", svc.hostname, p.number),
                 domains,
-                routes: service_routes(ctx, svc, p.number),
+                routes: service_routes(ctx, egress, svc, p.number),
                 include_request_attempt_count: true,
                 ..Default::default()
             });
@@ -83,12 +98,17 @@ fn domains(ctx: &Ctx<'_>, svc: &Service, port: u16, proxy: bool) -> Vec<String> 
 }
 
 /// The VirtualService's routes for this host and port, or the default route.
-fn service_routes(ctx: &Ctx<'_>, svc: &Service, port: u16) -> Vec<Route> {
+fn service_routes(
+    ctx: &Ctx<'_>,
+    egress: Option<&Egress<'_>>,
+    svc: &Service,
+    port: u16,
+) -> Vec<Route> {
     let site = Site {
         port: Some(port),
         gateway: None,
     };
-    match ctx.scope.virtual_service_for(&svc.hostname) {
+    match egress.and_then(|e| e.virtual_service_for(&svc.hostname)) {
         Some(vs) if !vs.spec.http.is_empty() => http_route::routes(ctx, vs, &site),
         _ => vec![default_route(ctx, svc, port)],
     }
