@@ -1,24 +1,24 @@
 //! Gateway (router) nodes (istio-api.md §5): the Gateway servers selecting the node become
 //! listeners per port; plaintext HTTP servers share the `http.<port>` route configuration,
-//! TLS-terminating servers get an SNI filter chain with SDS certificates and their own
+//! TLS-terminating servers get an SNI filter chain (TLS settings in `gateway_tls`) and their own
 //! `https.<port>.<server>.<gateway>.<ns>` routes, PASSTHROUGH servers route on SNI with the
 //! VirtualServices' `tls` routes, TCP servers use their `tcp` routes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::core::v3::{
-    DataSource, TrafficDirection, TransportSocket, data_source, transport_socket,
+    TrafficDirection, TransportSocket, transport_socket,
 };
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteConfiguration, VirtualHost, route, route_match, virtual_host,
 };
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 use plexus_api::kinds::{self, ServerTlsMode, VirtualService};
 use plexus_model::host::{self, DEFAULT_DOMAIN_SUFFIX, exported_to, fqdn};
 use plexus_model::{Config, Protocol, selects};
 
+use super::gateway_tls::{ServerTls, downstream_tls};
 use super::listener::{HCM, RouteSpec, http_manager, listener, needs};
 use super::route_match::{Site, bound_to};
 use super::virtual_host::catch_all;
@@ -150,7 +150,10 @@ fn port_listener(
             .unwrap_or(ServerTlsMode::Passthrough);
         let f = s.field();
         match (s.protocol, mode) {
-            (Protocol::Https, ServerTlsMode::Simple | ServerTlsMode::Mutual) => {
+            (
+                Protocol::Https,
+                ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual,
+            ) => {
                 if let Some(chain) = terminated(ctx, s, port, &mut sni_seen, routes) {
                     l.filter_chains.push(chain);
                 }
@@ -338,7 +341,14 @@ fn terminated(
         );
         return None;
     }
-    let tls_ctx = downstream_tls(ctx, s)?;
+    let tls_ctx = downstream_tls(
+        ctx,
+        &ServerTls {
+            obj: &s.gw.object,
+            f: format!("{}.tls", s.field()),
+            t: s.server.tls.as_ref()?,
+        },
+    )?;
     let server_name = s.server.name.clone().unwrap_or_else(|| {
         s.server
             .port
@@ -371,158 +381,6 @@ fn terminated(
         }),
         ..Default::default()
     })
-}
-
-/// Certificates: `credentialName` → SDS secret `kubernetes://<credentialName>` over ADS;
-/// `serverCertificate` and `privateKey` → files. MUTUAL validates clients with
-/// `caCertificates` (file), `caCertCredentialName`, or the SDS secret
-/// `kubernetes://<credentialName>-cacert`.
-fn downstream_tls(ctx: &Ctx<'_>, s: &Server<'_>) -> Option<tls::DownstreamTlsContext> {
-    let f = format!("{}.tls", s.field());
-    let t = s.server.tls.as_ref()?;
-    let mut common = tls::CommonTlsContext::default();
-    // One certificate source (CEL-validated); two entries give RSA + ECDSA certificates.
-    let credentials: Vec<&String> = t
-        .credential_name
-        .iter()
-        .chain(&t.credential_names)
-        .collect();
-    let files: Vec<(&String, &String)> = match (&t.server_certificate, &t.private_key) {
-        (Some(c), Some(k)) => vec![(c, k)],
-        _ => t
-            .tls_certificates
-            .iter()
-            .filter_map(|c| Some((c.server_certificate.as_ref()?, c.private_key.as_ref()?)))
-            .collect(),
-    };
-    let mut resource_names = Vec::new();
-    for (i, c) in credentials.iter().enumerate() {
-        match sds_resource_name(c) {
-            Ok(n) => resource_names.push(n),
-            Err(why) => {
-                let field = if t.credential_name.is_some() {
-                    format!("{f}.credentialName")
-                } else {
-                    format!("{f}.credentialNames[{i}]")
-                };
-                ctx.warn(&s.gw.object, &field, format!("{why}; server left out"));
-                return None;
-            }
-        }
-    }
-    common.tls_certificate_sds_secret_configs =
-        resource_names.iter().map(|n| sds(n.clone())).collect();
-    common.tls_certificates = files
-        .iter()
-        .map(|(cert, key)| tls::TlsCertificate {
-            certificate_chain: Some(file(cert)),
-            private_key: Some(file(key)),
-            ..Default::default()
-        })
-        .collect();
-    if common.tls_certificate_sds_secret_configs.is_empty() && common.tls_certificates.is_empty() {
-        ctx.warn(&s.gw.object, &f, "needs credentialName(s), serverCertificate+privateKey or tlsCertificates; server left out");
-        return None;
-    }
-    untranslated_tls_fields(ctx, s, t, &f);
-    let mutual = t.mode == Some(ServerTlsMode::Mutual);
-    if mutual {
-        common.validation_context_type = if let Some(ca) = &t.ca_certificates {
-            Some(
-                tls::common_tls_context::ValidationContextType::ValidationContext(
-                    tls::CertificateValidationContext {
-                        trusted_ca: Some(file(ca)),
-                        ..Default::default()
-                    },
-                ),
-            )
-        } else {
-            let cred = match &t.ca_cert_credential_name {
-                Some(c) => match sds_resource_name(c) {
-                    Ok(n) => Some(n),
-                    Err(why) => {
-                        ctx.warn(
-                            &s.gw.object,
-                            &format!("{f}.caCertCredentialName"),
-                            format!("{why}; server left out"),
-                        );
-                        return None;
-                    }
-                },
-                None => resource_names.first().map(|n| format!("{n}{CA_SUFFIX}")),
-            };
-            cred.map(|c| {
-                tls::common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(
-                    sds(c),
-                )
-            })
-        };
-    }
-    Some(tls::DownstreamTlsContext {
-        common_tls_context: Some(common),
-        require_client_certificate: mutual.then(|| pb::boolv(true)),
-        ..Default::default()
-    })
-}
-
-/// Istio's SDS name scheme for Kubernetes Secrets: `kubernetes://<name>` is the Secret
-/// `<name>` in the requesting proxy's namespace.
-pub const KUBERNETES_SECRET_PREFIX: &str = "kubernetes://";
-/// Suffix of the SDS name of a credential's CA bundle (Istio's `-cacert`).
-pub const CA_SUFFIX: &str = "-cacert";
-
-/// The SDS resource name for a `credentialName`, as Istio names it: `kubernetes://` added
-/// unless given. Other schemes (`sds://`, `builtin://`, files) are not served by Plexus.
-pub fn sds_resource_name(credential: &str) -> Result<String, String> {
-    if credential.starts_with(KUBERNETES_SECRET_PREFIX) {
-        Ok(credential.to_string())
-    } else if credential.contains("://") || credential.starts_with("file-") {
-        Err(format!(
-            "credential \"{credential}\": only Kubernetes Secrets (kubernetes://) are served"
-        ))
-    } else {
-        Ok(format!("{KUBERNETES_SECRET_PREFIX}{credential}"))
-    }
-}
-
-/// An SDS secret fetched over the ADS stream.
-fn sds(name: String) -> tls::SdsSecretConfig {
-    tls::SdsSecretConfig {
-        name,
-        sds_config: Some(pb::ads()),
-    }
-}
-
-fn file(path: &str) -> DataSource {
-    DataSource {
-        specifier: Some(data_source::Specifier::Filename(path.to_string())),
-        ..Default::default()
-    }
-}
-
-/// Server TLS settings Plexus does not translate yet, reported by field.
-fn untranslated_tls_fields(ctx: &Ctx<'_>, s: &Server<'_>, t: &kinds::ServerTlsSettings, f: &str) {
-    for (set, name) in [
-        (!t.cipher_suites.is_empty(), "cipherSuites"),
-        (
-            t.min_protocol_version.is_some() || t.max_protocol_version.is_some(),
-            "min/maxProtocolVersion",
-        ),
-        (!t.subject_alt_names.is_empty(), "subjectAltNames"),
-        (
-            !t.verify_certificate_spki.is_empty() || !t.verify_certificate_hash.is_empty(),
-            "verifyCertificateSpki/Hash",
-        ),
-        (t.ca_crl.is_some(), "caCrl"),
-    ] {
-        if set {
-            ctx.warn(
-                &s.gw.object,
-                &format!("{f}.{}", name.split('/').next().unwrap_or(name)),
-                format!("{name} is not translated yet"),
-            );
-        }
-    }
 }
 
 fn passthrough(ctx: &Ctx<'_>, s: &Server<'_>, seen: &mut BTreeSet<String>) -> Vec<FilterChain> {
