@@ -9,6 +9,11 @@
 //! - MUTUAL: without a client certificate, or with one from another CA, the request fails;
 //!   with one from the client CA it succeeds — the CA from `ca.crt` in the credential, and
 //!   from a separate `<name>-cacert` Secret;
+//! - OPTIONAL_MUTUAL: no client certificate or one from the client CA is served, one from
+//!   another CA refused; with `subjectAltNames`, a client certificate with another SAN is
+//!   refused;
+//! - `minProtocolVersion: TLSV1_3` refuses a TLS 1.2-only client; `maxProtocolVersion: TLSV1_2`
+//!   negotiates TLS 1.2;
 //! - PASSTHROUGH: TLS routed by SNI to a backend that terminates TLS itself (its certificate
 //!   is the one the client sees);
 //! - rotation: a new certificate in the Secret file is served within 2 s, no restart, and the
@@ -51,6 +56,9 @@ struct Pki {
     mtls2: Issued,
     backend: Issued,
     decoy: Issued,
+    optional: Issued,
+    tls13: Issued,
+    tls12: Issued,
 }
 
 impl Pki {
@@ -65,6 +73,9 @@ impl Pki {
             mtls2: issue(&["mtls2.example.com"]),
             backend: issue(&["secure.example.com"]),
             decoy: issue(&["bookinfo.example.com"]),
+            optional: issue(&["optional.example.com", "sans.example.com"]),
+            tls13: issue(&["tls13.example.com"]),
+            tls12: issue(&["tls12.example.com"]),
             ca,
             client_ca,
             other_ca,
@@ -90,6 +101,14 @@ impl Pki {
                 Some(&self.client_ca.cert_pem),
             ),
             ttls::tls_secret_yaml("gw-cred", "default", &self.decoy, None),
+            ttls::tls_secret_yaml(
+                "optional-cred",
+                "istio-system",
+                &self.optional,
+                Some(&self.client_ca.cert_pem),
+            ),
+            ttls::tls_secret_yaml("tls13-cred", "istio-system", &self.tls13, None),
+            ttls::tls_secret_yaml("tls12-cred", "istio-system", &self.tls12, None),
         ]
         .join("---\n")
     }
@@ -112,6 +131,18 @@ spec:
   - port: {{number: {HTTPS}, name: https-mutual2, protocol: HTTPS}}
     hosts: [mtls2.example.com]
     tls: {{mode: MUTUAL, credentialName: mtls2-cred}}
+  - port: {{number: {HTTPS}, name: https-optional, protocol: HTTPS}}
+    hosts: [optional.example.com]
+    tls: {{mode: OPTIONAL_MUTUAL, credentialName: optional-cred}}
+  - port: {{number: {HTTPS}, name: https-sans, protocol: HTTPS}}
+    hosts: [sans.example.com]
+    tls: {{mode: OPTIONAL_MUTUAL, credentialName: optional-cred, subjectAltNames: [client.example.com]}}
+  - port: {{number: {HTTPS}, name: https-tls13, protocol: HTTPS}}
+    hosts: [tls13.example.com]
+    tls: {{mode: SIMPLE, credentialName: tls13-cred, minProtocolVersion: TLSV1_3}}
+  - port: {{number: {HTTPS}, name: https-tls12, protocol: HTTPS}}
+    hosts: [tls12.example.com]
+    tls: {{mode: SIMPLE, credentialName: tls12-cred, minProtocolVersion: TLSV1_2, maxProtocolVersion: TLSV1_2}}
   - port: {{number: {HTTPS}, name: tls-passthrough, protocol: TLS}}
     hosts: [secure.example.com]
     tls: {{mode: PASSTHROUGH}}
@@ -141,7 +172,7 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: mtls, namespace: default}}
 spec:
-  hosts: [mtls.example.com, mtls2.example.com]
+  hosts: [mtls.example.com, mtls2.example.com, optional.example.com, sans.example.com, tls13.example.com, tls12.example.com]
   gateways: [istio-system/tls-gateway]
   http:
   - route: [{{destination: {{host: ratings, port: {{number: {PORT}}}}}}}]
@@ -295,6 +326,87 @@ async fn mutual(p: &Plane, pki: &Pki) -> Result<(), String> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// OPTIONAL_MUTUAL: no client certificate or one from the client CA is accepted, one from
+/// another CA refused. With `subjectAltNames`, a client CA certificate with another SAN is
+/// refused too. (A client without a certificate on a server with `subjectAltNames` is left
+/// out: Envoy refuses it, the Plexus proxy accepts it — see docs/translation.md.)
+async fn optional_mutual(p: &Plane, pki: &Pki) -> Result<(), String> {
+    let plane = p.main.plane;
+    let client = pki.client_ca.issue(&["client.example.com"], true)?;
+    let stranger = pki.other_ca.issue(&["client.example.com"], true)?;
+    let other_san = pki.client_ca.issue(&["other.example.com"], true)?;
+    // Wait for the listener with a request that should pass, then check every case once.
+    get_ready(&p.main, "optional.example.com", "/", &pki.ca.cert_pem, None).await?;
+    let mut errors = Vec::new();
+    for (host, what, cert, ok) in [
+        ("optional.example.com", "a client cert", Some(&client), true),
+        ("optional.example.com", "no client cert", None, true),
+        (
+            "optional.example.com",
+            "a foreign client cert",
+            Some(&stranger),
+            false,
+        ),
+        (
+            "sans.example.com",
+            "a client cert with the SAN",
+            Some(&client),
+            true,
+        ),
+        (
+            "sans.example.com",
+            "a client cert with another SAN",
+            Some(&other_san),
+            false,
+        ),
+        (
+            "sans.example.com",
+            "a foreign client cert",
+            Some(&stranger),
+            false,
+        ),
+    ] {
+        let cfg = ttls::client_config(&pki.ca.cert_pem, cert)?;
+        let got = ttls::https_get(at(&p.main), host, "/", cfg).await;
+        match (ok, got) {
+            (true, Ok(r)) if r.status == 200 && r.json["workload"] == "ratings" => {}
+            (false, Err(_)) => {}
+            (_, got) => errors.push(format!("{host} with {what}: {got:?}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("[{plane}] OPTIONAL_MUTUAL {}", errors.join("; ")))
+    }
+}
+
+/// `minProtocolVersion: TLSV1_3` refuses a TLS 1.2-only client and serves TLS 1.3;
+/// `maxProtocolVersion: TLSV1_2` serves TLS 1.2 to a client offering 1.3.
+async fn protocol_versions(p: &Plane, pki: &Pki) -> Result<(), String> {
+    let plane = p.main.plane;
+    for (host, want) in [
+        ("tls13.example.com", "TLSv1_3"),
+        ("tls12.example.com", "TLSv1_2"),
+    ] {
+        let r = get_ready(&p.main, host, "/", &pki.ca.cert_pem, None).await?;
+        if r.status != 200 || r.version != want {
+            return Err(format!(
+                "[{plane}] {host}: {} over {}, want 200 over {want}",
+                r.status, r.version
+            ));
+        }
+    }
+    let cfg = ttls::client_config_tls12(&pki.ca.cert_pem, None)?;
+    if let Ok(r) = ttls::https_get(at(&p.main), "tls13.example.com", "/", cfg).await {
+        return Err(format!(
+            "[{plane}] minProtocolVersion TLSV1_3 served a TLS 1.2 client: {} over {}",
+            r.status, r.version
+        ));
     }
     Ok(())
 }
@@ -499,6 +611,8 @@ async fn conformance_gateway_tls_scenarios() {
         record(p.main.plane, simple(p, &pki).await);
         record(p.main.plane, mutual(p, &pki).await);
         record(p.main.plane, passthrough(p, &pki).await);
+        record(p.main.plane, optional_mutual(p, &pki).await);
+        record(p.main.plane, protocol_versions(p, &pki).await);
     }
     let rotated = pki
         .ca

@@ -140,12 +140,28 @@ pub fn server_config(id: &Issued) -> Result<Arc<ServerConfig>, String> {
 
 /// A client config trusting only `ca_pem`, presenting `client` if given.
 pub fn client_config(ca_pem: &str, client: Option<&Issued>) -> Result<Arc<ClientConfig>, String> {
+    client_config_versions(ca_pem, client, rustls::DEFAULT_VERSIONS)
+}
+
+/// As [`client_config`], offering TLS 1.2 only (to check a server's minimum version).
+pub fn client_config_tls12(
+    ca_pem: &str,
+    client: Option<&Issued>,
+) -> Result<Arc<ClientConfig>, String> {
+    client_config_versions(ca_pem, client, &[&rustls::version::TLS12])
+}
+
+fn client_config_versions(
+    ca_pem: &str,
+    client: Option<&Issued>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     for c in certs(ca_pem)? {
         roots.add(c).map_err(err)?;
     }
     let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(err)?
         .with_root_certificates(roots);
     let mut cfg = match client {
@@ -164,6 +180,8 @@ pub struct HttpsReply {
     pub status: u16,
     pub json: serde_json::Value,
     pub peer_cert: Vec<u8>,
+    /// The negotiated TLS version (`TLSv1_2`, `TLSv1_3`).
+    pub version: String,
 }
 
 /// `GET https://<sni><path>` sent to `addr` on a new connection: TLS with SNI `sni`, the
@@ -188,6 +206,12 @@ pub async fn https_get(
             .and_then(|c| c.first())
             .map(|c| c.to_vec())
             .unwrap_or_default();
+        let version = tls
+            .get_ref()
+            .1
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(err)?;
@@ -204,6 +228,7 @@ pub async fn https_get(
             status,
             json: serde_json::from_slice(&body).unwrap_or_default(),
             peer_cert,
+            version,
         })
     };
     tokio::time::timeout(Duration::from_secs(10), work)
