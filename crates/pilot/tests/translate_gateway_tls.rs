@@ -195,7 +195,7 @@ fn protocol_versions() {
 #[test]
 fn unenforced_settings_are_warned_by_field() {
     let g = gateway(&format!(
-        "{{mode: MUTUAL, {FILES}, caCertificates: /etc/certs/ca.crt, caCrl: /etc/certs/crl.pem, cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256], ecdhCurves: [P-256], verifyCertificateSpki: [abc], verifyCertificateHash: [def]}}"
+        "{{mode: MUTUAL, {FILES}, caCertificates: /etc/certs/ca.crt, caCrl: /etc/certs/crl.pem, cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256], ecdhCurves: [P-256], verifyCertificateSpki: [abc], verifyCertificateHash: [def], insecureSkipVerify: true}}"
     ));
     assert!(server_tls(&g).is_some());
     let w = warnings(&g);
@@ -205,9 +205,10 @@ fn unenforced_settings_are_warned_by_field() {
         "verifyCertificateSpki",
         "verifyCertificateHash",
         "caCrl",
+        "insecureSkipVerify",
     ] {
         let want = format!("{field} is not translated yet");
         assert!(w.contains(&want), "{want} missing: {w:?}");
     }
-    assert_eq!(w.len(), 5, "{w:?}");
+    assert_eq!(w.len(), 6, "{w:?}");
 }
