@@ -5,8 +5,8 @@ use super::{Pki, Plane, at, get_ready, ttls};
 
 /// OPTIONAL_MUTUAL: no client certificate or one from the client CA is accepted, one from
 /// another CA refused. With `subjectAltNames`, a client CA certificate with another SAN is
-/// refused too. (A client without a certificate on a server with `subjectAltNames` is left
-/// out: Envoy refuses it, the Plexus proxy accepts it — see docs/translation.md.)
+/// refused too, and so is a client without a certificate (SAN matchers make one mandatory, as
+/// Envoy does).
 pub(super) async fn optional_mutual(p: &Plane, pki: &Pki) -> Result<(), String> {
     let plane = p.main.plane;
     let client = pki.client_ca.issue(&["client.example.com"], true)?;
@@ -42,6 +42,7 @@ pub(super) async fn optional_mutual(p: &Plane, pki: &Pki) -> Result<(), String> 
             Some(&stranger),
             false,
         ),
+        ("sans.example.com", "no client cert", None, false),
     ] {
         let cfg = ttls::client_config(&pki.ca.cert_pem, cert)?;
         let got = ttls::https_get(at(&p.main), host, "/", cfg).await;

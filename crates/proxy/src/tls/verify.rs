@@ -220,8 +220,10 @@ impl ClientCertVerifier for ClientVerifier {
         self.inner.offer_client_auth()
     }
 
+    /// As in Envoy, SAN matchers make a client certificate mandatory even when
+    /// `require_client_certificate` is false: a client without one cannot match them.
     fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
+        self.inner.client_auth_mandatory() || !self.sans.is_empty()
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
