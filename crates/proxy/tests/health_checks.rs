@@ -16,7 +16,6 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::core::v3::health_check as hc;
 use envoy_types::pb::envoy::r#type::v3::Int64Range;
 use envoy_types::pb::google::protobuf::UInt32Value;
-use plexus_testkit::envoy::http_get;
 use plexus_testkit::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -86,31 +85,6 @@ fn check(checker: hc::HealthChecker, unhealthy: u32, healthy: u32) -> core::Heal
         health_checker: Some(checker),
         ..Default::default()
     }
-}
-
-/// The `health_flags` of `addr` in cluster `name` of the admin `/clusters` output.
-async fn flags(admin: SocketAddr, name: &str, addr: SocketAddr) -> Option<String> {
-    let (_, body) = http_get(&format!("http://{admin}/clusters")).await?;
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    let cluster = v["clusters"]
-        .as_array()?
-        .iter()
-        .find(|c| c["name"] == name)?
-        .clone();
-    let ep = cluster["endpoints"]
-        .as_array()?
-        .iter()
-        .find(|e| e["address"] == addr.to_string())?
-        .clone();
-    ep["health_flags"].as_str().map(str::to_string)
-}
-
-async fn wait_flags(admin: SocketAddr, name: &str, addr: SocketAddr, want: &str) {
-    eventually(WAIT, &format!("{addr} flags {want:?}"), || async {
-        (flags(admin, name, addr).await? == want).then_some(())
-    })
-    .await
-    .expect("health flags");
 }
 
 async fn workloads(addr: SocketAddr, n: usize) -> Vec<String> {

@@ -15,7 +15,6 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::core::v3::health_check as hc;
 use envoy_types::pb::envoy::r#type::v3::CodecClientType;
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
-use plexus_testkit::envoy::http_get;
 use plexus_testkit::eventually;
 use plexus_testkit::grpc_health::{NOT_SERVING, SERVING};
 
@@ -30,31 +29,6 @@ fn check(checker: hc::HealthChecker, reuse: Option<bool>) -> core::HealthCheck {
         health_checker: Some(checker),
         ..Default::default()
     }
-}
-
-/// The `health_flags` of `addr` in cluster `name` of `/clusters`.
-async fn flags(admin: SocketAddr, name: &str, addr: SocketAddr) -> Option<String> {
-    let (_, body) = http_get(&format!("http://{admin}/clusters")).await?;
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    let cluster = v["clusters"]
-        .as_array()?
-        .iter()
-        .find(|c| c["name"] == name)?
-        .clone();
-    let ep = cluster["endpoints"]
-        .as_array()?
-        .iter()
-        .find(|e| e["address"] == addr.to_string())?
-        .clone();
-    ep["health_flags"].as_str().map(str::to_string)
-}
-
-async fn wait_flags(admin: SocketAddr, name: &str, addr: SocketAddr, want: &str) {
-    eventually(WAIT, &format!("{name} {addr} flags {want:?}"), || async {
-        (flags(admin, name, addr).await? == want).then_some(())
-    })
-    .await
-    .expect("health flags");
 }
 
 fn routes() -> envoy_types::pb::envoy::config::route::v3::RouteConfiguration {
@@ -235,5 +209,8 @@ async fn tcp_checks_reuse_their_connection() {
     .await
     .expect("one connection per check");
     assert_eq!(kept_count.load(Ordering::SeqCst), 1, "reused");
-    assert_eq!(flags(proxy.admin, "kept", kept).await.as_deref(), Some(""));
+    assert_eq!(
+        health_flags(proxy.admin, "kept", kept).await.as_deref(),
+        Some("")
+    );
 }

@@ -660,3 +660,29 @@ pub async fn basic(a: SocketAddr) -> (FakeAds, plexus_proxy::ProxyHandle, Socket
     let addr = wait_listener(&proxy, "main").await;
     (ads, proxy, addr)
 }
+
+/// The `health_flags` of `addr` in cluster `name` of the Plexus admin `/clusters` output.
+pub async fn health_flags(admin: SocketAddr, name: &str, addr: SocketAddr) -> Option<String> {
+    let (_, body) = plexus_testkit::envoy::http_get(&format!("http://{admin}/clusters")).await?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let cluster = v["clusters"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)?
+        .clone();
+    let ep = cluster["endpoints"]
+        .as_array()?
+        .iter()
+        .find(|e| e["address"] == addr.to_string())?
+        .clone();
+    ep["health_flags"].as_str().map(str::to_string)
+}
+
+/// Wait until `health_flags` of `addr` in cluster `name` reads `want`.
+pub async fn wait_flags(admin: SocketAddr, name: &str, addr: SocketAddr, want: &str) {
+    plexus_testkit::eventually(WAIT, &format!("{name} {addr} flags {want:?}"), || async {
+        (health_flags(admin, name, addr).await? == want).then_some(())
+    })
+    .await
+    .expect("health flags");
+}
