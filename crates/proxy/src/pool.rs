@@ -13,7 +13,6 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 
 use crate::budget::{Budget, Guard};
 use crate::config::UpstreamProtocol;
@@ -119,29 +118,22 @@ impl EndpointPool {
     /// TCP connect plus, for a TLS cluster, the handshake: Envoy counts both against
     /// `connect_timeout`, and a failed handshake or certificate check is a connect failure.
     async fn connect(&self) -> Result<TokioIo<Conn>, UpstreamError> {
+        use crate::tls::stream::{Dial, DialError, dial};
         let addr = self.addr;
-        let connected = tokio::time::timeout(self.connect_timeout, async {
-            let stream = TcpStream::connect(addr).await?;
-            let _ = stream.set_nodelay(true);
-            crate::config::keepalive::apply(self.keepalive.as_ref(), &stream);
-            match &self.tls {
-                Some(tls) => crate::tls::stream::connect(tls, stream, addr, true)
-                    .await
-                    .map_err(std::io::Error::other),
-                None => Ok(Conn::Plain(stream)),
-            }
-        })
-        .await;
-        let stream = match connected {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => {
+        let how = Dial {
+            connect_timeout: self.connect_timeout,
+            keepalive: self.keepalive.as_ref(),
+            tls: self.tls.as_deref(),
+            http: true,
+        };
+        let stream = match dial(addr, &how).await {
+            Ok(s) => s,
+            Err(e) => {
                 self.stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
-                return Err(UpstreamError::Connect { addr, source });
-            }
-            Err(_) => {
-                self.stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
-                let timeout = self.connect_timeout;
-                return Err(UpstreamError::ConnectTimeout { addr, timeout });
+                return Err(match e {
+                    DialError::Failed(source) => UpstreamError::Connect { addr, source },
+                    DialError::Timeout(timeout) => UpstreamError::ConnectTimeout { addr, timeout },
+                });
             }
         };
         self.stats.cx_total.fetch_add(1, Ordering::Relaxed);

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::TcpProxy;
@@ -35,22 +34,10 @@ pub async fn proxy(downstream: Conn, peer: SocketAddr, cfg: &TcpProxy, store: &S
         return;
     };
     cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
-    let timeout = cluster.config.connect_timeout;
-    let connected = tokio::time::timeout(timeout, async {
-        let s = TcpStream::connect(endpoint).await?;
-        crate::config::keepalive::apply(cluster.config.keepalive.as_ref(), &s);
-        let _ = s.set_nodelay(true);
-        match &cluster.config.tls {
-            Some(tls) => crate::tls::stream::connect(tls, s, endpoint, false)
-                .await
-                .map_err(std::io::Error::other),
-            None => Ok(Conn::Plain(s)),
-        }
-    })
-    .await;
-    let upstream = match connected {
-        Ok(Ok(s)) => s,
-        _ => {
+    let how = crate::tls::stream::Dial::cluster(&cluster.config, false);
+    let upstream = match crate::tls::stream::dial(endpoint, &how).await {
+        Ok(s) => s,
+        Err(_) => {
             cluster
                 .stats
                 .cx_connect_fail

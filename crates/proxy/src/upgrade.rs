@@ -8,12 +8,12 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::tls::stream::{Dial, dial};
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use crate::config::UpstreamProtocol;
 use crate::flags::ResponseFlag;
@@ -131,29 +131,10 @@ pub async fn forward(
     let req = Request::from_parts(parts, body.boxed());
     cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
     let exchange = async {
-        let stream =
-            tokio::time::timeout(cluster.config.connect_timeout, TcpStream::connect(endpoint))
-                .await
-                .map_err(|_| {
-                    (
-                        ResponseFlag::UpstreamConnectFailure,
-                        "connect timeout".to_string(),
-                    )
-                })?
-                .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e.to_string()))?;
-        crate::config::keepalive::apply(cluster.config.keepalive.as_ref(), &stream);
-        // The TLS handshake gets its own `connect_timeout` (Envoy counts both together).
-        let stream = match &cluster.config.tls {
-            Some(tls) => {
-                let tls = crate::tls::stream::connect(tls, stream, endpoint, true);
-                tokio::time::timeout(cluster.config.connect_timeout, tls)
-                    .await
-                    .map_err(|_| "TLS handshake timeout".to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-                    .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e))?
-            }
-            None => crate::tls::Conn::Plain(stream),
-        };
+        let how = Dial::cluster(&cluster.config, true);
+        let stream = dial(endpoint, &how)
+            .await
+            .map_err(|e| (ResponseFlag::UpstreamConnectFailure, e.to_string()))?;
         cluster.stats.cx_total.fetch_add(1, Ordering::Relaxed);
         let (mut sender, conn) = http1::handshake::<_, Body>(TokioIo::new(stream))
             .await
@@ -226,14 +207,12 @@ async fn terminate_connect(
     downstream: hyper::upgrade::OnUpgrade,
 ) -> Response<Body> {
     cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
-    let connected =
-        tokio::time::timeout(cluster.config.connect_timeout, TcpStream::connect(endpoint)).await;
-    let mut stream = match connected {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return connect_failed(store, cluster, cluster_name, &e.to_string()),
-        Err(_) => return connect_failed(store, cluster, cluster_name, "connect timeout"),
+    // The payload is opaque: a TLS cluster gets a raw (non-HTTP ALPN) TLS connection, as the
+    // TCP proxy makes.
+    let mut stream = match dial(endpoint, &Dial::cluster(&cluster.config, false)).await {
+        Ok(s) => s,
+        Err(e) => return connect_failed(store, cluster, cluster_name, &e.to_string()),
     };
-    crate::config::keepalive::apply(cluster.config.keepalive.as_ref(), &stream);
     cluster.stats.cx_total.fetch_add(1, Ordering::Relaxed);
     cluster.stats.response(200);
     tokio::spawn(async move {

@@ -96,6 +96,57 @@ pub async fn connect(
         .map_err(HandshakeError::Failed)
 }
 
+/// How to reach an endpoint of a cluster (the cluster's settings).
+pub struct Dial<'a> {
+    pub connect_timeout: std::time::Duration,
+    pub keepalive: Option<&'a crate::config::keepalive::Keepalive>,
+    pub tls: Option<&'a UpstreamTls>,
+    /// Offer the cluster's HTTP protocol by ALPN (HTTP pools, upgrades); raw TCP otherwise.
+    pub http: bool,
+}
+
+impl<'a> Dial<'a> {
+    pub fn cluster(c: &'a crate::config::Cluster, http: bool) -> Self {
+        Dial {
+            connect_timeout: c.connect_timeout,
+            keepalive: c.keepalive.as_ref(),
+            tls: c.tls.as_deref(),
+            http,
+        }
+    }
+}
+
+/// Why `dial` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("connect timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("{0}")]
+    Failed(io::Error),
+}
+
+/// TCP connect (no Nagle, the cluster's keepalive) plus, for a TLS cluster, the handshake:
+/// Envoy counts both against `connect_timeout`, and a failed handshake or certificate check is
+/// a connect failure. The one way every upstream connection is made.
+pub async fn dial(endpoint: SocketAddr, d: &Dial<'_>) -> Result<Conn, DialError> {
+    let connected = tokio::time::timeout(d.connect_timeout, async {
+        let stream = TcpStream::connect(endpoint).await?;
+        let _ = stream.set_nodelay(true);
+        crate::config::keepalive::apply(d.keepalive, &stream);
+        match d.tls {
+            Some(tls) => connect(tls, stream, endpoint, d.http)
+                .await
+                .map_err(io::Error::other),
+            None => Ok(Conn::Plain(stream)),
+        }
+    })
+    .await;
+    match connected {
+        Ok(r) => r.map_err(DialError::Failed),
+        Err(_) => Err(DialError::Timeout(d.connect_timeout)),
+    }
+}
+
 impl AsyncRead for Conn {
     fn poll_read(
         self: Pin<&mut Self>,
