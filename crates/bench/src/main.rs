@@ -50,7 +50,12 @@ pub struct Args {
     /// CPU the proxies are pinned to (the caller pins this process elsewhere).
     #[arg(long, default_value_t = 1)]
     pub proxy_cpu: usize,
-    /// Do not pin the proxies (machines with one CPU).
+    /// CPU the upstream app's thread is pinned to (default: the proxies' CPU, as in the
+    /// performance anchors, so the proxy→app hop stays on one core and only the
+    /// generator→proxy hop crosses CPUs, as it does in `direct`).
+    #[arg(long)]
+    pub upstream_cpu: Option<usize>,
+    /// Do not pin the proxies or the upstream (machines with one CPU).
     #[arg(long)]
     pub no_pin: bool,
     /// Seconds the whole run may spend waiting for other processes to go quiet before phases.
@@ -108,14 +113,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => std::env::temp_dir().join(format!("plexus-bench-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir)?;
-    let h1 = upstream::spawn()?;
+    let upstream_cpu = (!args.no_pin).then(|| args.upstream_cpu.unwrap_or(args.proxy_cpu));
+    let h1 = upstream::spawn(upstream_cpu)?;
+    let show = |cpu: Option<usize>| cpu.map_or_else(|| "any".to_string(), |c| c.to_string());
     println!(
-        "upstream {h1} (HTTP/1.1 + h2c, 1 KiB body); proxies on CPU {}; logs in {}",
-        if args.no_pin {
-            "any".to_string()
-        } else {
-            args.proxy_cpu.to_string()
-        },
+        "upstream {h1} (HTTP/1.1 + h2c, 1 KiB body) on CPU {}; proxies on CPU {}; generator on \
+         this process's CPUs; logs in {}",
+        show(upstream_cpu),
+        show((!args.no_pin).then_some(args.proxy_cpu)),
         dir.display()
     );
     let ctx = setup::Ctx {

@@ -199,3 +199,26 @@ pub fn set_realtime(pid: u32, rt: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Pin the calling thread (not the whole process) to `cpu`, with `taskset -p` on the thread's
+/// id from `/proc/thread-self`.
+pub fn pin_current_thread(cpu: usize) -> anyhow::Result<()> {
+    let link = std::fs::read_link("/proc/thread-self").context("read /proc/thread-self")?;
+    let tid = link
+        .file_name()
+        .and_then(|t| t.to_str())
+        .context("no thread id in /proc/thread-self")?
+        .to_string();
+    let out = Command::new("taskset")
+        .args(["-p", "-c", &cpu.to_string(), &tid])
+        .stdout(Stdio::null())
+        .output()
+        .context("run taskset")?;
+    if !out.status.success() {
+        bail!(
+            "taskset for thread {tid}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}

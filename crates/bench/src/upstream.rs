@@ -19,6 +19,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
+use crate::procs;
+
 /// Size of the plain HTTP response body (Istio's benchmark payload).
 pub const BODY_BYTES: usize = 1024;
 /// Size of the protobuf message in a gRPC reply.
@@ -37,14 +39,21 @@ pub fn grpc_frame(len: usize) -> Bytes {
     b.freeze()
 }
 
-/// Bind `127.0.0.1:0` and serve on a dedicated thread. Returns the bound address.
-pub fn spawn() -> anyhow::Result<SocketAddr> {
+/// Bind `127.0.0.1:0` and serve on a dedicated thread, pinned to `cpu` when given (the
+/// performance anchors' topology puts the app on the proxy's core). Returns the bound address.
+pub fn spawn(cpu: Option<usize>) -> anyhow::Result<SocketAddr> {
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
     thread::Builder::new()
         .name("bench-upstream".into())
         .spawn(move || {
+            if let Some(cpu) = cpu {
+                if let Err(e) = procs::pin_current_thread(cpu) {
+                    eprintln!("upstream: cannot pin to CPU {cpu}: {e:#}");
+                    return;
+                }
+            }
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
