@@ -146,7 +146,7 @@ pub fn print_table(args: &Args, rows: &[Row]) {
     println!();
     if let (Some(p), Some(e)) = (find(rows, Kind::Plexus1), find(rows, Kind::Envoy1)) {
         println!(
-            "One hop, HTTP/1.1: raw req/s ratio plexus/envoy {:.2} (the load generator and upstream share CPU 0, so raw req/s can be capped by CPU 0; RESULT uses req per proxy CPU-second).",
+            "One hop, HTTP/1.1: raw req/s ratio plexus/envoy {:.2} (raw req/s depends on where the generator and the upstream run, see the pinning line above; RESULT uses req per proxy CPU-second).",
             p.rps / e.rps
         );
     }

@@ -62,6 +62,10 @@ pub struct EndpointPool {
     reaping: AtomicBool,
     /// Wakes the reaper to recompute its deadline (a connection that expires sooner went idle).
     rearm: Arc<tokio::sync::Notify>,
+    /// When the reaper wakes next (`None`: not known yet). Held while the reaper scans, so a
+    /// connection going idle meanwhile compares its expiry with the deadline that scan chose:
+    /// the reaper is woken only when a connection expires sooner than that, not per request.
+    reap_at: Mutex<Option<tokio::time::Instant>>,
     keepalive: Option<crate::config::keepalive::Keepalive>,
     /// The cluster's `transport_socket`: connections are TLS.
     tls: Option<Arc<crate::tls::UpstreamTls>>,
@@ -88,6 +92,7 @@ impl EndpointPool {
             policy,
             reaping: AtomicBool::new(false),
             rearm: Arc::default(),
+            reap_at: Mutex::new(None),
             keepalive: None,
             tls: None,
         }
@@ -176,21 +181,35 @@ impl EndpointPool {
     }
 
     /// Close idle connections when they expire; one task per pool while any are idle.
-    fn arm_reaper(self: &Arc<Self>) {
+    /// `expires` is when the connection that just went idle expires.
+    fn arm_reaper(self: &Arc<Self>, expires: Option<tokio::time::Instant>) {
         if self.reaping.swap(true, Ordering::AcqRel) {
-            self.rearm.notify_one();
+            let at = *self.reap_at.lock().unwrap_or_else(|p| p.into_inner());
+            let sooner = match (expires, at) {
+                (Some(e), Some(at)) => e < at,
+                (None, Some(_)) => false,
+                (_, None) => true,
+            };
+            if sooner {
+                self.rearm.notify_one();
+            }
             return;
         }
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
                 let Some(pool) = weak.upgrade() else { return };
-                let next = pool.reap();
+                let next = {
+                    let mut reap_at = pool.reap_at.lock().unwrap_or_else(|p| p.into_inner());
+                    let next = pool.reap();
+                    *reap_at = next;
+                    next
+                };
                 let Some(at) = next else {
                     pool.reaping.store(false, Ordering::Release);
                     // An idle connection pushed after the last check needs a reaper too.
-                    if pool.reap().is_some() {
-                        pool.arm_reaper();
+                    if let Some(at) = pool.reap() {
+                        pool.arm_reaper(Some(at));
                     }
                     return;
                 };
@@ -313,11 +332,12 @@ impl EndpointPool {
             let now = tokio::time::Instant::now();
             if sender.sender.ready().await.is_ok() && !sender.worn_out(&pool.policy, now) {
                 sender.idle_since = tokio::time::Instant::now();
+                let expires = sender.expires_at(&pool.policy);
                 pool.idle_h1
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(sender);
-                pool.arm_reaper();
+                pool.arm_reaper(expires);
             }
             // A retired connection is dropped here and closes, which frees its budget unit.
             pool.budget.freed.notify_waiters();
@@ -349,8 +369,9 @@ impl EndpointPool {
             });
             let mut tracked = Tracked::new(sender.clone());
             tracked.requests = 1;
+            let expires = tracked.expires_at(&self.policy);
             *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(tracked);
-            self.arm_reaper();
+            self.arm_reaper(expires);
             break sender;
         };
         sender
