@@ -48,11 +48,11 @@ pub fn spawn(cpu: Option<usize>) -> anyhow::Result<SocketAddr> {
     thread::Builder::new()
         .name("bench-upstream".into())
         .spawn(move || {
-            if let Some(cpu) = cpu {
-                if let Err(e) = procs::pin_current_thread(cpu) {
-                    eprintln!("upstream: cannot pin to CPU {cpu}: {e:#}");
-                    return;
-                }
+            if let Some(cpu) = cpu
+                && let Err(e) = procs::pin_current_thread(cpu)
+            {
+                eprintln!("upstream: cannot pin to CPU {cpu}: {e:#}");
+                return;
             }
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
