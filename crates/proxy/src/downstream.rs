@@ -2,7 +2,8 @@
 //! does: the connection's addresses (`Downstream`, put in request extensions by the accept
 //! loop), RFC 3986 path normalization (`normalize_path`), absolute-form request targets
 //! (`allow_absolute_url`), and `x-forwarded-for` / `x-forwarded-proto` /
-//! `x-envoy-external-address` (`use_remote_address`).
+//! `x-envoy-external-address` / `x-envoy-internal` (`use_remote_address`,
+//! `xff_num_trusted_hops`, `internal_address_config`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -147,67 +148,116 @@ pub fn tls_redirect(authority: &str, uri: &http::Uri) -> http::Response<crate::p
 }
 
 /// Envoy's forwarded headers and its rule for internal requests; returns whether this one is
-/// internal. A client's own `x-envoy-internal` is never trusted. With `use_remote_address` the
-/// connection's peer is appended to `x-forwarded-for` (a loopback peer is replaced by the
-/// listener's local address, as Envoy substitutes its own), `x-forwarded-proto` is overwritten
-/// and `x-envoy-external-address` carries a peer that is not internal; without it
-/// `x-forwarded-for` is left as received and `x-forwarded-proto` is only filled in when absent.
-/// The request is internal when `x-forwarded-for` (after appending) holds a single address
-/// and that address (the peer, or the header's address without `use_remote_address`) is in
-/// `internal_address_config`; it then carries `x-envoy-internal: true`. Unset, nothing is
-/// internal (Envoy 1.40).
+/// internal (`edge` is then `!internal && use_remote_address`). A client's own
+/// `x-envoy-internal` is never trusted.
+///
+/// With `use_remote_address` the trusted client address is the connection's peer, or, with
+/// `xff_num_trusted_hops` N > 0, the Nth address from the right of the received
+/// `x-forwarded-for` (the peer when there are too few); the peer is then appended to
+/// `x-forwarded-for` (a peer of exactly 127.0.0.1 or ::1 is replaced by the listener's local
+/// address, as Envoy substitutes its own), `x-forwarded-proto` is overwritten unless trusted
+/// hops are configured and it is present, and an edge request carries the client address in
+/// `x-envoy-external-address`. Internal-address checks only apply when the request arrived
+/// without `x-forwarded-for`.
+///
+/// Without it `x-forwarded-for` is left as received, `x-forwarded-proto` is only filled in
+/// when absent, and the client address is the (N+1)th address from the right of
+/// `x-forwarded-for`; internal-address checks apply only when that header holds exactly one
+/// address and N is 0. A request is internal when checks apply and the client address is in
+/// `internal_address_config` (unset: nothing is internal, as in Envoy 1.40); it then carries
+/// `x-envoy-internal: true`.
 pub fn forwarded_headers(
     headers: &mut HeaderMap,
     conn: &Downstream,
     opts: &crate::config::hcm_options::ManagerOptions,
 ) -> bool {
-    const XFF: &str = "x-forwarded-for";
-    const XFP: &str = "x-forwarded-proto";
     // `forward_client_cert_details` SANITIZE (Envoy's default, the only value accepted):
     // a client certificate header from the client is never passed on.
     headers.remove("x-forwarded-client-cert");
     headers.remove("x-envoy-internal");
-    let prior = headers
-        .get(XFF)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string);
-    let (remote, single) = if opts.use_remote_address {
-        let hop: IpAddr = if conn.peer.ip().is_loopback() {
+    let prior = received_xff(headers);
+    let hops = opts.xff_num_trusted_hops;
+    let (client, checks_apply) = if opts.use_remote_address {
+        let trusted = (hops > 0)
+            .then(|| prior.as_deref().and_then(|p| client_from_xff(p, hops - 1)))
+            .flatten()
+            .map(|(ip, _)| ip);
+        let hop = if is_envoy_loopback(conn.peer.ip()) {
             conn.local.ip()
         } else {
             conn.peer.ip()
         };
         let joined = match &prior {
-            Some(prior) => format!("{prior},{hop}"),
-            None => hop.to_string(),
+            Some(prior) if !prior.is_empty() => format!("{prior},{hop}"),
+            _ => hop.to_string(),
         };
         if let Ok(v) = HeaderValue::from_str(&joined) {
             headers.insert(XFF, v);
         }
-        headers.insert(XFP, scheme(conn));
-        if !opts.is_internal(conn.peer.ip())
-            && let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string())
-        {
-            headers.insert("x-envoy-external-address", v);
+        if hops == 0 || !headers.contains_key(XFP) {
+            headers.insert(XFP, scheme(conn));
         }
-        (Some(conn.peer.ip()), prior.is_none())
+        (Some(trusted.unwrap_or(conn.peer.ip())), prior.is_none())
     } else {
         if !headers.contains_key(XFP) {
             headers.insert(XFP, scheme(conn));
         }
-        let entries: Vec<&str> = prior
-            .as_deref()
-            .map_or(Vec::new(), |p| p.split(',').collect());
-        let last = entries.last().and_then(|e| e.trim().parse::<IpAddr>().ok());
-        (last, entries.len() == 1)
+        match prior.as_deref().and_then(|p| client_from_xff(p, hops)) {
+            Some((ip, single)) => (Some(ip), single),
+            None => (None, false),
+        }
     };
-    let internal = single && remote.is_some_and(|ip| opts.is_internal(ip));
+    let internal = checks_apply && client.is_some_and(|ip| opts.is_internal(ip));
     if internal {
         headers.insert("x-envoy-internal", HeaderValue::from_static("true"));
+    } else if opts.use_remote_address
+        && let Some(ip) = client
+        && let Ok(v) = HeaderValue::from_str(&ip.to_string())
+    {
+        headers.insert("x-envoy-external-address", v);
     }
     internal
+}
+
+const XFF: &str = "x-forwarded-for";
+const XFP: &str = "x-forwarded-proto";
+
+/// The received `x-forwarded-for`, its field lines joined with `,` as Envoy's header map does.
+fn received_xff(headers: &HeaderMap) -> Option<String> {
+    let mut lines = headers.get_all(XFF).iter();
+    let first = lines.next()?;
+    let mut out = String::from_utf8_lossy(first.as_bytes()).trim().to_string();
+    for more in lines {
+        out.push(',');
+        out.push_str(String::from_utf8_lossy(more.as_bytes()).trim());
+    }
+    Some(out)
+}
+
+/// Envoy's reading of `x-forwarded-for`: skip the last `skip` entries, take the one before
+/// them (whitespace trimmed) as an IP address. Also says whether it was the header's only
+/// entry and nothing was skipped (the only case where internal-address checks apply).
+fn client_from_xff(xff: &str, skip: u32) -> Option<(IpAddr, bool)> {
+    let mut rest = xff;
+    for _ in 0..skip {
+        rest = &rest[..rest.rfind(',')?];
+    }
+    let (entry, single) = match rest.rfind(',') {
+        // A trailing comma leaves the whole remainder, which does not parse, as in Envoy.
+        Some(at) if at + 1 < rest.len() => (&rest[at + 1..], false),
+        Some(_) => (rest, false),
+        None => (rest, skip == 0),
+    };
+    let ip = entry.trim().parse::<IpAddr>().ok()?;
+    Some((ip, single))
+}
+
+/// Envoy's loopback test, which only knows the canonical addresses (not all of 127/8).
+fn is_envoy_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
+        IpAddr::V6(v6) => v6 == std::net::Ipv6Addr::LOCALHOST,
+    }
 }
 
 fn scheme(conn: &Downstream) -> HeaderValue {
@@ -349,5 +399,109 @@ mod tests {
         forwarded_headers(&mut over_tls, &tls, &edge_opts);
         assert_eq!(over_tls["x-forwarded-proto"], "https");
         assert!(is_https(&over_tls) && !is_https(&edge));
+    }
+
+    #[test]
+    fn xff_entries_are_read_from_the_right() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert_eq!(client_from_xff("1.1.1.1", 0), Some((ip("1.1.1.1"), true)));
+        assert_eq!(client_from_xff("1.1.1.1", 1), None);
+        assert_eq!(
+            client_from_xff("1.1.1.1, 2.2.2.2", 0),
+            Some((ip("2.2.2.2"), false))
+        );
+        assert_eq!(
+            client_from_xff("1.1.1.1, 2.2.2.2", 1),
+            Some((ip("1.1.1.1"), false))
+        );
+        assert_eq!(
+            client_from_xff("fd00::1,2.2.2.2", 1),
+            Some((ip("fd00::1"), false))
+        );
+        assert_eq!(client_from_xff("1.1.1.1,", 0), None);
+        assert_eq!(client_from_xff("junk", 0), None);
+        assert!(is_envoy_loopback(ip("127.0.0.1")) && is_envoy_loopback(ip("::1")));
+        assert!(!is_envoy_loopback(ip("127.0.0.5")));
+    }
+
+    #[test]
+    fn trusted_hops_choose_the_client_address() {
+        let conn = Downstream {
+            peer: "10.1.2.3:5000".parse().expect("addr"),
+            local: "10.0.0.1:80".parse().expect("addr"),
+            original_dst: "10.0.0.1:80".parse().expect("addr"),
+            tls: false,
+        };
+        let internal = Some(std::sync::Arc::new(InternalAddresses {
+            unix_sockets: false,
+            cidrs: vec![("10.0.0.0".parse().expect("ip"), 8)],
+        }));
+        let edge = |hops| ManagerOptions {
+            use_remote_address: true,
+            xff_num_trusted_hops: hops,
+            internal: internal.clone(),
+            ..ManagerOptions::default()
+        };
+        let received = || {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "x-forwarded-for",
+                HeaderValue::from_static("1.1.1.1, 2.2.2.2"),
+            );
+            h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+            h
+        };
+        for (hops, client) in [
+            (0, "10.1.2.3"),
+            (1, "2.2.2.2"),
+            (2, "1.1.1.1"),
+            (3, "10.1.2.3"),
+        ] {
+            let mut h = received();
+            assert!(!forwarded_headers(&mut h, &conn, &edge(hops)), "{hops}");
+            assert_eq!(h["x-envoy-external-address"], client, "{hops}");
+            assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2,10.1.2.3");
+            let proto = if hops == 0 { "http" } else { "https" };
+            assert_eq!(h["x-forwarded-proto"], proto, "{hops}");
+        }
+        let mut bare = HeaderMap::new();
+        assert!(
+            forwarded_headers(&mut bare, &conn, &edge(1)),
+            "the peer is internal"
+        );
+        assert_eq!(bare["x-forwarded-proto"], "http");
+        let sidecar = |hops| ManagerOptions {
+            xff_num_trusted_hops: hops,
+            internal: internal.clone(),
+            ..ManagerOptions::default()
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.7"));
+        assert!(forwarded_headers(&mut h.clone(), &conn, &sidecar(0)));
+        assert!(!forwarded_headers(&mut h.clone(), &conn, &sidecar(1)));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.0.0.7,11.0.0.1"),
+        );
+        assert!(
+            !forwarded_headers(&mut h, &conn, &sidecar(1)),
+            "only one entry counts"
+        );
+        assert!(!h.contains_key("x-envoy-external-address"));
+        let from_loopback = Downstream {
+            peer: "127.0.0.5:5000".parse().expect("addr"),
+            ..conn
+        };
+        let mut h = HeaderMap::new();
+        forwarded_headers(&mut h, &from_loopback, &edge(0));
+        assert_eq!(h["x-forwarded-for"], "127.0.0.5");
+        let from_localhost = Downstream {
+            peer: "127.0.0.1:5000".parse().expect("addr"),
+            ..conn
+        };
+        let mut h = HeaderMap::new();
+        forwarded_headers(&mut h, &from_localhost, &edge(0));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h["x-envoy-external-address"], "127.0.0.1");
     }
 }

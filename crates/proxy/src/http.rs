@@ -33,25 +33,53 @@ const HOP_BY_HOP: [&str; 7] = [
 
 /// Serve one downstream request. Local replies to gRPC requests are turned into gRPC
 /// trailers-only responses (HTTP 200, `grpc-status` mapped from the HTTP status as Envoy does).
+/// The request's `x-request-id` is set before routing and, when configured, copied into
+/// every response, local replies included (`crate::request_id`).
 pub async fn handle(
     store: Arc<Store>,
     manager: HttpManager,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<Body> {
     let grpc = is_grpc(req.headers());
+    let (internal, response_id) = prepare(&mut req, &manager.options);
     let activity = crate::idle::Activity::new(
         manager.options.stream_idle_timeout,
         hyper::body::Body::is_end_stream(req.body()),
     );
     let resp = tokio::select! {
-        resp = route_request(store.clone(), manager, req, &activity) => resp,
+        resp = route_request(store.clone(), manager, req, internal, &activity) => resp,
         request_done = activity.expired() => {
             // Envoy: 504 once the request is complete, 408 while it is still arriving.
             let status = if request_done { 504 } else { 408 };
             local_error(&store, ResponseFlag::StreamIdleTimeout, status, "stream timeout")
         }
     };
-    if grpc { grpc_local_reply(resp) } else { resp }
+    let mut resp = if grpc { grpc_local_reply(resp) } else { resp };
+    if let Some(id) = response_id {
+        resp.headers_mut()
+            .insert(crate::request_id::X_REQUEST_ID, id);
+    }
+    resp
+}
+
+/// What the connection manager does to a request before routing, in Envoy's order: forwarded
+/// headers and the internal/external decision, sanitizing external requests, `x-request-id`.
+/// Returns whether the request is internal and the id the response must carry, if any.
+fn prepare(
+    req: &mut Request<Incoming>,
+    opts: &crate::config::hcm_options::ManagerOptions,
+) -> (bool, Option<HeaderValue>) {
+    let internal = match req.extensions().get::<Downstream>().copied() {
+        Some(conn) => forwarded_headers(req.headers_mut(), &conn, opts),
+        None => false,
+    };
+    if !internal {
+        // Envoy strips these before routing, so no route can match on them either.
+        crate::overrides::sanitize(req.headers_mut(), opts.use_remote_address);
+    }
+    let edge = !internal && opts.use_remote_address;
+    let response_id = crate::request_id::on_request(req.headers_mut(), &opts.request_id, edge);
+    (internal, response_id)
 }
 
 fn is_grpc(headers: &HeaderMap) -> bool {
@@ -113,19 +141,12 @@ fn percent_encode(s: &str) -> String {
 async fn route_request(
     store: Arc<Store>,
     manager: HttpManager,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
+    internal: bool,
     activity: &Arc<crate::idle::Activity>,
 ) -> Response<Body> {
     store.stats.downstream_rq.fetch_add(1, Ordering::Relaxed);
     let opts = &manager.options;
-    let internal = match req.extensions().get::<Downstream>().copied() {
-        Some(conn) => forwarded_headers(req.headers_mut(), &conn, opts),
-        None => false,
-    };
-    if !internal {
-        // Envoy strips these before routing, so no route can match on them either.
-        crate::overrides::sanitize(req.headers_mut(), opts.use_remote_address);
-    }
     let runtime = store.runtime.load_full();
     let rc = match &manager.routes {
         RouteSource::Inline(rc) => rc.clone(),

@@ -26,6 +26,7 @@ pub mod overrides;
 pub mod pool;
 pub mod probe;
 pub mod redirect;
+pub mod request_id;
 pub mod select;
 pub mod stats;
 pub mod store;

@@ -549,6 +549,7 @@ async fn differential_scenarios() {
     let subnets = scenarios::subnets::Fixture::start();
     base.listeners
         .extend(scenarios::subnets::listeners(&subnets));
+    base.listeners.extend(scenarios::request_id::listeners());
     let tls = scenarios::tls::Fixture::start(a.addr).await;
     ads.push(SECRET_TYPE, scenarios::tls::extend(&mut base, &tls));
     let all = scenarios::all();
@@ -578,6 +579,10 @@ async fn differential_scenarios() {
         for name in scenarios::tls::LISTENERS {
             tls.insert(name, wait_listener(&plexus, name).await);
         }
+        let mut rid = BTreeMap::new();
+        for name in scenarios::request_id::LISTENERS {
+            rid.insert(name, wait_listener(&plexus, name).await);
+        }
         targets.push(Target {
             proxy: "plexus",
             delta,
@@ -589,6 +594,7 @@ async fn differential_scenarios() {
             tcp_idle,
             sniff,
             tls,
+            rid,
         });
         proxies.push(plexus);
     }
@@ -629,6 +635,11 @@ async fn differential_scenarios() {
                 let addr = envoy.wait_listener(name, STARTUP_WAIT).await;
                 tls.insert(name, addr.expect("envoy TLS listener"));
             }
+            let mut rid = BTreeMap::new();
+            for name in scenarios::request_id::LISTENERS {
+                let addr = envoy.wait_listener(name, STARTUP_WAIT).await;
+                rid.insert(name, addr.expect("envoy request-id listener"));
+            }
             targets.push(Target {
                 proxy: "envoy",
                 delta,
@@ -640,6 +651,7 @@ async fn differential_scenarios() {
                 tcp_idle,
                 sniff,
                 tls,
+                rid,
             });
             envoys.push(envoy);
         }
@@ -692,6 +704,12 @@ async fn differential_scenarios() {
             match outcome {
                 Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
                 Err(e) => failures.push(format!("[chain by IP] {}: {e}", t.label())),
+            }
+        }
+        for outcome in scenarios::request_id::check(&t.label(), &t.rid).await {
+            match outcome {
+                Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
+                Err(e) => failures.push(e),
             }
         }
     }
@@ -789,6 +807,8 @@ struct Target {
     sniff: SocketAddr,
     /// The TLS scenarios' listeners by name.
     tls: BTreeMap<&'static str, SocketAddr>,
+    /// The request-id / trusted-hops listeners by name.
+    rid: BTreeMap<&'static str, SocketAddr>,
 }
 
 impl Target {

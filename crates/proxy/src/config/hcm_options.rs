@@ -1,7 +1,10 @@
 //! Connection manager options that change a request before routing: `normalize_path`,
 //! `http_protocol_options` (HTTP/1.1 codec; only `allow_absolute_url`), `use_remote_address`,
-//! `internal_address_config` (which clients are internal) and `stream_idle_timeout`. Runtime
-//! side in `crate::downstream` and `crate::idle`.
+//! `internal_address_config` (which clients are internal), `xff_num_trusted_hops`,
+//! `stream_idle_timeout` and the x-request-id fields (`generate_request_id`,
+//! `preserve_external_request_id`, `always_set_request_id_in_response`, and
+//! `request_id_extension` when it is the default UUID extension). Runtime side in
+//! `crate::downstream`, `crate::request_id` and `crate::idle`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -26,6 +29,30 @@ pub struct ManagerOptions {
     pub internal: Option<Arc<InternalAddresses>>,
     /// `None` disables it (`0s`).
     pub stream_idle_timeout: Option<Duration>,
+    /// How many proxies in front of this one append trusted `x-forwarded-for` entries.
+    pub xff_num_trusted_hops: u32,
+    pub request_id: RequestIdOptions,
+}
+
+/// What the connection manager does with `x-request-id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestIdOptions {
+    /// `generate_request_id` (Envoy's default: true).
+    pub generate: bool,
+    /// `preserve_external_request_id`: an edge request keeps its own id.
+    pub preserve_external: bool,
+    /// `always_set_request_id_in_response`.
+    pub in_response: bool,
+}
+
+impl Default for RequestIdOptions {
+    fn default() -> Self {
+        RequestIdOptions {
+            generate: true,
+            preserve_external: false,
+            in_response: false,
+        }
+    }
 }
 
 /// Which downstream addresses make a request internal.
@@ -68,6 +95,8 @@ impl Default for ManagerOptions {
             use_remote_address: false,
             internal: None,
             stream_idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+            xff_num_trusted_hops: 0,
+            request_id: RequestIdOptions::default(),
         }
     }
 }
@@ -91,6 +120,9 @@ impl ManagerOptions {
                 .into(),
             None => Some(DEFAULT_STREAM_IDLE_TIMEOUT),
         };
+        if let Some(ext) = &m.request_id_extension {
+            uuid_extension(ext).map_err(|e| e.within("request_id_extension"))?;
+        }
         Ok(ManagerOptions {
             // Envoy's runtime default for an unset `normalize_path` is false.
             normalize_path: m.normalize_path.as_ref().is_some_and(|b| b.value),
@@ -98,6 +130,12 @@ impl ManagerOptions {
             use_remote_address: m.use_remote_address.as_ref().is_some_and(|b| b.value),
             internal,
             stream_idle_timeout: stream_idle_timeout.filter(|d: &Duration| !d.is_zero()),
+            xff_num_trusted_hops: m.xff_num_trusted_hops,
+            request_id: RequestIdOptions {
+                generate: m.generate_request_id.as_ref().is_none_or(|b| b.value),
+                preserve_external: m.preserve_external_request_id,
+                in_response: m.always_set_request_id_in_response,
+            },
         })
     }
 
@@ -136,6 +174,38 @@ pub fn router_options(
         upstream_http_filters,
         reject_connect_request_early_data
     );
+    Ok(())
+}
+
+/// Only Envoy's default request-id extension is accepted: UUIDs with the trace reason packed
+/// and used for sampling (the behaviour `crate::request_id` implements).
+fn uuid_extension(ext: &hcm::RequestIdExtension) -> FieldResult<()> {
+    use envoy_types::pb::envoy::extensions::request_id::uuid::v3::UuidRequestIdConfig;
+    use prost::Name;
+    let Some(any) = &ext.typed_config else {
+        return Err(FieldError::invalid("typed_config", "required"));
+    };
+    if any.type_url != UuidRequestIdConfig::type_url() {
+        return Err(FieldError::unsupported(format!(
+            "typed_config ({}; only the UUID request ID extension)",
+            any.type_url
+        )));
+    }
+    let UuidRequestIdConfig {
+        pack_trace_reason,
+        use_request_id_for_trace_sampling,
+    } = super::unpack_field(any, "typed_config")?;
+    let off = |b: &Option<envoy_types::pb::google::protobuf::BoolValue>| {
+        b.as_ref().is_some_and(|b| !b.value)
+    };
+    if off(&pack_trace_reason) {
+        return Err(FieldError::unsupported("typed_config.pack_trace_reason"));
+    }
+    if off(&use_request_id_for_trace_sampling) {
+        return Err(FieldError::unsupported(
+            "typed_config.use_request_id_for_trace_sampling",
+        ));
+    }
     Ok(())
 }
 
@@ -229,6 +299,7 @@ mod tests {
                 use_remote_address: true,
                 internal: None,
                 stream_idle_timeout: None,
+                ..ManagerOptions::default()
             })
         );
         let trailers = hcm::HttpConnectionManager {
@@ -294,6 +365,63 @@ mod tests {
         assert_eq!(
             ManagerOptions::parse(&bad).map_err(|e| e.field),
             Err("internal_address_config.cidr_ranges[0].prefix_len".to_string())
+        );
+    }
+
+    #[test]
+    fn request_id_fields_and_extension() {
+        use envoy_types::pb::envoy::extensions::request_id::uuid::v3::UuidRequestIdConfig;
+        let m = hcm::HttpConnectionManager {
+            generate_request_id: Some(BoolValue { value: false }),
+            preserve_external_request_id: true,
+            always_set_request_id_in_response: true,
+            xff_num_trusted_hops: 2,
+            ..Default::default()
+        };
+        let o = ManagerOptions::parse(&m).expect("valid");
+        assert_eq!(
+            o.request_id,
+            RequestIdOptions {
+                generate: false,
+                preserve_external: true,
+                in_response: true
+            }
+        );
+        assert_eq!(o.xff_num_trusted_hops, 2);
+        let with_ext = |cfg: UuidRequestIdConfig| hcm::HttpConnectionManager {
+            request_id_extension: Some(hcm::RequestIdExtension {
+                typed_config: Some(envoy_types::util::pack_any(cfg)),
+            }),
+            ..Default::default()
+        };
+        let explicit_defaults = UuidRequestIdConfig {
+            pack_trace_reason: Some(BoolValue { value: true }),
+            use_request_id_for_trace_sampling: None,
+        };
+        assert_eq!(
+            ManagerOptions::parse(&with_ext(explicit_defaults)),
+            Ok(ManagerOptions::default())
+        );
+        let unpacked = UuidRequestIdConfig {
+            pack_trace_reason: Some(BoolValue { value: false }),
+            use_request_id_for_trace_sampling: None,
+        };
+        assert_eq!(
+            ManagerOptions::parse(&with_ext(unpacked)).map_err(|e| e.field),
+            Err("request_id_extension.typed_config.pack_trace_reason".to_string())
+        );
+        let other = hcm::HttpConnectionManager {
+            request_id_extension: Some(hcm::RequestIdExtension {
+                typed_config: Some(envoy_types::util::pack_any(BoolValue { value: true })),
+            }),
+            ..Default::default()
+        };
+        let field = ManagerOptions::parse(&other).map_err(|e| e.field);
+        assert!(
+            field
+                .as_ref()
+                .is_err_and(|f| f.starts_with("request_id_extension.typed_config (")),
+            "{field:?}"
         );
     }
 }

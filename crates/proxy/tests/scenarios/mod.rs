@@ -19,6 +19,7 @@ mod clusters;
 pub mod detection;
 pub mod health;
 mod istio_defaults;
+pub mod request_id;
 mod resilience;
 mod routing;
 pub mod subnets;
