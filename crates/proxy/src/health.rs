@@ -133,11 +133,11 @@ pub fn spawn(runtime: &Arc<ClusterRuntime>) {
     tokio::spawn(async move {
         let mut sessions: HashMap<SocketAddr, Session> = HashMap::new();
         loop {
-            let (endpoints, authority, had_traffic) = {
+            let (endpoints, authority, tls, had_traffic) = {
                 let Some(rt) = weak.upgrade() else { return };
                 let eps: Vec<SocketAddr> = rt.endpoints().iter().map(|e| e.addr).collect();
                 let traffic = rt.stats.rq_total.load(Ordering::Relaxed) > 0;
-                (eps, rt.config.name.clone(), traffic)
+                (eps, rt.config.name.clone(), rt.config.tls.clone(), traffic)
             };
             let keep: HashSet<SocketAddr> = endpoints.iter().copied().collect();
             health.retain(&keep);
@@ -146,10 +146,11 @@ pub fn spawn(runtime: &Arc<ClusterRuntime>) {
             for addr in endpoints {
                 let cfg = health.cfg.clone();
                 let authority = authority.clone();
+                let tls = tls.clone();
                 let session = sessions.remove(&addr);
                 round.spawn(async move {
                     let (outcome, session) =
-                        crate::probe::check(&cfg, addr, &authority, session).await;
+                        crate::probe::check(&cfg, addr, &authority, tls.as_deref(), session).await;
                     (addr, outcome, session)
                 });
             }

@@ -10,6 +10,10 @@
 //! `grpc.health.v1.Health/Check` over HTTP/2 with `service_name` and `authority`; anything but
 //! grpc-status 0 with `SERVING` fails the host at once, transport errors count towards
 //! `unhealthy_threshold`.
+//!
+//! On a cluster with a TLS `transport_socket` every check runs over TLS with the cluster's
+//! context (SNI, CA and SAN checks, client certificate), offering only the context's own
+//! `alpn_protocols`, as Envoy's health checker does; a failed handshake is a transport error.
 
 use std::net::SocketAddr;
 
@@ -20,34 +24,44 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::config::health::{CheckKind, GrpcCheck, HealthCheck, HttpCheck, TcpCheck};
 use crate::health::Outcome;
+use crate::tls::Conn;
+use crate::tls::UpstreamTls;
+use crate::tls::stream::{Dial, dial};
 
 /// Bytes of a health check response kept while looking for payloads or the gRPC message.
 const MAX_RESPONSE: usize = 64 * 1024;
 
 /// A host's connection kept between checks.
 pub enum Session {
-    Tcp(TcpStream),
+    Tcp(Conn),
     Http1(http1::SendRequest<Full<Bytes>>),
     Http2(http2::SendRequest<Full<Bytes>>),
 }
 
 /// One check of `addr`, bounded by the configured timeout; returns the connection to keep.
+/// `tls` is the cluster's upstream TLS context, if it has one.
 pub async fn check(
     cfg: &HealthCheck,
     addr: SocketAddr,
     cluster: &str,
+    tls: Option<&UpstreamTls>,
     session: Option<Session>,
 ) -> (Outcome, Option<Session>) {
+    let to = Dial {
+        connect_timeout: cfg.timeout,
+        keepalive: None,
+        tls,
+        http: false,
+    };
     let run = async {
         match &cfg.kind {
-            CheckKind::Tcp(t) => tcp_check(t, addr, session).await,
+            CheckKind::Tcp(t) => tcp_check(t, addr, &to, session).await,
             CheckKind::Http(h) => {
                 let req = http_request(h, cluster, addr);
-                let (outcome, session) = exchange(addr, h.http2, session, req).await;
+                let (outcome, session) = exchange(addr, &to, h.http2, session, req).await;
                 (
                     outcome.map_or(Outcome::Fail, |r| http_outcome(h, &r)),
                     session,
@@ -55,7 +69,7 @@ pub async fn check(
             }
             CheckKind::Grpc(g) => {
                 let req = grpc_request(g, cluster, addr);
-                let (outcome, session) = exchange(addr, true, session, req).await;
+                let (outcome, session) = exchange(addr, &to, true, session, req).await;
                 let outcome = match outcome {
                     Some(resp) => grpc_outcome(resp).await,
                     None => Outcome::Fail,
@@ -148,6 +162,7 @@ fn grpc_request(g: &GrpcCheck, cluster: &str, addr: SocketAddr) -> Request<Full<
 /// connection failed (a transport error, counted towards `unhealthy_threshold`).
 async fn exchange(
     addr: SocketAddr,
+    to: &Dial<'_>,
     h2: bool,
     session: Option<Session>,
     req: Request<Full<Bytes>>,
@@ -159,7 +174,7 @@ async fn exchange(
     };
     let session = match reused {
         Some(s) => s,
-        None => match connect(addr, h2).await {
+        None => match connect(addr, to, h2).await {
             Some(s) => s,
             None => return (None, None),
         },
@@ -185,8 +200,8 @@ async fn exchange(
     }
 }
 
-async fn connect(addr: SocketAddr, h2: bool) -> Option<Session> {
-    let io = TokioIo::new(TcpStream::connect(addr).await.ok()?);
+async fn connect(addr: SocketAddr, to: &Dial<'_>, h2: bool) -> Option<Session> {
+    let io = TokioIo::new(dial(addr, to).await.ok()?);
     if h2 {
         let (sender, conn) = http2::handshake(TokioExecutor::new(), io).await.ok()?;
         tokio::spawn(async move {
@@ -235,7 +250,7 @@ async fn grpc_outcome(resp: Response<Incoming>) -> Outcome {
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+async fn read_more(stream: &mut Conn, buf: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 4096];
     match stream.read(&mut chunk).await {
         Ok(0) | Err(_) => false,
@@ -246,21 +261,23 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
     }
 }
 
-/// Whether a kept TCP connection was closed by the host while idle.
-fn closed_while_idle(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Ok(0))
+/// Whether a kept connection was closed by the host while idle: the socket reads end of
+/// stream. Peeked, so bytes a TLS session has pending stay where they are.
+fn closed_while_idle(stream: &Conn) -> bool {
+    let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    matches!(socket2::SockRef::from(stream.tcp()).peek(&mut probe), Ok(0))
 }
 
 async fn tcp_check(
     t: &TcpCheck,
     addr: SocketAddr,
+    to: &Dial<'_>,
     session: Option<Session>,
 ) -> (Outcome, Option<Session>) {
     let mut stream = match session {
         Some(Session::Tcp(s)) if closed_while_idle(&s) => return (Outcome::Fail, None),
         Some(Session::Tcp(s)) => s,
-        _ => match TcpStream::connect(addr).await {
+        _ => match dial(addr, to).await {
             Ok(s) => s,
             Err(_) => return (Outcome::Fail, None),
         },

@@ -733,6 +733,20 @@ async fn differential_scenarios() {
             Err(e) => failures.push(format!("[health flags] {e}")),
         }
     }
+    for (i, outcome) in scenarios::health::tls_flags(&admins, tls.front.addr)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        match outcome {
+            Ok(()) => {
+                *passed
+                    .entry((targets[i].proxy, targets[i].delta))
+                    .or_default() += 1
+            }
+            Err(e) => failures.push(format!("[health checks over TLS] {e}")),
+        }
+    }
     // TLS: termination, chain selection, mTLS, origination; then an SDS rotation.
     let tls_targets: Vec<_> = targets.iter().map(|t| (t.label(), &t.tls)).collect();
     let mut outcomes = scenarios::tls::run(&tls, &ads, &tls_targets).await;

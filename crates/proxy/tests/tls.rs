@@ -7,12 +7,11 @@ mod common;
 mod tls_support;
 
 use common::*;
-use envoy_types::pb::envoy::config::cluster::v3 as c;
 use envoy_types::pb::envoy::config::listener::v3 as l;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 use envoy_types::util::pack_any;
 use plexus_testkit::FakeAds;
-use plexus_xds::{CLUSTER_TYPE, LISTENER_TYPE, SECRET_TYPE};
+use plexus_xds::{LISTENER_TYPE, SECRET_TYPE};
 use tls_support::*;
 
 type Vct = tls::common_tls_context::ValidationContextType;
@@ -355,43 +354,6 @@ async fn unsupported_tls_fields_are_nacked_by_name() {
         let msg = nack.error.unwrap_or_default();
         assert!(msg.contains(field), "{field}: {msg}");
     }
-    let before = ads.acks().len();
-    let secs = |s| {
-        Some(envoy_types::pb::google::protobuf::Duration {
-            seconds: s,
-            nanos: 0,
-        })
-    };
-    let check = envoy_types::pb::envoy::config::core::v3::HealthCheck {
-        timeout: secs(1),
-        interval: secs(1),
-        unhealthy_threshold: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 1 }),
-        healthy_threshold: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 1 }),
-        health_checker: Some(
-            envoy_types::pb::envoy::config::core::v3::health_check::HealthChecker::TcpHealthCheck(
-                Default::default(),
-            ),
-        ),
-        ..Default::default()
-    };
-    let with_hc = c::Cluster {
-        health_checks: vec![check],
-        ..tls_cluster(
-            "c",
-            "127.0.0.1:1".parse().expect("addr"),
-            client_ctx("", common(None, None, &[], None)),
-        )
-    };
-    ads.push(CLUSTER_TYPE, vec![("c".into(), pack_any(with_hc))]);
-    let nack = ads
-        .wait_nack(CLUSTER_TYPE, before, WAIT)
-        .await
-        .expect("NACK");
-    let msg = nack.error.unwrap_or_default();
-    assert!(
-        msg.contains("health_checks (on a cluster with a TLS transport_socket)"),
-        "{msg}"
-    );
     drop(proxy);
 }
 

@@ -1,12 +1,16 @@
 //! TLS to upstreams through the proxy with real sockets and certificates generated per test:
 //! SNI, CA and SAN checks (a failure is 503 `UF`), the cluster's HTTP protocol offered by ALPN,
 //! client certificates over SDS (the cluster warms until it arrives), and the TCP proxy
-//! terminating and originating TLS.
+//! terminating and originating TLS; active health checks over the cluster's TLS context.
 
 mod common;
 mod tls_support;
 
 use common::*;
+use envoy_types::pb::envoy::config::cluster::v3 as c;
+use envoy_types::pb::envoy::config::core::v3::health_check::{
+    HealthChecker, HttpHealthCheck, TcpHealthCheck,
+};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 use plexus_proxy::ERROR_HEADER;
 use plexus_testkit::FakeAds;
@@ -279,4 +283,103 @@ async fn websocket_upgrades_reach_a_tls_upstream() {
         seen.iter()
             .all(|(sni, _)| sni.as_deref() == Some("backend.example"))
     );
+}
+
+fn tls_check(checker: HealthChecker) -> envoy_types::pb::envoy::config::core::v3::HealthCheck {
+    let ms = |n: u32| {
+        Some(envoy_types::pb::google::protobuf::Duration {
+            seconds: 0,
+            nanos: i32::try_from(n * 1_000_000).unwrap_or(0),
+        })
+    };
+    let one = Some(envoy_types::pb::google::protobuf::UInt32Value { value: 1 });
+    envoy_types::pb::envoy::config::core::v3::HealthCheck {
+        timeout: ms(500),
+        interval: ms(50),
+        no_traffic_interval: ms(50),
+        unhealthy_threshold: one,
+        healthy_threshold: one,
+        health_checker: Some(checker),
+        ..Default::default()
+    }
+}
+
+/// Envoy runs a TLS cluster's health checks over its transport socket: SNI and CA checks
+/// apply, only the context's own ALPN is offered, and a host whose handshake fails (wrong CA,
+/// or a plaintext server) is marked failed.
+#[tokio::test]
+async fn health_checks_on_a_tls_cluster_use_its_tls_context() {
+    let backend = echo_named("backend").await;
+    let ca = Ca::new("ca");
+    let wrong = Ca::new("wrong");
+    let front = tls_front(
+        backend.addr,
+        &ca.leaf(&["backend.example"], &[]),
+        &["h2", "http/1.1"],
+        None,
+    )
+    .await;
+    let trust = |pem: &str| {
+        client_ctx(
+            "backend.example",
+            common(
+                None,
+                None,
+                &[],
+                Some(Vct::ValidationContext(validation(pem, vec![]))),
+            ),
+        )
+    };
+    let http = || {
+        tls_check(HealthChecker::HttpHealthCheck(HttpHealthCheck {
+            path: "/hc".into(),
+            ..Default::default()
+        }))
+    };
+    let tcp = || tls_check(HealthChecker::TcpHealthCheck(TcpHealthCheck::default()));
+    let with = |name: &str, addr, ctx, check| c::Cluster {
+        health_checks: vec![check],
+        ..tls_cluster(name, addr, ctx)
+    };
+    let clusters = vec![
+        with("http-ok", front.addr, trust(&ca.pem), http()),
+        with("tcp-ok", front.addr, trust(&ca.pem), tcp()),
+        with("http-wrong-ca", front.addr, trust(&wrong.pem), http()),
+        with("tcp-plaintext", backend.addr, trust(&ca.pem), tcp()),
+    ];
+    let ads = FakeAds::start().await.expect("ads");
+    push(
+        &ads,
+        &Config {
+            listeners: vec![],
+            routes: vec![],
+            clusters,
+            endpoints: vec![],
+        },
+    );
+    let proxy = start_proxy(&ads).await;
+    wait_flags(proxy.admin, "http-ok", front.addr, "").await;
+    wait_flags(proxy.admin, "tcp-ok", front.addr, "").await;
+    wait_flags(
+        proxy.admin,
+        "http-wrong-ca",
+        front.addr,
+        "/failed_active_hc",
+    )
+    .await;
+    wait_flags(
+        proxy.admin,
+        "tcp-plaintext",
+        backend.addr,
+        "/failed_active_hc",
+    )
+    .await;
+    let seen = front.seen.lock().expect("seen").clone();
+    assert!(
+        seen.iter()
+            .all(|(sni, alpn)| sni.as_deref() == Some("backend.example") && alpn.is_none()),
+        "health checks send the cluster's SNI and no ALPN of their own: {seen:?}"
+    );
+    assert!(!seen.is_empty());
+    drop(proxy);
 }

@@ -276,12 +276,6 @@ impl TryFrom<&c::Cluster> for Cluster {
             .map_err(|e| e.within("upstream_connection_options"))?;
         let tls = crate::tls::context::upstream(transport_socket.as_ref())
             .map_err(|e| e.within("transport_socket"))?;
-        if tls.is_some() && health.is_some() {
-            // Envoy's checks would use the TLS socket; Plexus's checker speaks plaintext only.
-            return Err(FieldError::unsupported(
-                "health_checks (on a cluster with a TLS transport_socket)",
-            ));
-        }
         Ok(Cluster {
             name: name.clone(),
             discovery,

@@ -2,7 +2,8 @@
 //! service `reviews`, authority `reviews.default`) whose second host flips NOT_SERVING and back,
 //! and an HTTP/2-checked cluster whose `flaky` host answers 503. Plexus lists
 //! `health_flags` per endpoint; Envoy's `/clusters?format=json` has
-//! `health_status.failed_active_health_check`.
+//! `health_status.failed_active_health_check`. Also HTTP checks on a TLS cluster: they run over
+//! the cluster's TLS context, so a host behind a certificate of the wrong CA fails them.
 
 use std::net::SocketAddr;
 
@@ -127,5 +128,44 @@ pub async fn flags_follow_checks(
     set_two(SERVING);
     let up = [("hc_grpc", b.grpc_two, false)];
     all_show(admins, &up, "SERVING again", &mut results).await;
+    results
+}
+
+/// Clusters (added by the TLS scenarios) checked over TLS: the right CA, and a wrong one.
+pub const TLS_OK: &str = "hc_tls_ok";
+pub const TLS_WRONG_CA: &str = "hc_tls_wrong_ca";
+
+/// An HTTP/1.1 check of `/healthz` with short intervals, for the TLS clusters.
+pub fn tls_check() -> envoy_types::pb::envoy::config::core::v3::HealthCheck {
+    let ms = |n: i32| {
+        Some(envoy_types::pb::google::protobuf::Duration {
+            seconds: 0,
+            nanos: n * 1_000_000,
+        })
+    };
+    let one = Some(envoy_types::pb::google::protobuf::UInt32Value { value: 1 });
+    envoy_types::pb::envoy::config::core::v3::HealthCheck {
+        timeout: ms(500),
+        interval: ms(100),
+        no_traffic_interval: ms(100),
+        unhealthy_threshold: one,
+        healthy_threshold: one,
+        health_checker: Some(hc::HealthChecker::HttpHealthCheck(hc::HttpHealthCheck {
+            path: "/healthz".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// The TLS-checked host (`front`, TLS in front of backend `a`) passes with the right CA and
+/// fails with the wrong one, on every proxy.
+pub async fn tls_flags(
+    admins: &[(String, &'static str, SocketAddr)],
+    front: SocketAddr,
+) -> Vec<Result<(), String>> {
+    let mut results = vec![Ok(()); admins.len()];
+    let want = [(TLS_OK, front, false), (TLS_WRONG_CA, front, true)];
+    all_show(admins, &want, "checks over TLS", &mut results).await;
     results
 }

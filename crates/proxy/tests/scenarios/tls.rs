@@ -2,7 +2,8 @@
 //! with an inline certificate (HTTP/1.1 and HTTP/2 by ALPN), with an SDS certificate and its
 //! rotation, a listener warming until its secret arrives, filter chains chosen by SNI and by ALPN, mTLS required, Istio's gateway shape for
 //! `MUTUAL` with an RSA and an ECDSA certificate and a combined validation context, and TLS to
-//! an upstream with SNI and a CA check (HTTP/1.1 and HTTP/2; a wrong CA answers 503).
+//! an upstream with SNI and a CA check (HTTP/1.1 and HTTP/2; a wrong CA answers 503), and
+//! health checks over that TLS (see `health::tls_flags`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -217,10 +218,16 @@ pub fn extend(cfg: &mut Config, f: &Fixture) -> Vec<(String, Any)> {
     ];
     cfg.listeners
         .extend(listeners.into_iter().map(|(n, a)| (n.to_string(), a)));
+    let checked = |name: &str, ca: &Ca| c::Cluster {
+        health_checks: vec![super::health::tls_check()],
+        ..upstream(name, f, ca, false)
+    };
     cfg.clusters.extend([
         upstream("up-ok", f, &f.ca, false),
         upstream("up-wrong-ca", f, &f.wrong_ca, false),
         upstream("up-h2", f, &f.ca, true),
+        checked(super::health::TLS_OK, &f.ca),
+        checked(super::health::TLS_WRONG_CA, &f.wrong_ca),
     ]);
     secrets(f, false, false)
 }
