@@ -161,7 +161,7 @@ pub async fn forward(
     } else if let Ok(v) = HeaderValue::from_str(&host) {
         parts.headers.insert(http::header::HOST, v);
     }
-    let mut timeout = crate::grpc_timeout::route_timeout(f, &parts.headers);
+    let mut timeout = crate::grpc_timeout::route_timeout(f);
     let mut retry = target.retry.cloned();
     if target.internal {
         (retry, timeout) = crate::overrides::apply(&mut parts.headers, retry.as_ref(), timeout);

@@ -56,13 +56,25 @@ pub struct Forward {
     pub connect: Option<ConnectUpgrade>,
     /// `hash_policy`: the request's key for ring hash and maglev clusters.
     pub hash_policy: Vec<super::hash::HashPolicy>,
-    /// `max_stream_duration.grpc_timeout_header_max`: gRPC requests take their timeout from
-    /// `grpc-timeout` (none: no timeout), capped by this unless it is zero.
-    pub grpc_timeout_max: Option<Duration>,
+    /// `max_stream_duration`: when set (even empty), Envoy drops the router's `timeout` for
+    /// this route and limits the whole stream instead (`crate::grpc_timeout`).
+    pub stream: Option<StreamDuration>,
     pub mirrors: Vec<Mirror>,
     /// `idle_timeout`: `None` leaves the connection manager's `stream_idle_timeout` in force,
     /// `Some(None)` (`0s`) disables the stream idle timeout for this route.
     pub idle_timeout: Option<Option<Duration>>,
+}
+
+/// A route's `max_stream_duration`, each field as configured (`Some(0s)` is meaningful).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamDuration {
+    /// `max_stream_duration`: `0s` disables the connection manager's limit for this route.
+    pub max: Option<Duration>,
+    /// `grpc_timeout_header_max`: when set, a `grpc-timeout` header sets the limit, capped by
+    /// this unless it is zero.
+    pub grpc_header_max: Option<Duration>,
+    /// `grpc_timeout_header_offset`: subtracted from the header's timeout.
+    pub grpc_header_offset: Option<Duration>,
 }
 
 /// `request_mirror_policies`: a copy of the request goes to `cluster`, its answer ignored.
@@ -87,7 +99,7 @@ impl PartialEq for Forward {
             && self.websocket == o.websocket
             && self.connect == o.connect
             && self.hash_policy == o.hash_policy
-            && self.grpc_timeout_max == o.grpc_timeout_max
+            && self.stream == o.stream
             && self.mirrors == o.mirrors
             && self.idle_timeout == o.idle_timeout
     }
@@ -237,8 +249,8 @@ impl TryFrom<&rt::RouteAction> for Forward {
         };
         let (websocket, connect) = route_upgrades(upgrade_configs)?;
         let hash_policy = super::hash::HashPolicy::parse_all(hash_policy)?;
-        let grpc_timeout_max = match max_stream_duration {
-            Some(m) => grpc_timeout_max(m).map_err(|e| e.within("max_stream_duration"))?,
+        let stream = match max_stream_duration {
+            Some(m) => Some(stream_duration(m).map_err(|e| e.within("max_stream_duration"))?),
             None => None,
         };
         let mirrors = request_mirror_policies
@@ -251,7 +263,7 @@ impl TryFrom<&rt::RouteAction> for Forward {
             websocket,
             connect,
             hash_policy,
-            grpc_timeout_max,
+            stream,
             clusters,
             cluster_not_found_status,
             prefix_rewrite: Some(prefix_rewrite.clone()).filter(|p| !p.is_empty()),
@@ -264,19 +276,23 @@ impl TryFrom<&rt::RouteAction> for Forward {
     }
 }
 
-fn grpc_timeout_max(m: &rt::route_action::MaxStreamDuration) -> FieldResult<Option<Duration>> {
+fn stream_duration(m: &rt::route_action::MaxStreamDuration) -> FieldResult<StreamDuration> {
     let rt::route_action::MaxStreamDuration {
         max_stream_duration,
         grpc_timeout_header_max,
         grpc_timeout_header_offset,
     } = m;
-    deny_set!(max_stream_duration, grpc_timeout_header_offset);
-    match grpc_timeout_header_max {
-        Some(d) => Ok(Some(
-            duration(d).map_err(|e| e.within("grpc_timeout_header_max"))?,
-        )),
-        None => Ok(None),
-    }
+    let field = |d: &Option<_>, name: &str| -> FieldResult<Option<Duration>> {
+        match d {
+            Some(d) => Ok(Some(duration(d).map_err(|e| e.within(name))?)),
+            None => Ok(None),
+        }
+    };
+    Ok(StreamDuration {
+        max: field(max_stream_duration, "max_stream_duration")?,
+        grpc_header_max: field(grpc_timeout_header_max, "grpc_timeout_header_max")?,
+        grpc_header_offset: field(grpc_timeout_header_offset, "grpc_timeout_header_offset")?,
+    })
 }
 
 /// Envoy substitutions use `\1` for capture groups; the regex crate uses `${1}`.

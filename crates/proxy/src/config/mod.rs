@@ -36,7 +36,8 @@ use envoy_types::pb::google::protobuf;
 use http::{HeaderName, HeaderValue};
 
 pub use action::{
-    Action, ClusterChoice, ConnectUpgrade, Forward, Mirror, Redirect, WeightedTarget,
+    Action, ClusterChoice, ConnectUpgrade, Forward, Mirror, Redirect, StreamDuration,
+    WeightedTarget,
 };
 pub use circuit::Limits;
 pub use cluster::{Cluster, Discovery, Endpoint, LbPolicy, LoadAssignment, UpstreamProtocol};
