@@ -10,6 +10,12 @@
 //!
 //! A route with `max_stream_duration` set (even empty) drops the router's `timeout` — Envoy 1.40
 //! does so — and its gRPC requests go upstream with `grpc-timeout` set to the limit in force.
+//!
+//! Without it, the deprecated `max_grpc_timeout` (what Istio sends Envoy sidecars) makes the
+//! router timeout of a gRPC request its `grpc-timeout` header (none: no timeout) less
+//! `grpc_timeout_offset` when the offset is smaller, capped by the maximum unless that is zero;
+//! the upstream then gets `grpc-timeout` set to the time it is given (the per-try timeout when
+//! that is shorter). Other requests keep the route's `timeout`.
 
 use std::time::Duration;
 
@@ -26,11 +32,7 @@ pub fn stream_limit(
     let Some(s) = &f.stream else {
         return manager;
     };
-    let header = headers
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse);
-    match (header, s.grpc_header_max) {
+    match (header(headers), s.grpc_header_max) {
         (Some(t), Some(max)) => {
             let capped = if !max.is_zero() && t > max { max } else { t };
             Some(match s.grpc_header_offset {
@@ -46,9 +48,49 @@ pub fn stream_limit(
     }
 }
 
+fn header(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse)
+}
+
 /// The router's own timeout for route `f` (before the internal override headers).
-pub fn route_timeout(f: &Forward) -> Option<Duration> {
-    if f.stream.is_some() { None } else { f.timeout }
+pub fn route_timeout(f: &Forward, headers: &HeaderMap) -> Option<Duration> {
+    if f.stream.is_some() {
+        return None;
+    }
+    let Some(g) = f.grpc_timeout.filter(|_| crate::http::is_grpc(headers)) else {
+        return f.timeout;
+    };
+    let mut t = header(headers).unwrap_or_default();
+    if let Some(offset) = g.offset.filter(|o| *o < t) {
+        t -= offset;
+    }
+    if !g.max.is_zero() && (t.is_zero() || t > g.max) {
+        t = g.max;
+    }
+    Some(t).filter(|t| !t.is_zero())
+}
+
+/// Under `max_grpc_timeout`, a gRPC request tells the upstream how long it has: the per-try
+/// timeout when it is set and shorter than the router timeout, else the router timeout.
+pub fn tell_upstream(
+    f: &Forward,
+    timeout: Option<Duration>,
+    per_try: Option<Duration>,
+    headers: &mut HeaderMap,
+) {
+    if f.stream.is_some() || f.grpc_timeout.is_none() || !crate::http::is_grpc(headers) {
+        return;
+    }
+    let expected = match (per_try, timeout) {
+        (Some(p), Some(t)) => Some(p.min(t)),
+        (p, t) => p.or(t),
+    };
+    if let Some(v) = expected.and_then(|t| HeaderValue::from_str(&format(t)).ok()) {
+        headers.insert("grpc-timeout", v);
+    }
 }
 
 /// On a route with `max_stream_duration`, a gRPC request tells the upstream the limit in force
@@ -113,7 +155,7 @@ pub fn parse(v: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StreamDuration;
+    use crate::config::{GrpcTimeout, StreamDuration};
 
     #[test]
     fn parses_grpc_timeouts() {
@@ -190,7 +232,62 @@ mod tests {
             stream_limit(&s(Some(ms(0)), Some(ms(100)), None), hcm, &none),
             None
         );
-        assert_eq!(route_timeout(&forward(None)), Some(Duration::from_secs(15)));
-        assert_eq!(route_timeout(&s(None, Some(ms(0)), None)), None);
+        assert_eq!(
+            route_timeout(&forward(None), &grpc),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(route_timeout(&s(None, Some(ms(0)), None), &grpc), None);
+    }
+
+    #[test]
+    fn legacy_max_grpc_timeout_sets_the_router_timeout_of_grpc_requests() {
+        let ms = Duration::from_millis;
+        let legacy = |max, offset| {
+            let mut f = forward(None);
+            f.grpc_timeout = Some(GrpcTimeout { max, offset });
+            f
+        };
+        let call = |t: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            h.insert("content-type", HeaderValue::from_static("application/grpc"));
+            if let Some(t) = t {
+                h.insert("grpc-timeout", HeaderValue::from_static(t));
+            }
+            h
+        };
+        assert_eq!(
+            route_timeout(&legacy(ms(0), None), &call(Some("200m"))),
+            Some(ms(200))
+        );
+        assert_eq!(route_timeout(&legacy(ms(0), None), &call(None)), None);
+        assert_eq!(
+            route_timeout(&legacy(ms(100), None), &call(None)),
+            Some(ms(100))
+        );
+        assert_eq!(
+            route_timeout(&legacy(ms(100), None), &call(Some("5S"))),
+            Some(ms(100))
+        );
+        assert_eq!(
+            route_timeout(&legacy(ms(0), Some(ms(100))), &call(Some("300m"))),
+            Some(ms(200))
+        );
+        assert_eq!(
+            route_timeout(&legacy(ms(0), Some(ms(100))), &call(Some("50m"))),
+            Some(ms(50))
+        );
+        let mut plain = call(Some("200m"));
+        plain.remove("content-type");
+        assert_eq!(
+            route_timeout(&legacy(ms(0), None), &plain),
+            Some(Duration::from_secs(15))
+        );
+
+        let mut h = call(Some("3S"));
+        tell_upstream(&legacy(ms(0), None), Some(ms(3000)), Some(ms(700)), &mut h);
+        assert_eq!(h["grpc-timeout"], "700m");
+        let mut h = call(None);
+        tell_upstream(&legacy(ms(0), None), None, None, &mut h);
+        assert!(h.get("grpc-timeout").is_none());
     }
 }

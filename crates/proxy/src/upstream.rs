@@ -161,13 +161,15 @@ pub async fn forward(
     } else if let Ok(v) = HeaderValue::from_str(&host) {
         parts.headers.insert(http::header::HOST, v);
     }
-    let mut timeout = crate::grpc_timeout::route_timeout(f);
+    let mut timeout = crate::grpc_timeout::route_timeout(f, &parts.headers);
     let mut retry = target.retry.cloned();
     if target.internal {
         (retry, timeout) = crate::overrides::apply(&mut parts.headers, retry.as_ref(), timeout);
     } else {
         crate::overrides::sanitize(&mut parts.headers, false);
     }
+    let per_try = retry.as_ref().and_then(|p| p.per_try_timeout);
+    crate::grpc_timeout::tell_upstream(f, timeout, per_try, &mut parts.headers);
     let template = Template {
         method: parts.method,
         uri: upstream_uri(h2, &host, target.path),

@@ -59,6 +59,9 @@ pub struct Forward {
     /// `max_stream_duration`: when set (even empty), Envoy drops the router's `timeout` for
     /// this route and limits the whole stream instead (`crate::grpc_timeout`).
     pub stream: Option<StreamDuration>,
+    /// The deprecated `max_grpc_timeout` and its `grpc_timeout_offset` (what Istio sends
+    /// Envoy sidecars): gRPC requests take their router timeout from `grpc-timeout`.
+    pub grpc_timeout: Option<GrpcTimeout>,
     pub mirrors: Vec<Mirror>,
     /// `idle_timeout`: `None` leaves the connection manager's `stream_idle_timeout` in force,
     /// `Some(None)` (`0s`) disables the stream idle timeout for this route.
@@ -75,6 +78,13 @@ pub struct StreamDuration {
     pub grpc_header_max: Option<Duration>,
     /// `grpc_timeout_header_offset`: subtracted from the header's timeout.
     pub grpc_header_offset: Option<Duration>,
+}
+
+/// `max_grpc_timeout` (`0s`: the header is not capped) and `grpc_timeout_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcTimeout {
+    pub max: Duration,
+    pub offset: Option<Duration>,
 }
 
 /// `request_mirror_policies`: a copy of the request goes to `cluster`, its answer ignored.
@@ -100,6 +110,7 @@ impl PartialEq for Forward {
             && self.connect == o.connect
             && self.hash_policy == o.hash_policy
             && self.stream == o.stream
+            && self.grpc_timeout == o.grpc_timeout
             && self.mirrors == o.mirrors
             && self.idle_timeout == o.idle_timeout
     }
@@ -163,8 +174,6 @@ impl TryFrom<&rt::RouteAction> for Forward {
             rate_limits,
             include_vh_rate_limits,
             cors,
-            max_grpc_timeout,
-            grpc_timeout_offset,
             internal_redirect_policy,
             internal_redirect_action,
             max_internal_redirects,
@@ -253,6 +262,17 @@ impl TryFrom<&rt::RouteAction> for Forward {
             Some(m) => Some(stream_duration(m).map_err(|e| e.within("max_stream_duration"))?),
             None => None,
         };
+        // As in Envoy, the offset only counts together with `max_grpc_timeout`.
+        let grpc_timeout = match max_grpc_timeout {
+            Some(max) => Some(GrpcTimeout {
+                max: duration(max).map_err(|e| e.within("max_grpc_timeout"))?,
+                offset: match grpc_timeout_offset {
+                    Some(d) => Some(duration(d).map_err(|e| e.within("grpc_timeout_offset"))?),
+                    None => None,
+                },
+            }),
+            None => None,
+        };
         let mirrors = request_mirror_policies
             .iter()
             .enumerate()
@@ -264,6 +284,7 @@ impl TryFrom<&rt::RouteAction> for Forward {
             connect,
             hash_policy,
             stream,
+            grpc_timeout,
             clusters,
             cluster_not_found_status,
             prefix_rewrite: Some(prefix_rewrite.clone()).filter(|p| !p.is_empty()),

@@ -36,7 +36,7 @@ use envoy_types::pb::google::protobuf;
 use http::{HeaderName, HeaderValue};
 
 pub use action::{
-    Action, ClusterChoice, ConnectUpgrade, Forward, Mirror, Redirect, StreamDuration,
+    Action, ClusterChoice, ConnectUpgrade, Forward, GrpcTimeout, Mirror, Redirect, StreamDuration,
     WeightedTarget,
 };
 pub use circuit::Limits;

@@ -3,7 +3,9 @@
 //! route's own, `grpc_timeout_header_max` / `grpc_timeout_header_offset` with a `grpc-timeout`
 //! header, the router `timeout` a route with `max_stream_duration` no longer applies, and the
 //! connection manager's limit (2.5 s on the `internal` listener, see
-//! `timeouts::internal_listener`). The echo's paced bodies (`x-echo-body-chunks`,
+//! `timeouts::internal_listener`); and the deprecated `max_grpc_timeout` Istio sends Envoy
+//! sidecars, which makes `grpc-timeout` the router timeout of gRPC requests only. The echo's
+//! paced bodies (`x-echo-body-chunks`,
 //! `x-echo-body-gap-ms`) send the headers at once and stall between pieces.
 
 use std::time::Duration;
@@ -37,6 +39,12 @@ fn to(cluster: &str, timeout: i32, f: impl FnOnce(&mut rt::RouteAction)) -> rt::
         a.timeout = ms(timeout);
         f(a);
     })
+}
+
+/// `max_grpc_timeout: 0s`: deprecated in Envoy's API, yet what Istio sends Envoy sidecars.
+#[allow(deprecated)]
+fn legacy_grpc_timeout(a: &mut rt::RouteAction) {
+    a.max_grpc_timeout = ms(0);
 }
 
 /// Headers then the first half of the body, the rest 1.5 s later.
@@ -88,6 +96,7 @@ pub fn scenarios() -> Vec<Scenario> {
             prefix("/grpc.Offset/"),
             to("a2", 0, limit(None, Some(0), Some(100))),
         ),
+        route(prefix("/grpc.Legacy/"), to("a2", 100, legacy_grpc_timeout)),
     ];
     let delay = |ms: &'static str| [("x-echo-delay-ms", ms)];
     let checks = vec![
@@ -135,6 +144,15 @@ pub fn scenarios() -> Vec<Scenario> {
         // The offset (100 ms) leaves nothing of a 50 ms header, and 1.9 s of a 2 s one.
         grpc("/grpc.Offset/Call", &[("grpc-timeout", "50m")], "4"),
         grpc("/grpc.Offset/Call", &[("grpc-timeout", "2S")], "0"),
+        // max_grpc_timeout: gRPC takes its router timeout from the header (UT: UNAVAILABLE) or
+        // has none, plain HTTP keeps the route's 100 ms.
+        grpc(
+            "/grpc.Legacy/Call",
+            &[("grpc-timeout", "150m"), ("x-echo-delay-ms", "1000")],
+            "14",
+        ),
+        grpc("/grpc.Legacy/Call", &delay("300"), "0"),
+        check("/grpc.Legacy/Call", &delay("300"), 504),
         // The connection manager's 2.5 s limit (internal listener; the route disables idling).
         Check {
             internal: true,
