@@ -6,6 +6,7 @@ use envoy_types::pb::envoy::config::route::v3 as rt;
 use regex::Regex;
 
 use super::fault::{Fraction, fraction_of};
+use super::stream_timeout::{GrpcTimeout, StreamDuration, grpc_timeout, stream_duration};
 use super::{FieldError, FieldResult, HeaderMutation, RetryPolicy, duration, search_regex};
 use crate::deny_set;
 
@@ -66,25 +67,6 @@ pub struct Forward {
     /// `idle_timeout`: `None` leaves the connection manager's `stream_idle_timeout` in force,
     /// `Some(None)` (`0s`) disables the stream idle timeout for this route.
     pub idle_timeout: Option<Option<Duration>>,
-}
-
-/// A route's `max_stream_duration`, each field as configured (`Some(0s)` is meaningful).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StreamDuration {
-    /// `max_stream_duration`: `0s` disables the connection manager's limit for this route.
-    pub max: Option<Duration>,
-    /// `grpc_timeout_header_max`: when set, a `grpc-timeout` header sets the limit, capped by
-    /// this unless it is zero.
-    pub grpc_header_max: Option<Duration>,
-    /// `grpc_timeout_header_offset`: subtracted from the header's timeout.
-    pub grpc_header_offset: Option<Duration>,
-}
-
-/// `max_grpc_timeout` (`0s`: the header is not capped) and `grpc_timeout_offset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GrpcTimeout {
-    pub max: Duration,
-    pub offset: Option<Duration>,
 }
 
 /// `request_mirror_policies`: a copy of the request goes to `cluster`, its answer ignored.
@@ -262,17 +244,7 @@ impl TryFrom<&rt::RouteAction> for Forward {
             Some(m) => Some(stream_duration(m).map_err(|e| e.within("max_stream_duration"))?),
             None => None,
         };
-        // As in Envoy, the offset only counts together with `max_grpc_timeout`.
-        let grpc_timeout = match max_grpc_timeout {
-            Some(max) => Some(GrpcTimeout {
-                max: duration(max).map_err(|e| e.within("max_grpc_timeout"))?,
-                offset: match grpc_timeout_offset {
-                    Some(d) => Some(duration(d).map_err(|e| e.within("grpc_timeout_offset"))?),
-                    None => None,
-                },
-            }),
-            None => None,
-        };
+        let grpc_timeout = grpc_timeout(max_grpc_timeout.as_ref(), grpc_timeout_offset.as_ref())?;
         let mirrors = request_mirror_policies
             .iter()
             .enumerate()
@@ -295,25 +267,6 @@ impl TryFrom<&rt::RouteAction> for Forward {
             idle_timeout,
         })
     }
-}
-
-fn stream_duration(m: &rt::route_action::MaxStreamDuration) -> FieldResult<StreamDuration> {
-    let rt::route_action::MaxStreamDuration {
-        max_stream_duration,
-        grpc_timeout_header_max,
-        grpc_timeout_header_offset,
-    } = m;
-    let field = |d: &Option<_>, name: &str| -> FieldResult<Option<Duration>> {
-        match d {
-            Some(d) => Ok(Some(duration(d).map_err(|e| e.within(name))?)),
-            None => Ok(None),
-        }
-    };
-    Ok(StreamDuration {
-        max: field(max_stream_duration, "max_stream_duration")?,
-        grpc_header_max: field(grpc_timeout_header_max, "grpc_timeout_header_max")?,
-        grpc_header_offset: field(grpc_timeout_header_offset, "grpc_timeout_header_offset")?,
-    })
 }
 
 /// Envoy substitutions use `\1` for capture groups; the regex crate uses `${1}`.

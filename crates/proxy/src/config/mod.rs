@@ -25,6 +25,7 @@ pub mod outlier;
 pub mod retry;
 pub mod route;
 pub mod route_match;
+pub mod stream_timeout;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,8 +37,7 @@ use envoy_types::pb::google::protobuf;
 use http::{HeaderName, HeaderValue};
 
 pub use action::{
-    Action, ClusterChoice, ConnectUpgrade, Forward, GrpcTimeout, Mirror, Redirect, StreamDuration,
-    WeightedTarget,
+    Action, ClusterChoice, ConnectUpgrade, Forward, Mirror, Redirect, WeightedTarget,
 };
 pub use circuit::Limits;
 pub use cluster::{Cluster, Discovery, Endpoint, LbPolicy, LoadAssignment, UpstreamProtocol};
@@ -50,6 +50,7 @@ pub use outlier::OutlierDetection;
 pub use retry::{RetryOn, RetryPolicy};
 pub use route::{DomainMatch, Route, RouteConfig, VirtualHost};
 pub use route_match::{HeaderMatcher, PathMatch, QueryMatcher, RouteMatch};
+pub use stream_timeout::{GrpcTimeout, StreamDuration};
 
 /// A resource Plexus cannot run, naming the resource and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
