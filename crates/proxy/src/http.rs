@@ -48,8 +48,7 @@ pub async fn handle(
     let resp = tokio::select! {
         resp = route_request(store.clone(), manager, req, &activity) => resp,
         expiry = activity.expired() => {
-            // Envoy: 504 once the request is complete, 408 while it is still arriving.
-            let status = if activity.request_done() { 504 } else { 408 };
+            let status = expiry.status(activity.request_done());
             local_error(&store, expiry.flag(), status, expiry.cause())
         }
     };
@@ -258,6 +257,7 @@ async fn route_request(
                 attempt_count: vh.attempt_count,
                 downstream: req.extensions().get::<Downstream>().copied(),
                 internal,
+                stream: activity,
             };
             use crate::upgrade::Tunnel;
             let upgrade = crate::upgrade::requested(&req);

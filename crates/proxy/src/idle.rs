@@ -2,7 +2,9 @@
 //! - the idle timeout: `stream_idle_timeout` (Envoy's default 5 min), replaced by the route's
 //!   `idle_timeout` once a route is chosen; any request or response body bytes restart it;
 //! - the duration limit (`max_stream_duration`, see `crate::grpc_timeout`), counted from the
-//!   moment the request arrived.
+//!   moment the request arrived;
+//! - the route timeout once the response headers are in: Envoy's router timeout also covers
+//!   the response body (flag `UT`).
 //!
 //! Before the response headers, an expiry is answered locally: flag `SI` "stream timeout" or
 //! flag `DT` "downstream duration timeout", 504 once the whole request was received and 408
@@ -32,6 +34,8 @@ pub enum Expiry {
     Idle,
     /// The stream outlived its `max_stream_duration`.
     Duration,
+    /// The route timeout ran out while the response body was still coming.
+    Route,
 }
 
 impl Expiry {
@@ -39,6 +43,7 @@ impl Expiry {
         match self {
             Expiry::Idle => ResponseFlag::StreamIdleTimeout,
             Expiry::Duration => ResponseFlag::DurationTimeout,
+            Expiry::Route => ResponseFlag::UpstreamRequestTimeout,
         }
     }
 
@@ -47,6 +52,16 @@ impl Expiry {
         match self {
             Expiry::Idle => "stream timeout",
             Expiry::Duration => "downstream duration timeout",
+            Expiry::Route => "upstream request timeout",
+        }
+    }
+
+    /// Status of the local reply when the headers are not sent yet: Envoy's 408 while the
+    /// request is still arriving, else 504.
+    pub fn status(self, request_done: bool) -> u16 {
+        match self {
+            Expiry::Idle | Expiry::Duration if !request_done => 408,
+            _ => 504,
         }
     }
 }
@@ -64,6 +79,8 @@ pub struct Activity {
     timeout_ms: AtomicU64,
     /// Milliseconds after `start` at which the duration limit ends.
     deadline_ms: AtomicU64,
+    /// Milliseconds after `start` at which the route timeout ends.
+    route_ms: AtomicU64,
     changed: Notify,
 }
 
@@ -85,6 +102,7 @@ impl Activity {
             request_done: AtomicBool::new(request_done),
             timeout_ms: AtomicU64::new(millis(timeout)),
             deadline_ms: AtomicU64::new(NO_DEADLINE),
+            route_ms: AtomicU64::new(NO_DEADLINE),
             changed: Notify::new(),
         };
         a.store_limit(limit);
@@ -117,6 +135,14 @@ impl Activity {
         self.changed.notify_waiters();
     }
 
+    /// The route timeout's deadline, watched from here on (the response headers are in).
+    pub fn set_route_deadline(&self, at: Instant) {
+        let ms = u64::try_from(at.saturating_duration_since(self.start).as_millis())
+            .unwrap_or(NO_DEADLINE - 1);
+        self.route_ms.store(ms, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
     pub fn request_done(&self) -> bool {
         self.request_done.load(Ordering::Relaxed)
     }
@@ -124,15 +150,17 @@ impl Activity {
     /// The earliest due timer, if any is armed.
     fn next_due(&self) -> Option<(Instant, Expiry)> {
         let at = |ms: u64| self.start + Duration::from_millis(ms);
-        let deadline = self.deadline_ms.load(Ordering::Relaxed);
-        let limit = (deadline != NO_DEADLINE).then(|| (at(deadline), Expiry::Duration));
+        let fixed = |ms: u64, which| (ms != NO_DEADLINE).then(|| (at(ms), which));
+        let limit = fixed(self.deadline_ms.load(Ordering::Relaxed), Expiry::Duration);
+        let route = fixed(self.route_ms.load(Ordering::Relaxed), Expiry::Route);
         let timeout = self.timeout_ms.load(Ordering::Relaxed);
         let last = self.last_ms.load(Ordering::Relaxed);
         let idle = (timeout != 0).then(|| (at(last.saturating_add(timeout)), Expiry::Idle));
-        match (limit, idle) {
-            (Some(l), Some(i)) => Some(if l.0 <= i.0 { l } else { i }),
-            (l, i) => l.or(i),
-        }
+        // The earliest wins; on a tie the duration limit, then the route timeout.
+        [limit, route, idle]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(due, _)| *due)
     }
 
     /// Resolves when a timer expires. Never resolves while both are disabled.
@@ -363,6 +391,21 @@ mod tests {
         let started = Instant::now();
         assert_eq!(a.expired().await, Expiry::Idle);
         assert!(started.elapsed() <= Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_route_timeout_runs_on_over_the_body() {
+        let a = Activity::new(
+            Some(Duration::from_secs(5)),
+            Some(Duration::from_secs(2)),
+            true,
+        );
+        a.set_route_deadline(Instant::now() + Duration::from_millis(700));
+        let started = Instant::now();
+        assert_eq!(a.expired().await, Expiry::Route);
+        assert_eq!(started.elapsed(), Duration::from_millis(700));
+        assert_eq!(Expiry::Route.status(false), 504);
+        assert_eq!(Expiry::Idle.status(false), 408);
     }
 
     #[tokio::test(start_paused = true)]

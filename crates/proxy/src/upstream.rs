@@ -124,6 +124,8 @@ pub struct Target<'a> {
     pub downstream: Option<crate::downstream::Downstream>,
     /// The request is internal (`internal_address_config`): the override headers apply.
     pub internal: bool,
+    /// The stream's timers: the route timeout keeps running over the response body.
+    pub stream: &'a std::sync::Arc<crate::idle::Activity>,
 }
 
 pub async fn forward(
@@ -208,6 +210,9 @@ pub async fn forward(
     }
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut resp = attempts(store, &cluster, &template, body, retry, deadline).await;
+    if let Some(at) = deadline {
+        target.stream.set_route_deadline(at);
+    }
     if let Some(cookie) = &template.choice.set_cookie {
         resp.headers_mut()
             .append(http::header::SET_COOKIE, cookie.clone());

@@ -300,6 +300,17 @@ async fn max_stream_duration_answers_or_resets() {
     )
     .await;
     assert!(got.contains("x-plexus-error: UT"), "{got}");
+    // ... also over the response body: cut short at 200 ms.
+    let (got, after) = read_to_close(addr, &get("/plain", STALL)).await;
+    let (declared, received) = body_lengths(&got);
+    assert!(
+        got.starts_with("HTTP/1.1 200") && received < declared,
+        "{got}"
+    );
+    assert!(
+        after < Duration::from_millis(1800),
+        "closed after {after:?}"
+    );
     // The manager's limit on a route that only sets `grpc_timeout_header_max`.
     let got = exchange(
         addr,
@@ -351,6 +362,7 @@ async fn max_stream_duration_answers_or_resets() {
         Some("5000m")
     );
     assert_eq!(flag_count(proxy.admin, "DT").await, 5);
+    assert_eq!(flag_count(proxy.admin, "UT").await, 2);
 }
 
 #[tokio::test]

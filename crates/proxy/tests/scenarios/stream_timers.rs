@@ -1,5 +1,6 @@
 //! The stream timers for the whole life of a stream: the idle timeout after the response headers
-//! (a stalled body is cut short or reset, a steady one is not) and `max_stream_duration` — the
+//! (a stalled body is cut short or reset, a steady one is not), the route timeout over the
+//! response body, and `max_stream_duration` — the
 //! route's own, `grpc_timeout_header_max` / `grpc_timeout_header_offset` with a `grpc-timeout`
 //! header, the router `timeout` a route with `max_stream_duration` no longer applies, and the
 //! connection manager's limit (2.5 s on the `internal` listener, see
@@ -76,6 +77,7 @@ fn truncated(path: &'static str, h2: bool) -> Check {
 pub fn scenarios() -> Vec<Scenario> {
     let routes = vec![
         route(prefix("/idle"), to("a", 0, |a| a.idle_timeout = ms(300))),
+        route(prefix("/route-timeout"), to("a", 300, |_| {})),
         route(
             prefix("/msd-route-timeout"),
             to("a", 100, limit(None, Some(0), None)),
@@ -109,6 +111,17 @@ pub fn scenarios() -> Vec<Scenario> {
             ..check(
                 "/idle",
                 &[("x-echo-body-chunks", "5"), ("x-echo-body-gap-ms", "150")],
+                200,
+            )
+        },
+        // The route timeout also covers the response body.
+        truncated("/route-timeout", false),
+        truncated("/route-timeout", true),
+        Check {
+            workload: Some("a"),
+            ..check(
+                "/route-timeout",
+                &[("x-echo-body-chunks", "2"), ("x-echo-body-gap-ms", "100")],
                 200,
             )
         },
