@@ -2,7 +2,7 @@
 //! arriving gets 408 and a response that does not start gets 504 (flag `SI`), a slow but steady
 //! upload is not idle, a route's `idle_timeout` replaces the manager's; after the response
 //! headers a stalled body is cut short (HTTP/1.1 closes, HTTP/2 resets the stream) while a
-//! steady one is not; `max_stream_duration` (connection manager and route, `grpc-timeout`)
+//! steady one is not, and request body bytes keep a started response alive; `max_stream_duration` (connection manager and route, `grpc-timeout`)
 //! answers 504/408 or gRPC DEADLINE_EXCEEDED (flag `DT`) and resets a response in progress; the
 //! override headers change the timeout only for clients `internal_address_config` names.
 
@@ -215,6 +215,82 @@ async fn stream_idle_timeout_resets_a_stalled_response_body() {
     let (declared, received) = body_lengths(&got);
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     assert_eq!(received, declared, "{got}");
+}
+
+/// An upstream that answers the headers of a 5-byte response at once, then sends the body only
+/// once it has read the 10-byte request body.
+async fn answers_before_the_upload() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        let head_end = loop {
+            let Ok(n) = s.read(&mut buf).await else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n";
+        if s.write_all(head).await.is_err() {
+            return;
+        }
+        let mut body = seen.len() - head_end;
+        while body < 10 {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => body += n,
+            }
+        }
+        let _ = s.write_all(b"hello").await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn request_body_bytes_keep_a_started_response_alive() {
+    let upstream = answers_before_the_upload().await;
+    let idle = |m: &mut hcm::HttpConnectionManager| m.stream_idle_timeout = Some(ms(300));
+    let (_ads, proxy) = run(
+        vec![listener("main", routes(), idle)],
+        vec![static_cluster("a", &[upstream])],
+    )
+    .await;
+    let addr = proxy.listener_addr("main").expect("bound");
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let head = "POST / HTTP/1.1\r\nhost: h\r\nconnection: close\r\ncontent-length: 10\r\n\r\n";
+        s.write_all(head.as_bytes()).await?;
+        // The response headers come first; then five pieces 150 ms apart: 750 ms with no
+        // response bytes, never 300 ms without request bytes.
+        let mut buf = vec![0u8; 1024];
+        let n = s.read(&mut buf).await?;
+        let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+        for piece in [b"ab", b"cd", b"ef", b"gh", b"ij"] {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            s.write_all(piece).await?;
+        }
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await?;
+        Ok::<_, std::io::Error>(first + &String::from_utf8_lossy(&rest))
+    };
+    let got = tokio::time::timeout(WAIT, io)
+        .await
+        .expect("answered in time")
+        .expect("io");
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.ends_with("hello"), "{got}");
 }
 
 #[tokio::test]
