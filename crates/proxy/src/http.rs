@@ -89,7 +89,8 @@ fn grpc_local_reply(resp: Response<Body>) -> Response<Body> {
         HeaderValue::from_static("application/grpc"),
     );
     // Envoy answers an expired `max_stream_duration` with DEADLINE_EXCEEDED.
-    let deadline = cause.as_bytes().starts_with(b"DT:");
+    let flag = cause.to_str().ok().and_then(|c| c.split(':').next());
+    let deadline = flag == Some(ResponseFlag::DurationTimeout.code());
     let code = if deadline {
         4
     } else {
