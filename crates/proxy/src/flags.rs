@@ -24,8 +24,11 @@ pub enum ResponseFlag {
     UpstreamOverflow,
     /// An HTTP upgrade the configuration does not allow (Envoy answers 403 too).
     UpgradeFailed,
-    /// A TCP proxy connection was closed for inactivity.
+    /// An HTTP stream idled out (`stream_idle_timeout`, route `idle_timeout`), or a TCP proxy
+    /// connection was closed for inactivity.
     StreamIdleTimeout,
+    /// An HTTP stream outlived its `max_stream_duration`.
+    DurationTimeout,
     /// The fault filter aborted the request.
     FaultInjected,
     /// The fault filter delayed the request.
@@ -50,6 +53,7 @@ impl ResponseFlag {
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
             ResponseFlag::FaultInjected => "FI",
             ResponseFlag::StreamIdleTimeout => "SI",
+            ResponseFlag::DurationTimeout => "DT",
             // Envoy reports this only as response code detail `upgrade_failed`.
             ResponseFlag::UpgradeFailed => "UPF",
             ResponseFlag::UpstreamOverflow => "UO",

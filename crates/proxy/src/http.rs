@@ -34,24 +34,25 @@ const HOP_BY_HOP: [&str; 7] = [
 /// Serve one downstream request. Local replies to gRPC requests are turned into gRPC
 /// trailers-only responses (HTTP 200, `grpc-status` mapped from the HTTP status as Envoy does).
 /// The request's `x-request-id` is set before routing and, when configured, copied into
-/// every response, local replies included (`crate::request_id`).
+/// every response, local replies included (`crate::request_id`). The stream timers
+/// (`crate::idle`) run until the response body is done.
 pub async fn handle(
     store: Arc<Store>,
     manager: HttpManager,
     mut req: Request<Incoming>,
-) -> Response<Body> {
+) -> Response<crate::idle::Streamed> {
     let grpc = is_grpc(req.headers());
     let (internal, response_id) = prepare(&mut req, &manager.options);
     let activity = crate::idle::Activity::new(
         manager.options.stream_idle_timeout,
+        manager.options.max_stream_duration,
         hyper::body::Body::is_end_stream(req.body()),
     );
     let resp = tokio::select! {
         resp = route_request(store.clone(), manager, req, internal, &activity) => resp,
-        request_done = activity.expired() => {
-            // Envoy: 504 once the request is complete, 408 while it is still arriving.
-            let status = if request_done { 504 } else { 408 };
-            local_error(&store, ResponseFlag::StreamIdleTimeout, status, "stream timeout")
+        expiry = activity.expired() => {
+            let status = expiry.status(activity.request_done());
+            local_error(&store, expiry.flag(), status, expiry.cause())
         }
     };
     let mut resp = if grpc { grpc_local_reply(resp) } else { resp };
@@ -59,7 +60,7 @@ pub async fn handle(
         resp.headers_mut()
             .insert(crate::request_id::X_REQUEST_ID, id);
     }
-    resp
+    resp.map(|body| crate::idle::Streamed::watched(body, activity, store))
 }
 
 /// What the connection manager does to a request before routing, in Envoy's order: forwarded
@@ -82,7 +83,7 @@ fn prepare(
     (internal, response_id)
 }
 
-fn is_grpc(headers: &HeaderMap) -> bool {
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -114,10 +115,15 @@ fn grpc_local_reply(resp: Response<Body>) -> Response<Body> {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    headers.insert(
-        "grpc-status",
-        HeaderValue::from(grpc_status_for(resp.status().as_u16())),
-    );
+    // Envoy answers an expired `max_stream_duration` with DEADLINE_EXCEEDED.
+    let flag = cause.to_str().ok().and_then(|c| c.split(':').next());
+    let deadline = flag == Some(ResponseFlag::DurationTimeout.code());
+    let code = if deadline {
+        4
+    } else {
+        grpc_status_for(resp.status().as_u16())
+    };
+    headers.insert("grpc-status", HeaderValue::from(code));
     if let Ok(v) = HeaderValue::from_str(&percent_encode(cause.to_str().unwrap_or(""))) {
         headers.insert("grpc-message", v);
     }
@@ -141,7 +147,7 @@ fn percent_encode(s: &str) -> String {
 async fn route_request(
     store: Arc<Store>,
     manager: HttpManager,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     internal: bool,
     activity: &Arc<crate::idle::Activity>,
 ) -> Response<Body> {
@@ -202,6 +208,21 @@ async fn route_request(
             &format!("no route in virtual host {:?} matches {path}", vh.name),
         );
     };
+    // Envoy sets the route's stream timers as soon as the route is chosen.
+    let limit = match &route.action {
+        Action::Forward(f) => {
+            if let Some(idle) = f.idle_timeout {
+                activity.set_timeout(idle);
+            }
+            let limit =
+                crate::grpc_timeout::stream_limit(f, opts.max_stream_duration, req.headers());
+            if f.stream.is_some() {
+                activity.set_limit(limit);
+            }
+            limit
+        }
+        _ => None,
+    };
     if let Some(filter) = &manager.fault {
         // The most specific `typed_per_filter_config` replaces the filter's own config.
         let fault = fault_for(&filter.name, &route.faults)
@@ -236,9 +257,12 @@ async fn route_request(
         Action::Direct { status, body } => direct(*status, body.clone()),
         Action::Redirect(r) => redirect(r, &authority, &path, &route.matcher.path),
         Action::Forward(f) => {
-            if let Some(idle) = f.idle_timeout {
-                activity.set_timeout(idle);
-            }
+            crate::grpc_timeout::rewrite_header(
+                f,
+                limit,
+                opts.max_stream_duration,
+                req.headers_mut(),
+            );
             let req_levels = [
                 &route.request_headers,
                 &vh.request_headers,
@@ -254,6 +278,7 @@ async fn route_request(
                 attempt_count: vh.attempt_count,
                 downstream: req.extensions().get::<Downstream>().copied(),
                 internal,
+                stream: activity,
             };
             use crate::upgrade::Tunnel;
             let upgrade = crate::upgrade::requested(&req);

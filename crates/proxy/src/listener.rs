@@ -167,7 +167,8 @@ pub(crate) async fn serve_http(
                     ResponseFlag::NoRoute,
                     404,
                     "listener is no longer HTTP",
-                ),
+                )
+                .map(crate::idle::Streamed::plain),
             };
             Ok::<_, std::convert::Infallible>(resp)
         }

@@ -124,6 +124,8 @@ pub struct Target<'a> {
     pub downstream: Option<crate::downstream::Downstream>,
     /// The request is internal (`internal_address_config`): the override headers apply.
     pub internal: bool,
+    /// The stream's timers: the route timeout keeps running over the response body.
+    pub stream: &'a std::sync::Arc<crate::idle::Activity>,
 }
 
 pub async fn forward(
@@ -168,6 +170,8 @@ pub async fn forward(
     } else {
         crate::overrides::sanitize(&mut parts.headers, false);
     }
+    let per_try = retry.as_ref().and_then(|p| p.per_try_timeout);
+    crate::grpc_timeout::tell_upstream(f, timeout, per_try, &mut parts.headers);
     let template = Template {
         method: parts.method,
         uri: upstream_uri(h2, &host, target.path),
@@ -206,6 +210,9 @@ pub async fn forward(
     }
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut resp = attempts(store, &cluster, &template, body, retry, deadline).await;
+    if let Some(at) = deadline {
+        target.stream.set_route_deadline(at);
+    }
     if let Some(cookie) = &template.choice.set_cookie {
         resp.headers_mut()
             .append(http::header::SET_COOKIE, cookie.clone());

@@ -159,6 +159,9 @@ async fn run_check_once(
     if check.connect {
         return run_connect(target, addr, check).await;
     }
+    if check.truncated {
+        return run_truncated(target, addr, check).await;
+    }
     let sent = if check.grpc {
         grpc_request(addr, check.host, check.path, &check.headers).await
     } else {
@@ -201,6 +204,34 @@ async fn run_check_once(
             check.method, check.host, check.path
         )
     })
+}
+
+/// A response whose body must fail after its head: the status, then a body error.
+async fn run_truncated(target: &str, addr: SocketAddr, check: &Check) -> Result<(), String> {
+    let where_ = format!("{target}: {} {}{}", check.method, check.host, check.path);
+    let (got, body_error) = request_partial(
+        addr,
+        check.h2,
+        check.method,
+        check.host,
+        check.path,
+        &check.headers,
+    )
+    .await
+    .map_err(|e| format!("{where_}: {e}"))?;
+    if got.status != check.status {
+        return Err(format!(
+            "{where_}: status {} (want {})",
+            got.status, check.status
+        ));
+    }
+    match body_error {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "{where_}: the body arrived whole ({} bytes), want it cut short",
+            got.body.len()
+        )),
+    }
 }
 
 async fn run_upgrade(

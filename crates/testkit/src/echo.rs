@@ -9,6 +9,10 @@
 //! instance in `x-echo-workload`, `x-echo-version` and `x-echo-replica`. The gRPC health service
 //! (`grpc.health.v1.Health/Check`, see `grpc_health`) answers with statuses a test sets through
 //! `EchoHandle::set_health`; `connections` counts accepted connections.
+//!
+//! Slow response bodies: `x-echo-body-chunks: K` sends the JSON reply (with its
+//! `content-length`) in K pieces, the headers and first piece at once and each further piece
+//! `x-echo-body-gap-ms: G` later, so tests can stall a response after its headers.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -85,7 +89,7 @@ pub struct EchoHandle {
     pub addr: SocketAddr,
     /// Requests answered so far.
     pub requests: Arc<AtomicU64>,
-    /// What the last HTTP (non-gRPC, non-upgrade) request looked like.
+    /// What the last request (not an upgrade or gRPC health check) looked like.
     pub last: Arc<std::sync::Mutex<Option<EchoReply>>>,
     /// Connections accepted so far.
     pub connections: Arc<AtomicU64>,
@@ -182,6 +186,10 @@ async fn answer(cfg: &EchoConfig, seen: &Seen, mut req: Request<Incoming>) -> Re
         .map(Duration::from_millis)
         .unwrap_or(cfg.delay);
     let forced = header_num("x-echo-status").and_then(|s| u16::try_from(s).ok());
+    let pacing = (
+        header_num("x-echo-body-chunks").unwrap_or(1),
+        Duration::from_millis(header_num("x-echo-body-gap-ms").unwrap_or(0)),
+    );
     let status = forced.unwrap_or_else(|| {
         if cfg.fail_fraction > 0.0 && rand::rng().random_bool(cfg.fail_fraction.clamp(0.0, 1.0)) {
             cfg.fail_status
@@ -233,21 +241,49 @@ async fn answer(cfg: &EchoConfig, seen: &Seen, mut req: Request<Incoming>) -> Re
         let (status, message) = seen.health.answer(&reply.host, &request_body);
         return grpc_echo(cfg, message, status);
     }
-    if grpc {
-        return grpc_echo(cfg, request_body, grpc_status);
-    }
     let body = serde_json::to_vec(&reply).unwrap_or_default();
     if let Ok(mut last) = seen.last.lock() {
         *last = Some(reply);
     }
-    let mut resp = Response::new(full(Bytes::from(body)));
+    if grpc {
+        return grpc_echo(cfg, request_body, grpc_status);
+    }
+    let length = http::HeaderValue::from(body.len());
+    let mut resp = Response::new(paced(Bytes::from(body), pacing));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // A paced reply keeps the whole body's length, so one cut short is visible.
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, length);
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
     identify(cfg, resp.headers_mut());
     resp
+}
+
+/// `body` whole, or in `chunks` pieces (at most 64) with `gap` before each piece after the
+/// first.
+fn paced(body: Bytes, (chunks, gap): (u64, Duration)) -> EchoBody {
+    let chunks = usize::try_from(chunks.clamp(1, 64)).unwrap_or(1);
+    if chunks == 1 {
+        return full(body);
+    }
+    let size = body.len().div_ceil(chunks).max(1);
+    let pieces: Vec<Bytes> = body.chunks(size).map(Bytes::copy_from_slice).collect();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        for (i, piece) in pieces.into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            // The peer went away: nobody reads the rest.
+            if tx.send(Ok(Frame::data(piece))).await.is_err() {
+                return;
+            }
+        }
+    });
+    StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed()
 }
 
 /// An HTTP/1.1 `Upgrade` request (WebSocket or any other protocol) is accepted with 101, and a

@@ -6,6 +6,7 @@ use envoy_types::pb::envoy::config::route::v3 as rt;
 use regex::Regex;
 
 use super::fault::{Fraction, fraction_of};
+use super::stream_timeout::{GrpcTimeout, StreamDuration, grpc_timeout, stream_duration};
 use super::{FieldError, FieldResult, HeaderMutation, RetryPolicy, duration, search_regex};
 use crate::deny_set;
 
@@ -56,9 +57,12 @@ pub struct Forward {
     pub connect: Option<ConnectUpgrade>,
     /// `hash_policy`: the request's key for ring hash and maglev clusters.
     pub hash_policy: Vec<super::hash::HashPolicy>,
-    /// `max_stream_duration.grpc_timeout_header_max`: gRPC requests take their timeout from
-    /// `grpc-timeout` (none: no timeout), capped by this unless it is zero.
-    pub grpc_timeout_max: Option<Duration>,
+    /// `max_stream_duration`: when set (even empty), Envoy drops the router's `timeout` for
+    /// this route and limits the whole stream instead (`crate::grpc_timeout`).
+    pub stream: Option<StreamDuration>,
+    /// The deprecated `max_grpc_timeout` and its `grpc_timeout_offset` (what Istio sends
+    /// Envoy sidecars): gRPC requests take their router timeout from `grpc-timeout`.
+    pub grpc_timeout: Option<GrpcTimeout>,
     pub mirrors: Vec<Mirror>,
     /// `idle_timeout`: `None` leaves the connection manager's `stream_idle_timeout` in force,
     /// `Some(None)` (`0s`) disables the stream idle timeout for this route.
@@ -87,7 +91,8 @@ impl PartialEq for Forward {
             && self.websocket == o.websocket
             && self.connect == o.connect
             && self.hash_policy == o.hash_policy
-            && self.grpc_timeout_max == o.grpc_timeout_max
+            && self.stream == o.stream
+            && self.grpc_timeout == o.grpc_timeout
             && self.mirrors == o.mirrors
             && self.idle_timeout == o.idle_timeout
     }
@@ -151,8 +156,6 @@ impl TryFrom<&rt::RouteAction> for Forward {
             rate_limits,
             include_vh_rate_limits,
             cors,
-            max_grpc_timeout,
-            grpc_timeout_offset,
             internal_redirect_policy,
             internal_redirect_action,
             max_internal_redirects,
@@ -237,10 +240,11 @@ impl TryFrom<&rt::RouteAction> for Forward {
         };
         let (websocket, connect) = route_upgrades(upgrade_configs)?;
         let hash_policy = super::hash::HashPolicy::parse_all(hash_policy)?;
-        let grpc_timeout_max = match max_stream_duration {
-            Some(m) => grpc_timeout_max(m).map_err(|e| e.within("max_stream_duration"))?,
+        let stream = match max_stream_duration {
+            Some(m) => Some(stream_duration(m).map_err(|e| e.within("max_stream_duration"))?),
             None => None,
         };
+        let grpc_timeout = grpc_timeout(max_grpc_timeout.as_ref(), grpc_timeout_offset.as_ref())?;
         let mirrors = request_mirror_policies
             .iter()
             .enumerate()
@@ -251,7 +255,8 @@ impl TryFrom<&rt::RouteAction> for Forward {
             websocket,
             connect,
             hash_policy,
-            grpc_timeout_max,
+            stream,
+            grpc_timeout,
             clusters,
             cluster_not_found_status,
             prefix_rewrite: Some(prefix_rewrite.clone()).filter(|p| !p.is_empty()),
@@ -261,21 +266,6 @@ impl TryFrom<&rt::RouteAction> for Forward {
             retry,
             idle_timeout,
         })
-    }
-}
-
-fn grpc_timeout_max(m: &rt::route_action::MaxStreamDuration) -> FieldResult<Option<Duration>> {
-    let rt::route_action::MaxStreamDuration {
-        max_stream_duration,
-        grpc_timeout_header_max,
-        grpc_timeout_header_offset,
-    } = m;
-    deny_set!(max_stream_duration, grpc_timeout_header_offset);
-    match grpc_timeout_header_max {
-        Some(d) => Ok(Some(
-            duration(d).map_err(|e| e.within("grpc_timeout_header_max"))?,
-        )),
-        None => Ok(None),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Connection manager options that change a request before routing: `normalize_path`,
 //! `http_protocol_options` (HTTP/1.1 codec; only `allow_absolute_url`), `use_remote_address`,
 //! `internal_address_config` (which clients are internal), `xff_num_trusted_hops`,
-//! `stream_idle_timeout` and the x-request-id fields (`generate_request_id`,
+//! `stream_idle_timeout`, `common_http_protocol_options.max_stream_duration` (the only field of
+//! that message Plexus implements) and the x-request-id fields (`generate_request_id`,
 //! `preserve_external_request_id`, `always_set_request_id_in_response`, and
 //! `request_id_extension` when it is the default UUID extension). Runtime side in
 //! `crate::downstream`, `crate::request_id` and `crate::idle`.
@@ -29,6 +30,8 @@ pub struct ManagerOptions {
     pub internal: Option<Arc<InternalAddresses>>,
     /// `None` disables it (`0s`).
     pub stream_idle_timeout: Option<Duration>,
+    /// `common_http_protocol_options.max_stream_duration`; `None` when unset or `0s`.
+    pub max_stream_duration: Option<Duration>,
     /// How many proxies in front of this one append trusted `x-forwarded-for` entries.
     pub xff_num_trusted_hops: u32,
     pub request_id: RequestIdOptions,
@@ -97,6 +100,7 @@ impl Default for ManagerOptions {
             stream_idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
             xff_num_trusted_hops: 0,
             request_id: RequestIdOptions::default(),
+            max_stream_duration: None,
         }
     }
 }
@@ -123,7 +127,12 @@ impl ManagerOptions {
         if let Some(ext) = &m.request_id_extension {
             uuid_extension(ext).map_err(|e| e.within("request_id_extension"))?;
         }
+        let max_stream_duration = match &m.common_http_protocol_options {
+            Some(o) => stream_duration(o).map_err(|e| e.within("common_http_protocol_options"))?,
+            None => None,
+        };
         Ok(ManagerOptions {
+            max_stream_duration,
             // Envoy's runtime default for an unset `normalize_path` is false.
             normalize_path: m.normalize_path.as_ref().is_some_and(|b| b.value),
             allow_absolute_url,
@@ -207,6 +216,36 @@ fn uuid_extension(ext: &hcm::RequestIdExtension) -> FieldResult<()> {
         ));
     }
     Ok(())
+}
+
+/// The connection manager's `common_http_protocol_options`: only `max_stream_duration`.
+fn stream_duration(o: &core::HttpProtocolOptions) -> FieldResult<Option<Duration>> {
+    let core::HttpProtocolOptions {
+        idle_timeout,
+        max_connection_duration,
+        max_connection_duration_jitter,
+        max_headers_count,
+        max_response_headers_kb,
+        max_stream_duration,
+        headers_with_underscores_action,
+        max_requests_per_connection,
+    } = o;
+    deny_set!(
+        idle_timeout,
+        max_connection_duration,
+        max_connection_duration_jitter,
+        max_headers_count,
+        max_response_headers_kb,
+        headers_with_underscores_action,
+        max_requests_per_connection
+    );
+    match max_stream_duration {
+        Some(d) => Ok(
+            Some(duration(d).map_err(|e| e.within("max_stream_duration"))?)
+                .filter(|d| !d.is_zero()),
+        ),
+        None => Ok(None),
+    }
 }
 
 fn internal_addresses(
@@ -313,6 +352,37 @@ mod tests {
         assert_eq!(
             err,
             Err("http_protocol_options.enable_trailers".to_string())
+        );
+    }
+
+    #[test]
+    fn common_options_take_max_stream_duration_only() {
+        let with = |o: core::HttpProtocolOptions| hcm::HttpConnectionManager {
+            common_http_protocol_options: Some(o),
+            ..Default::default()
+        };
+        let limited = with(core::HttpProtocolOptions {
+            max_stream_duration: Some(PbDuration {
+                seconds: 2,
+                nanos: 0,
+            }),
+            ..Default::default()
+        });
+        let o = ManagerOptions::parse(&limited).expect("valid");
+        assert_eq!(o.max_stream_duration, Some(Duration::from_secs(2)));
+        let off = with(core::HttpProtocolOptions {
+            max_stream_duration: Some(PbDuration::default()),
+            ..Default::default()
+        });
+        let o = ManagerOptions::parse(&off).expect("valid");
+        assert_eq!(o.max_stream_duration, None, "0s disables it");
+        let idle = with(core::HttpProtocolOptions {
+            idle_timeout: Some(PbDuration::default()),
+            ..Default::default()
+        });
+        assert_eq!(
+            ManagerOptions::parse(&idle).map_err(|e| e.field),
+            Err("common_http_protocol_options.idle_timeout".to_string())
         );
     }
 

@@ -257,7 +257,8 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         http_filters,
         add_user_agent,
         tracing,
-        common_http_protocol_options,
+        // Read by `ManagerOptions::parse` (only `max_stream_duration` is accepted).
+        common_http_protocol_options: _,
         http1_safe_max_connection_duration,
         http_protocol_options: _,
         http2_protocol_options,
@@ -316,7 +317,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
     deny_set!(
         add_user_agent,
         tracing,
-        common_http_protocol_options,
         http1_safe_max_connection_duration,
         http2_protocol_options,
         http3_protocol_options,

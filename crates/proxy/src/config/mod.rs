@@ -25,6 +25,7 @@ pub mod outlier;
 pub mod retry;
 pub mod route;
 pub mod route_match;
+pub mod stream_timeout;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ pub use outlier::OutlierDetection;
 pub use retry::{RetryOn, RetryPolicy};
 pub use route::{DomainMatch, Route, RouteConfig, VirtualHost};
 pub use route_match::{HeaderMatcher, PathMatch, QueryMatcher, RouteMatch};
+pub use stream_timeout::{GrpcTimeout, StreamDuration};
 
 /// A resource Plexus cannot run, naming the resource and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -421,6 +421,41 @@ pub async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Got, String> {
+    collect(send(addr, h2, method, host, path, headers).await?).await
+}
+
+/// Like `request`, but a body that fails part-way (connection closed short of its length, stream
+/// reset) is reported instead of failing: the response head, and the body's error if any.
+pub async fn request_partial(
+    addr: SocketAddr,
+    h2: bool,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(Got, Option<String>), String> {
+    let resp = send(addr, h2, method, host, path, headers).await?;
+    let head = Got {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: Bytes::new(),
+        trailers: None,
+    };
+    match collect(resp).await {
+        Ok(got) => Ok((got, None)),
+        Err(e) => Ok((head, Some(e))),
+    }
+}
+
+/// Send a request and return the response head with its body still to read.
+async fn send(
+    addr: SocketAddr,
+    h2: bool,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<http::Response<hyper::body::Incoming>, String> {
     let client = Client::builder(TokioExecutor::new())
         .http2_only(h2)
         .build_http::<Full<Bytes>>();
@@ -451,11 +486,9 @@ pub async fn request(
         .await
         .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-        return collect(resp).await;
+        return send.send_request(req).await.map_err(|e| e.to_string());
     }
-    let resp = client.request(req).await.map_err(|e| e.to_string())?;
-    collect(resp).await
+    client.request(req).await.map_err(|e| e.to_string())
 }
 
 async fn collect(resp: http::Response<hyper::body::Incoming>) -> Result<Got, String> {

@@ -22,6 +22,7 @@ mod istio_defaults;
 pub mod request_id;
 mod resilience;
 mod routing;
+pub mod stream_timers;
 pub mod subnets;
 pub mod timeouts;
 pub mod tls;
@@ -92,6 +93,9 @@ pub struct Check {
     pub mirrored: Option<&'static str>,
     /// Send to the listener whose `internal_address_config` makes the client internal.
     pub internal: bool,
+    /// The response starts with `status` and its body then fails: cut short (HTTP/1.1) or
+    /// reset (HTTP/2).
+    pub truncated: bool,
 }
 
 pub struct Scenario {
@@ -281,6 +285,7 @@ pub fn all() -> Vec<Scenario> {
     all.extend(resilience::scenarios());
     all.extend(istio_defaults::scenarios());
     all.extend(timeouts::scenarios());
+    all.extend(stream_timers::scenarios());
     all.extend(clusters::scenarios());
     all
 }

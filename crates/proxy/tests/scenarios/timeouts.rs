@@ -1,7 +1,8 @@
 //! Stream idle timeouts (route `idle_timeout`, connection manager `stream_idle_timeout`) and the
 //! `x-envoy-*` override headers, honoured only for internal clients: checks with `internal`
 //! go to the listener whose `internal_address_config` covers 127.0.0.0/8 (with
-//! `use_remote_address` and a 1 s `stream_idle_timeout`); the others to the main listener,
+//! `use_remote_address`, a 1 s `stream_idle_timeout` and a 2.5 s `max_stream_duration`); the
+//! others to the main listener,
 //! where every client is external.
 #![allow(clippy::wildcard_imports)]
 
@@ -228,7 +229,9 @@ pub fn scenarios() -> Vec<Scenario> {
 }
 
 /// An RDS listener for `route`: `use_remote_address`, every loopback client internal, a
-/// 1 s `stream_idle_timeout`, and a router with `suppress_envoy_headers`.
+/// 1 s `stream_idle_timeout`, a 2.5 s `common_http_protocol_options.max_stream_duration`
+/// (longer than any check on it but the one about it), and a router with
+/// `suppress_envoy_headers`.
 pub fn internal_listener(name: &str, route: &str) -> envoy_types::pb::google::protobuf::Any {
     use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
     let any = http_listener_rds_with_fault(name, route);
@@ -256,6 +259,13 @@ pub fn internal_listener(name: &str, route: &str) -> envoy_types::pb::google::pr
                 m.stream_idle_timeout = Some(envoy_types::pb::google::protobuf::Duration {
                     seconds: 1,
                     nanos: 0,
+                });
+                m.common_http_protocol_options = Some(core::HttpProtocolOptions {
+                    max_stream_duration: Some(envoy_types::pb::google::protobuf::Duration {
+                        seconds: 2,
+                        nanos: 500_000_000,
+                    }),
+                    ..Default::default()
                 });
                 m.internal_address_config =
                     Some(hcm::http_connection_manager::InternalAddressConfig {
