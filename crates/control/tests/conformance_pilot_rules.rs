@@ -1,7 +1,9 @@
 //! Conformance: Istio's `pilot/config` rule files through `plexus control` and a client sidecar
 //! of each kind (Plexus proxy, Envoy 1.40). The rules are used unchanged; only what must point
 //! at this machine changes: ServiceEntry endpoint addresses become echo workloads, and service
-//! port 80 becomes 7080 so no privileged port is bound. Prints
+//! port 80 becomes 7080 so no privileged port is bound. One more rule is written here in the
+//! same shape (the corpus has no request timeout): a VirtualService `timeout`, which must end a
+//! slow request with 504 on both data planes. Prints
 //! `conformance: plexus=N envoy=M scenarios passed`.
 //!
 //! Split tolerance: ±0.05 over 1000 requests (above 4 standard deviations at p = 0.75).
@@ -74,6 +76,71 @@ async fn echo(workload: &str, version: &str) -> EchoHandle {
 }
 
 type Fut<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// A ServiceEntry for `backend` and a VirtualService with `timeout: 0.5s` (not in the corpus).
+fn timeout_rule(backend: SocketAddr) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: timeout
+  namespace: testns
+spec:
+  hosts:
+  - timeout.test.istio.io
+  ports:
+  - number: {PORT_80}
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+  endpoints:
+  - address: {}
+    ports:
+      http: {}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: timeout-route
+  namespace: testns
+spec:
+  hosts:
+  - timeout.test.istio.io
+  http:
+  - timeout: 0.5s
+    route:
+    - destination:
+        host: timeout.test.istio.io
+",
+        backend.ip(),
+        backend.port()
+    )
+}
+
+/// A reply slower than the route's 0.5 s timeout is 504 after about 0.5 s; a fast one is 200.
+fn request_timeout(s: &Sidecar) -> Fut<'_> {
+    Box::pin(async move {
+        let host = "timeout.test.istio.io";
+        let fast = s
+            .request("GET", host, PORT_80, &[("x-echo-delay-ms", "50")])
+            .await?;
+        if fast.status != 200 {
+            return Err(format!("timeout: a 50 ms reply got {}", fast.status));
+        }
+        let started = std::time::Instant::now();
+        let slow = s
+            .request("GET", host, PORT_80, &[("x-echo-delay-ms", "3000")])
+            .await?;
+        let took = started.elapsed();
+        if slow.status != 504 || took >= std::time::Duration::from_millis(2500) {
+            return Err(format!(
+                "timeout: a 3 s reply got {} after {took:?} (want 504 after about 0.5 s)",
+                slow.status
+            ));
+        }
+        Ok(())
+    })
+}
 
 fn weighted(s: &Sidecar) -> Fut<'_> {
     Box::pin(async move {
@@ -230,6 +297,7 @@ async fn conformance_pilot_config_rules() {
             localize("rule-regex-route.yaml", &[r1.addr, r2.addr]),
             regex_route,
         ),
+        ("request-timeout", timeout_rule(plain.addr), request_timeout),
     ];
     let mut sidecars = vec![Sidecar::plexus(&mesh, false).await];
     if let Some(e) = Sidecar::envoy(&mesh, "conformance_pilot_config_rules", false).await {

@@ -133,10 +133,7 @@ pub(crate) fn chain(p: &InboundPort) -> FilterChain {
                         cluster.clone(),
                     )),
                     timeout: Some(pb::duration(std::time::Duration::ZERO)),
-                    max_stream_duration: Some(route_action::MaxStreamDuration {
-                        grpc_timeout_header_max: Some(pb::duration(std::time::Duration::ZERO)),
-                        ..Default::default()
-                    }),
+                    max_stream_duration: Some(super::route_action::no_stream_limit()),
                     ..Default::default()
                 })),
                 ..Default::default()

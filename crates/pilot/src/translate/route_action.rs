@@ -187,10 +187,17 @@ fn timeout_and_retries(
         .and_then(duration::parse)
         .unwrap_or_default();
     action.timeout = Some(pb::duration(timeout));
-    action.max_stream_duration = Some(route_action::MaxStreamDuration {
-        grpc_timeout_header_max: Some(pb::duration(timeout)),
-        ..Default::default()
-    });
+    // Istio's shape: with a timeout, the deprecated `max_grpc_timeout` caps a client's
+    // `grpc-timeout`; `max_stream_duration` only for "no timeout", because a route with
+    // `max_stream_duration` makes Envoy ignore its `timeout` (checked on Envoy 1.40).
+    if timeout.is_zero() {
+        action.max_stream_duration = Some(no_stream_limit());
+    } else {
+        #[allow(deprecated)] // what Istio sends; the replacement would drop `timeout`
+        {
+            action.max_grpc_timeout = Some(pb::duration(timeout));
+        }
+    }
     if r.retries
         .as_ref()
         .and_then(|x| x.backoff.as_deref())
@@ -394,6 +401,16 @@ pub(crate) fn header_value(k: &str, v: &str, action: HeaderAppendAction) -> Head
             ..Default::default()
         }),
         append_action: action as i32,
+        ..Default::default()
+    }
+}
+
+/// `max_stream_duration` of a route without a timeout, as Istio writes it: no stream limit and
+/// a client's `grpc-timeout` honoured without a cap.
+pub fn no_stream_limit() -> route_action::MaxStreamDuration {
+    route_action::MaxStreamDuration {
+        max_stream_duration: Some(pb::duration(std::time::Duration::ZERO)),
+        grpc_timeout_header_max: Some(pb::duration(std::time::Duration::ZERO)),
         ..Default::default()
     }
 }

@@ -126,10 +126,7 @@ pub(crate) fn default_route(ctx: &Ctx<'_>, svc: &Service, port: u16) -> Route {
             outbound_cluster_name(port, "", &svc.hostname),
         )),
         timeout: Some(pb::duration(std::time::Duration::ZERO)),
-        max_stream_duration: Some(route_action::MaxStreamDuration {
-            grpc_timeout_header_max: Some(pb::duration(std::time::Duration::ZERO)),
-            ..Default::default()
-        }),
+        max_stream_duration: Some(ra::no_stream_limit()),
         retry_policy: ra::retry_policy(None, hashing.is_some()),
         hash_policy: hashing
             .as_ref()
