@@ -750,34 +750,23 @@ async fn differential_scenarios() {
         .map(|t| (t.label(), t.proxy, t.admin))
         .collect();
     let flips = |status: u64| grpc_two.set_health("reviews", status);
-    for (i, outcome) in scenarios::health::flags_follow_checks(&admins, &backends, flips)
-        .await
-        .into_iter()
-        .enumerate()
-    {
-        match outcome {
-            Ok(()) => {
-                *passed
-                    .entry((targets[i].proxy, targets[i].delta))
-                    .or_default() += 1
+    // One outcome per target, in `targets` order.
+    let mut tally = |what: &str, outcomes: Vec<Result<(), String>>| {
+        for (t, outcome) in targets.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
+                Err(e) => failures.push(format!("[{what}] {e}")),
             }
-            Err(e) => failures.push(format!("[health flags] {e}")),
         }
-    }
-    for (i, outcome) in scenarios::health::tls_flags(&admins, tls.front.addr)
-        .await
-        .into_iter()
-        .enumerate()
-    {
-        match outcome {
-            Ok(()) => {
-                *passed
-                    .entry((targets[i].proxy, targets[i].delta))
-                    .or_default() += 1
-            }
-            Err(e) => failures.push(format!("[health checks over TLS] {e}")),
-        }
-    }
+    };
+    tally(
+        "health flags",
+        scenarios::health::flags_follow_checks(&admins, &backends, flips).await,
+    );
+    tally(
+        "health checks over TLS",
+        scenarios::health::tls_flags(&admins, tls.front.addr).await,
+    );
     // TLS: termination, chain selection, mTLS, origination; then an SDS rotation.
     let tls_targets: Vec<_> = targets.iter().map(|t| (t.label(), &t.tls)).collect();
     let mut outcomes = scenarios::tls::run(&tls, &ads, &tls_targets).await;
