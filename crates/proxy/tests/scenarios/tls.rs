@@ -340,6 +340,7 @@ fn opts(f: &Fixture, sni: &str, alpn: &[&str], cert: Option<Leaf>) -> ClientOpts
         alpn: alpn.iter().map(|p| p.to_string()).collect(),
         client_cert: cert,
         rsa_only: false,
+        any_server_cert: false,
     }
 }
 

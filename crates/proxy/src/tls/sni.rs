@@ -1,0 +1,192 @@
+//! Which server certificate a handshake gets when a `DownstreamTlsContext` has several, by
+//! the rules Envoy documents ("Certificate selection" in its TLS overview):
+//!
+//! - a certificate's server names are its DNS SANs, or its subject CN when it has none;
+//! - with SNI, certificates naming the SNI exactly are tried first, then those whose
+//!   `*.rest` wildcard covers it (one label deep); a certificate of the key type the client
+//!   prefers (ECDSA when it can verify it, else RSA) is taken at once, and the first RSA
+//!   certificate seen for an ECDSA-capable client is kept as the candidate;
+//! - nothing fits the SNI: the candidate, else the first certificate (no full scan:
+//!   `full_scan_certs_on_sni_mismatch` is NACKed);
+//! - without SNI every certificate is scanned the same way, then the candidate, then the first.
+//!
+//! Envoy only knows RSA and ECDSA keys; any non-ECDSA key is treated as RSA here.
+
+use std::sync::Arc;
+
+use rustls::SignatureAlgorithm;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use super::secret::CertKey;
+
+/// The server names Envoy matches a certificate against SNI with: its DNS SANs, or its
+/// subject common name when it has no DNS SAN; lower-cased. A leaf that does not parse
+/// has none (it can still be the fallback).
+pub fn server_names(leaf_der: &[u8]) -> Vec<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(leaf_der) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = match cert.subject_alternative_name() {
+        Ok(Some(ext)) => ext
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if names.is_empty() {
+        names.extend(
+            cert.subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    names
+}
+
+struct Entry {
+    key: Arc<CertifiedKey>,
+    names: Vec<String>,
+    ecdsa: bool,
+}
+
+/// The certificates of one server context, in configuration order.
+pub struct BySni(Vec<Entry>);
+
+impl std::fmt::Debug for BySni {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BySni({} certificates)", self.0.len())
+    }
+}
+
+/// How a certificate suits the client's key-type support.
+#[derive(PartialEq, Eq)]
+enum Fit {
+    /// The key type the client prefers.
+    Perfect,
+    /// RSA for a client that prefers ECDSA.
+    Candidate,
+    /// ECDSA the client cannot verify.
+    Unfit,
+}
+
+impl BySni {
+    pub fn new(certs: &[CertKey]) -> Self {
+        BySni(
+            certs
+                .iter()
+                .map(|c| Entry {
+                    key: c.key.clone(),
+                    names: c.names.clone(),
+                    ecdsa: c.key.key.algorithm() == SignatureAlgorithm::ECDSA,
+                })
+                .collect(),
+        )
+    }
+
+    /// Index of the chosen certificate (`None` only when there is none at all).
+    fn choose(
+        &self,
+        sni: Option<&str>,
+        ecdsa_client: bool,
+        usable: impl Fn(&Entry) -> bool,
+    ) -> Option<usize> {
+        let fit = |e: &Entry| match (e.ecdsa, ecdsa_client) {
+            (true, _) if usable(e) => Fit::Perfect,
+            (true, _) => Fit::Unfit,
+            (false, false) => Fit::Perfect,
+            (false, true) => Fit::Candidate,
+        };
+        let mut candidate = None;
+        // The first perfect fit among certificates with server name `name` (any: `None`).
+        let mut scan = |name: Option<&str>| {
+            let named = |e: &&Entry| name.is_none_or(|n| e.names.iter().any(|x| x == n));
+            for (i, e) in self.0.iter().enumerate().filter(|(_, e)| named(e)) {
+                match fit(e) {
+                    Fit::Perfect => return Some(i),
+                    Fit::Candidate if candidate.is_none() => candidate = Some(i),
+                    Fit::Candidate | Fit::Unfit => {}
+                }
+            }
+            None
+        };
+        let chosen = match sni.map(str::to_ascii_lowercase) {
+            Some(sni) => {
+                let wildcard = sni
+                    .split_once('.')
+                    .filter(|(label, rest)| !label.is_empty() && !rest.is_empty())
+                    .map(|(_, rest)| format!("*.{rest}"));
+                match scan(Some(&sni)) {
+                    Some(i) => Some(i),
+                    None => wildcard.and_then(|w| scan(Some(&w))),
+                }
+            }
+            None => scan(None),
+        };
+        chosen
+            .or(candidate)
+            .or_else(|| (!self.0.is_empty()).then_some(0))
+    }
+}
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        let ecdsa_client = schemes.iter().any(|s| {
+            use rustls::SignatureScheme as S;
+            matches!(
+                s,
+                S::ECDSA_NISTP256_SHA256 | S::ECDSA_NISTP384_SHA384 | S::ECDSA_NISTP521_SHA512
+            )
+        });
+        let usable = |e: &Entry| e.key.key.choose_scheme(schemes).is_some();
+        self.choose(hello.server_name(), ecdsa_client, usable)
+            .and_then(|i| self.0.get(i))
+            .map(|e| e.key.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_names;
+    use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+
+    fn leaf(dns: &[&str], uri: Option<&str>) -> Vec<u8> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Named.Example");
+        for d in dns {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName((*d).try_into().expect("dns")));
+        }
+        if let Some(u) = uri {
+            params
+                .subject_alt_names
+                .push(SanType::URI(u.try_into().expect("uri")));
+        }
+        let key = KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("cert").der().to_vec()
+    }
+
+    #[test]
+    fn dns_sans_name_a_certificate_and_the_common_name_only_without_them() {
+        assert_eq!(
+            server_names(&leaf(&["A.example", "*.b.example"], None)),
+            ["a.example", "*.b.example"]
+        );
+        assert_eq!(
+            server_names(&leaf(&[], Some("spiffe://td/x"))),
+            ["named.example"]
+        );
+        assert!(server_names(b"not a certificate").is_empty());
+    }
+}
