@@ -1,7 +1,7 @@
 //! Which server certificate a handshake gets when a `DownstreamTlsContext` has several, by
 //! the rules Envoy documents ("Certificate selection" in its TLS overview):
 //!
-//! - a certificate's server names are its DNS SANs, or its subject CN when it has none;
+//! - a certificate's server names are its DNS SANs, or its subject CN when it has no SAN;
 //! - with SNI, certificates naming the SNI exactly are tried first, then those whose
 //!   `*.rest` wildcard covers it (one label deep); a certificate of the key type the client
 //!   prefers (ECDSA when it can verify it, else RSA) is taken at once, and the first RSA
@@ -21,14 +21,15 @@ use rustls::sign::CertifiedKey;
 use super::secret::CertKey;
 
 /// The server names Envoy matches a certificate against SNI with: its DNS SANs, or its
-/// subject common name when it has no DNS SAN; lower-cased. A leaf that does not parse
-/// has none (it can still be the fallback).
+/// subject common name when it has no subject-alt-name extension at all (RFC 6125 6.4.4: a
+/// URI or other SAN rules the CN out too, as a differential run against Envoy showed);
+/// lower-cased. A leaf that does not parse has none (it can still be the fallback).
 pub fn server_names(leaf_der: &[u8]) -> Vec<String> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let Ok((_, cert)) = X509Certificate::from_der(leaf_der) else {
         return Vec::new();
     };
-    let mut names: Vec<String> = match cert.subject_alternative_name() {
+    match cert.subject_alternative_name() {
         Ok(Some(ext)) => ext
             .value
             .general_names
@@ -38,17 +39,14 @@ pub fn server_names(leaf_der: &[u8]) -> Vec<String> {
                 _ => None,
             })
             .collect(),
-        _ => Vec::new(),
-    };
-    if names.is_empty() {
-        names.extend(
-            cert.subject()
-                .iter_common_name()
-                .filter_map(|cn| cn.as_str().ok())
-                .map(str::to_ascii_lowercase),
-        );
+        Ok(None) => cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok())
+            .map(str::to_ascii_lowercase)
+            .collect(),
+        Err(_) => Vec::new(),
     }
-    names
 }
 
 struct Entry {
@@ -178,15 +176,13 @@ mod tests {
     }
 
     #[test]
-    fn dns_sans_name_a_certificate_and_the_common_name_only_without_them() {
+    fn dns_sans_name_a_certificate_and_the_common_name_only_without_any_san() {
         assert_eq!(
             server_names(&leaf(&["A.example", "*.b.example"], None)),
             ["a.example", "*.b.example"]
         );
-        assert_eq!(
-            server_names(&leaf(&[], Some("spiffe://td/x"))),
-            ["named.example"]
-        );
+        assert!(server_names(&leaf(&[], Some("spiffe://td/x"))).is_empty());
+        assert_eq!(server_names(&leaf(&[], None)), ["named.example"]);
         assert!(server_names(b"not a certificate").is_empty());
     }
 }
