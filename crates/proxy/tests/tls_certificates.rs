@@ -1,5 +1,6 @@
 //! Which certificate a TLS listener serves and when it starts: a server context with several
-//! certificates picks by SNI, then key type (Envoy's documented rules), and a listener or
+//! certificates picks by SNI, then key type (Envoy's documented rules, with and without
+//! `full_scan_certs_on_sni_mismatch`), and a listener or
 //! cluster whose SDS secret does not come starts after the secret's `initial_fetch_timeout`
 //! with that TLS context failing, while `0s` keeps it warming until the secret arrives.
 
@@ -25,10 +26,29 @@ async fn server_certificate_is_chosen_by_sni_then_key_type() {
     let ca = Ca::new("ca");
     let choice = Choice::new(&ca);
     let ads = FakeAds::start().await.expect("ads");
-    push_tls_http(&ads, choice.context(), vec![static_cluster("a", &[a.addr])]);
+    let listener = |name: &str, ctx| {
+        let li = http_listener_inline(name, routes_to("a"));
+        (name.to_string(), with_tls(li, downstream_socket(ctx)))
+    };
+    push(
+        &ads,
+        &Config {
+            listeners: vec![
+                listener("main", choice.context()),
+                listener("scan", choice.context_full_scan()),
+            ],
+            routes: vec![],
+            clusters: vec![static_cluster("a", &[a.addr])],
+            endpoints: vec![],
+        },
+    );
     let proxy = start_proxy(&ads).await;
-    let addr = wait_listener(&proxy, "main").await;
-    for (check, sni, rsa_only, want) in choice.cases() {
+    let main = wait_listener(&proxy, "main").await;
+    let scan = wait_listener(&proxy, "scan").await;
+    let cases = choice.cases().into_iter().map(|c| (main, c));
+    for (addr, (check, sni, rsa_only, want)) in
+        cases.chain(choice.full_scan_cases().into_iter().map(|c| (scan, c)))
+    {
         let (_, hs) = connect(addr, &any_cert_client(sni, rsa_only))
             .await
             .unwrap_or_else(|e| panic!("{check}: {e}"));

@@ -84,7 +84,10 @@ pub fn server_config(tls: &DownstreamTls, secrets: &Secrets) -> Result<ServerCon
             }))
         }
     };
-    let mut cfg = builder.with_cert_resolver(Arc::new(super::sni::BySni::new(&certs)));
+    let mut cfg = builder.with_cert_resolver(Arc::new(super::sni::BySni::new(
+        &certs,
+        tls.full_scan_certs_on_sni_mismatch,
+    )));
     cfg.alpn_protocols = alpn(common);
     Ok(cfg)
 }

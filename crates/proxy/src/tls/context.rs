@@ -88,6 +88,9 @@ impl Common {
 pub struct DownstreamTls {
     pub common: Common,
     pub require_client_cert: bool,
+    /// With several certificates and an SNI none fits: scan them all instead of taking the
+    /// first (`full_scan_certs_on_sni_mismatch`).
+    pub full_scan_certs_on_sni_mismatch: bool,
     /// The filter chain's `transport_socket_connect_timeout`: the handshake must finish within
     /// it or the connection is closed (none: no limit, Envoy's default).
     pub handshake_timeout: Option<std::time::Duration>,
@@ -101,6 +104,10 @@ impl std::fmt::Debug for DownstreamTls {
         f.debug_struct("DownstreamTls")
             .field("common", &self.common)
             .field("require_client_cert", &self.require_client_cert)
+            .field(
+                "full_scan_certs_on_sni_mismatch",
+                &self.full_scan_certs_on_sni_mismatch,
+            )
             .field("handshake_timeout", &self.handshake_timeout)
             .field("ready", &self.acceptor.load().is_some())
             .finish()
@@ -121,6 +128,7 @@ impl PartialEq for DownstreamTls {
     fn eq(&self, other: &Self) -> bool {
         self.common == other.common
             && self.require_client_cert == other.require_client_cert
+            && self.full_scan_certs_on_sni_mismatch == other.full_scan_certs_on_sni_mismatch
             && self.handshake_timeout == other.handshake_timeout
     }
 }
@@ -213,7 +221,6 @@ fn downstream_context(c: &tls::DownstreamTlsContext) -> FieldResult<DownstreamTl
         disable_stateful_session_resumption,
         session_timeout,
         ocsp_staple_policy,
-        full_scan_certs_on_sni_mismatch,
         prefer_client_ciphers,
         session_ticket_keys_type
     );
@@ -234,6 +241,9 @@ fn downstream_context(c: &tls::DownstreamTlsContext) -> FieldResult<DownstreamTl
     Ok(DownstreamTls {
         common,
         require_client_cert,
+        full_scan_certs_on_sni_mismatch: full_scan_certs_on_sni_mismatch
+            .as_ref()
+            .is_some_and(|b| b.value),
         handshake_timeout: None,
         acceptor: Arc::default(),
     })

@@ -3,11 +3,11 @@
 //!
 //! - a certificate's server names are its DNS SANs, or its subject CN when it has no SAN;
 //! - with SNI, certificates naming the SNI exactly are tried first, then those whose
-//!   `*.rest` wildcard covers it (one label deep); a certificate of the key type the client
-//!   prefers (ECDSA when it can verify it, else RSA) is taken at once, and the first RSA
-//!   certificate seen for an ECDSA-capable client is kept as the candidate;
-//! - nothing fits the SNI: the candidate, else the first certificate (no full scan:
-//!   `full_scan_certs_on_sni_mismatch` is NACKed);
+//!   `*.rest` wildcard covers it (one label deep); in each group a certificate of the key type
+//!   the client prefers (ECDSA when it can verify it, else RSA) wins, else the group's first
+//!   RSA certificate for an ECDSA-capable client (the candidate);
+//! - nothing fits the SNI: the first certificate, or with
+//!   `full_scan_certs_on_sni_mismatch` a scan of every certificate as without SNI;
 //! - without SNI every certificate is scanned the same way, then the candidate, then the first.
 //!
 //! Envoy only knows RSA and ECDSA keys; any non-ECDSA key is treated as RSA here.
@@ -56,11 +56,16 @@ struct Entry {
 }
 
 /// The certificates of one server context, in configuration order.
-pub struct BySni(Vec<Entry>);
+pub struct BySni {
+    certs: Vec<Entry>,
+    /// `full_scan_certs_on_sni_mismatch`: when nothing fits the SNI, scan every certificate
+    /// as for a client without SNI instead of taking the first.
+    full_scan: bool,
+}
 
 impl std::fmt::Debug for BySni {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BySni({} certificates)", self.0.len())
+        write!(f, "BySni({} certificates)", self.certs.len())
     }
 }
 
@@ -76,17 +81,35 @@ enum Fit {
 }
 
 impl BySni {
-    pub fn new(certs: &[CertKey]) -> Self {
-        BySni(
-            certs
-                .iter()
-                .map(|c| Entry {
-                    key: c.key.clone(),
-                    names: c.names.clone(),
-                    ecdsa: c.key.key.algorithm() == SignatureAlgorithm::ECDSA,
-                })
-                .collect(),
-        )
+    pub fn new(certs: &[CertKey], full_scan: bool) -> Self {
+        let certs = certs
+            .iter()
+            .map(|c| Entry {
+                key: c.key.clone(),
+                names: c.names.clone(),
+                ecdsa: c.key.key.algorithm() == SignatureAlgorithm::ECDSA,
+            })
+            .collect();
+        BySni { certs, full_scan }
+    }
+
+    /// Among certificates with server name `name` (any: `None`), in order: the first perfect
+    /// fit, and the first candidate.
+    fn scan(
+        &self,
+        name: Option<&str>,
+        fit: &dyn Fn(&Entry) -> Fit,
+    ) -> (Option<usize>, Option<usize>) {
+        let mut candidate = None;
+        let named = |e: &&Entry| name.is_none_or(|n| e.names.iter().any(|x| x == n));
+        for (i, e) in self.certs.iter().enumerate().filter(|(_, e)| named(e)) {
+            match fit(e) {
+                Fit::Perfect => return (Some(i), candidate),
+                Fit::Candidate if candidate.is_none() => candidate = Some(i),
+                Fit::Candidate | Fit::Unfit => {}
+            }
+        }
+        (None, candidate)
     }
 
     /// Index of the chosen certificate (`None` only when there is none at all).
@@ -102,35 +125,30 @@ impl BySni {
             (false, false) => Fit::Perfect,
             (false, true) => Fit::Candidate,
         };
-        let mut candidate = None;
-        // The first perfect fit among certificates with server name `name` (any: `None`).
-        let mut scan = |name: Option<&str>| {
-            let named = |e: &&Entry| name.is_none_or(|n| e.names.iter().any(|x| x == n));
-            for (i, e) in self.0.iter().enumerate().filter(|(_, e)| named(e)) {
-                match fit(e) {
-                    Fit::Perfect => return Some(i),
-                    Fit::Candidate if candidate.is_none() => candidate = Some(i),
-                    Fit::Candidate | Fit::Unfit => {}
-                }
+        let first = (!self.certs.is_empty()).then_some(0);
+        if let Some(sni) = sni.map(str::to_ascii_lowercase) {
+            // An RSA certificate naming the SNI exactly beats a wildcard one of the preferred type.
+            let (exact, exact_candidate) = self.scan(Some(&sni), &fit);
+            if let Some(i) = exact.or(exact_candidate) {
+                return Some(i);
             }
-            None
-        };
-        let chosen = match sni.map(str::to_ascii_lowercase) {
-            Some(sni) => {
-                let wildcard = sni
-                    .split_once('.')
-                    .filter(|(label, rest)| !label.is_empty() && !rest.is_empty())
-                    .map(|(_, rest)| format!("*.{rest}"));
-                match scan(Some(&sni)) {
-                    Some(i) => Some(i),
-                    None => wildcard.and_then(|w| scan(Some(&w))),
-                }
+            let wildcard = sni
+                .split_once('.')
+                .filter(|(label, rest)| !label.is_empty() && !rest.is_empty())
+                .map(|(_, rest)| format!("*.{rest}"));
+            let (wild, wild_candidate) = match wildcard {
+                Some(w) => self.scan(Some(&w), &fit),
+                None => (None, None),
+            };
+            if let Some(i) = wild.or(wild_candidate) {
+                return Some(i);
             }
-            None => scan(None),
-        };
-        chosen
-            .or(candidate)
-            .or_else(|| (!self.0.is_empty()).then_some(0))
+            if !self.full_scan {
+                return first;
+            }
+        }
+        let (perfect, candidate) = self.scan(None, &fit);
+        perfect.or(candidate).or(first)
     }
 }
 
@@ -146,7 +164,7 @@ impl ResolvesServerCert for BySni {
         });
         let usable = |e: &Entry| e.key.key.choose_scheme(schemes).is_some();
         self.choose(hello.server_name(), ecdsa_client, usable)
-            .and_then(|i| self.0.get(i))
+            .and_then(|i| self.certs.get(i))
             .map(|e| e.key.clone())
     }
 }

@@ -1,6 +1,6 @@
 //! Differential scenarios for which certificate a server presents and when TLS resources
-//! start: a context with five certificates picked by SNI, wildcard, CN and key type
-//! (`tls-pick`); a listener whose second chain's SDS certificate never comes before its 1 s
+//! start: a context with seven certificates picked by SNI, wildcard, CN and key type
+//! (`tls-pick`, and `tls-pick-scan` with `full_scan_certs_on_sni_mismatch`); a listener whose second chain's SDS certificate never comes before its 1 s
 //! `initial_fetch_timeout` (`tls-timeout`) and a cluster whose SDS CA does not either
 //! (`up-timeout`): both start, the chain fails its handshakes and the cluster answers 503.
 //! Then the same secrets with `0s` keep a listener and a cluster warming (`tls-patient`,
@@ -24,7 +24,7 @@ use crate::tls_support::*;
 type Vct = tls::common_tls_context::ValidationContextType;
 
 /// Listeners every proxy must have bound at startup.
-pub const LISTENERS: [&str; 3] = ["tls-pick", "tls-timeout", "tls-timeout-up"];
+pub const LISTENERS: [&str; 4] = ["tls-pick", "tls-pick-scan", "tls-timeout", "tls-timeout-up"];
 /// The certificate of `tls-timeout`'s `late.example` chain and of `tls-patient`.
 pub const TIMEOUT_CERT: &str = "scenario-timeout-cert";
 /// The CA of clusters `up-timeout` and `up-patient`.
@@ -54,6 +54,10 @@ pub fn extend(cfg: &mut Config, f: &Fixture, choice: &Choice) {
         http_listener_inline("tls-pick", routes_to("a")),
         downstream_socket(choice.context()),
     );
+    let scan = with_tls(
+        http_listener_inline("tls-pick-scan", routes_to("a")),
+        downstream_socket(choice.context_full_scan()),
+    );
     let main = server_ctx(common(Some(&f.main), None, &[], None), false);
     let late = sds_server(sds_waiting(TIMEOUT_CERT, FETCH_TIMEOUT));
     let timeout = sni_listener(
@@ -70,6 +74,7 @@ pub fn extend(cfg: &mut Config, f: &Fixture, choice: &Choice) {
     let up = http_listener_inline("tls-timeout-up", table);
     cfg.listeners.extend([
         ("tls-pick".to_string(), pick),
+        ("tls-pick-scan".to_string(), scan),
         ("tls-timeout".to_string(), timeout),
         ("tls-timeout-up".to_string(), up),
     ]);
@@ -133,8 +138,11 @@ pub async fn check(
 ) -> Vec<(&'static str, Result<(), String>)> {
     let at = |n: &str| addrs.get(n).copied().unwrap_or(([127, 0, 0, 1], 1).into());
     let mut out = Vec::new();
-    for (name, sni, rsa_only, want) in choice.cases() {
-        let outcome = match connect(at("tls-pick"), &any_cert_client(sni, rsa_only)).await {
+    let cases = choice.cases().into_iter().map(|c| ("tls-pick", c));
+    let scans = choice.full_scan_cases().into_iter();
+    for (listener, (name, sni, rsa_only, want)) in cases.chain(scans.map(|c| ("tls-pick-scan", c)))
+    {
+        let outcome = match connect(at(listener), &any_cert_client(sni, rsa_only)).await {
             Ok((_, hs)) if hs.peer_leaf == want.der() => Ok(()),
             Ok(_) => Err("served another certificate".into()),
             Err(e) => Err(e),

@@ -136,6 +136,8 @@ pub struct Choice {
     pub ecdsa_a: Leaf,
     pub ecdsa_wild_b: Leaf,
     pub rsa_c: Leaf,
+    /// RSA, named exactly `d.b.example`, which `*.b.example` also covers.
+    pub rsa_d: Leaf,
     /// No SAN at all: its subject CN `leaf` is its server name.
     pub ecdsa_cn: Leaf,
     /// A URI SAN only: its CN `leaf` does not count (Envoy, RFC 6125 6.4.4).
@@ -149,9 +151,44 @@ impl Choice {
             ecdsa_a: ca.leaf(&["a.example"], &[]),
             ecdsa_wild_b: ca.leaf(&["*.b.example"], &[]),
             rsa_c: ca.leaf_rsa(&["c.example"]),
+            rsa_d: ca.leaf_rsa(&["d.b.example"]),
             ecdsa_cn: ca.leaf(&[], &[]),
             ecdsa_uri: ca.leaf(&[], &["spiffe://td/uri-only"]),
         }
+    }
+
+    /// `context()` with `full_scan_certs_on_sni_mismatch`.
+    pub fn context_full_scan(&self) -> tls::DownstreamTlsContext {
+        tls::DownstreamTlsContext {
+            full_scan_certs_on_sni_mismatch: Some(envoy_types::pb::google::protobuf::BoolValue {
+                value: true,
+            }),
+            ..self.context()
+        }
+    }
+
+    /// With `full_scan_certs_on_sni_mismatch`: `(check, SNI, RSA-only client, certificate)`.
+    pub fn full_scan_cases(&self) -> Vec<(&'static str, &'static str, bool, &Leaf)> {
+        vec![
+            (
+                "full scan: no name matches, ECDSA client",
+                "other.example",
+                false,
+                &self.ecdsa_a,
+            ),
+            (
+                "full scan: no name matches, RSA-only client",
+                "other.example",
+                true,
+                &self.rsa_a,
+            ),
+            (
+                "full scan: a matching name still wins",
+                "c.example",
+                false,
+                &self.rsa_c,
+            ),
+        ]
     }
 
     pub fn context(&self) -> tls::DownstreamTlsContext {
@@ -161,6 +198,7 @@ impl Choice {
             &self.ecdsa_a,
             &self.ecdsa_wild_b,
             &self.rsa_c,
+            &self.rsa_d,
             &self.ecdsa_uri,
             &self.ecdsa_cn,
         ]
@@ -197,6 +235,12 @@ impl Choice {
                 "c.example",
                 false,
                 &self.rsa_c,
+            ),
+            (
+                "exact RSA beats wildcard ECDSA",
+                "d.b.example",
+                false,
+                &self.rsa_d,
             ),
             (
                 "only an unusable ECDSA names it: the first",
