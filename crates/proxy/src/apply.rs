@@ -1,9 +1,11 @@
 //! The xDS handler: converts each pushed resource, keeps the last good version of any resource
 //! that fails (and NACKs naming it), reconciles bound listeners, and publishes a new `Runtime`.
+//! Its state sits behind a mutex so that a timer can start listeners and clusters whose SDS
+//! `initial_fetch_timeout` ran out between two pushes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use envoy_types::pb::envoy::config::cluster::v3 as pb_cluster;
 use envoy_types::pb::envoy::config::endpoint::v3 as pb_endpoint;
@@ -23,7 +25,12 @@ use crate::listener::{self, ActiveListener};
 use crate::store::{ListenerView, Runtime, Store};
 use crate::tls::Secret;
 
+/// The ADS client's handler; the state is shared with the warming timer.
 pub struct XdsHandler {
+    state: Arc<Mutex<Xds>>,
+}
+
+struct Xds {
     store: Arc<Store>,
     listeners: BTreeMap<String, ActiveListener>,
     routes: BTreeMap<String, Arc<RouteConfig>>,
@@ -33,20 +40,72 @@ pub struct XdsHandler {
     seen_lds: bool,
     /// SDS secrets and the listeners and clusters warming for them.
     tls: crate::tls::state::TlsState,
+    /// This state, for the warming timer (which must not keep it alive).
+    me: Weak<Mutex<Xds>>,
+    /// The deadline the warming timer is set for, if one is.
+    timer: Option<tokio::time::Instant>,
 }
 
 impl XdsHandler {
     pub fn new(store: Arc<Store>) -> Self {
-        XdsHandler {
-            store,
-            listeners: BTreeMap::new(),
-            routes: BTreeMap::new(),
-            clusters: BTreeMap::new(),
-            assignments: HashMap::new(),
-            seen_cds: false,
-            seen_lds: false,
-            tls: Default::default(),
+        let state = Arc::new_cyclic(|me| {
+            Mutex::new(Xds {
+                store,
+                listeners: BTreeMap::new(),
+                routes: BTreeMap::new(),
+                clusters: BTreeMap::new(),
+                assignments: HashMap::new(),
+                seen_cds: false,
+                seen_lds: false,
+                tls: Default::default(),
+                me: me.clone(),
+                timer: None,
+            })
+        });
+        XdsHandler { state }
+    }
+
+    fn state(&self) -> MutexGuard<'_, Xds> {
+        // A panic elsewhere must not stop configuration: the state is consistent between calls.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Xds {
+    /// Set the timer for the next `initial_fetch_timeout` unless one fires sooner.
+    fn arm_warming_timer(&mut self) {
+        let Some(due) = self.tls.next_deadline() else {
+            return;
+        };
+        if self.timer.is_some_and(|t| t <= due) {
+            return;
         }
+        self.timer = Some(due);
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(due).await;
+            let Some(state) = me.upgrade() else { return };
+            let mut xds = state.lock().unwrap_or_else(|p| p.into_inner());
+            if xds.timer == Some(due) {
+                xds.timer = None;
+            }
+            xds.expire_warming();
+        });
+    }
+
+    /// Start what has waited out its secrets' `initial_fetch_timeout`.
+    fn expire_warming(&mut self) {
+        let (listeners, clusters) = self.tls.expire(tokio::time::Instant::now());
+        for (name, l) in listeners {
+            if let Some(e) = self.install_listener(name, l) {
+                tracing::warn!(error = %e, "listener could not start");
+            }
+        }
+        for c in clusters {
+            self.install_cluster(c.name.clone(), c);
+        }
+        self.publish();
+        self.arm_warming_timer();
     }
 
     fn publish(&self) {
@@ -77,7 +136,16 @@ impl XdsHandler {
             })
             .collect();
         self.store.listeners.store(Arc::new(views));
-        self.store.tls.store(Arc::new(self.tls.status()));
+        let running: Vec<Arc<Listener>> = self
+            .listeners
+            .values()
+            .map(|l| l.config.load_full())
+            .collect();
+        let status = self.tls.status(
+            running.into_iter(),
+            self.clusters.values().map(|c| &c.config),
+        );
+        self.store.tls.store(Arc::new(status));
         if self.seen_cds && self.seen_lds {
             self.store.ready.store(true, Ordering::Release);
         }
@@ -98,7 +166,10 @@ impl XdsHandler {
         // A failed resource keeps its last good version: only successes are merged.
         for (name, cfg) in converted.into_iter().filter_map(|(n, c)| Some((n, c?))) {
             // One waiting for secrets stays out until they arrive; its old version serves.
-            if self.tls.admit_listener(&name, &cfg) {
+            if self
+                .tls
+                .admit_listener(&name, &cfg, tokio::time::Instant::now())
+            {
                 errors.extend(self.install_listener(name, cfg));
             }
         }
@@ -160,7 +231,7 @@ impl XdsHandler {
                 self.tls.warming_clusters.remove(&name);
                 continue;
             }
-            if self.tls.admit_cluster(&cfg) {
+            if self.tls.admit_cluster(&cfg, tokio::time::Instant::now()) {
                 self.install_cluster(name, cfg);
             }
         }
@@ -264,7 +335,10 @@ impl XdsHandler {
             SECRET_TYPE => self.apply_secrets(resources, removal),
             other => vec![format!("unsupported type {other}")],
         };
+        let wanted = self.wanted_secrets();
+        self.tls.forget_unwanted(&wanted);
         self.publish();
+        self.arm_warming_timer();
         if errors.is_empty() {
             Ok(())
         } else {
@@ -332,7 +406,7 @@ where
 
 impl Handler for XdsHandler {
     fn apply(&mut self, type_url: &str, resources: &[Any]) -> Result<(), String> {
-        self.apply_any(type_url, resources, Removal::Absent)
+        self.state().apply_any(type_url, resources, Removal::Absent)
     }
 
     fn apply_delta(
@@ -341,7 +415,22 @@ impl Handler for XdsHandler {
         updated: &[Any],
         removed: &[String],
     ) -> Result<(), String> {
-        self.apply_any(type_url, updated, Removal::Named(removed))
+        self.state()
+            .apply_any(type_url, updated, Removal::Named(removed))
+    }
+
+    fn subscriptions(&self, type_url: &str) -> Vec<String> {
+        self.state().subscriptions(type_url)
+    }
+}
+
+impl Xds {
+    /// Secret names referenced by running and warming listeners and clusters, sorted.
+    fn wanted_secrets(&self) -> Vec<String> {
+        self.tls.wanted(
+            self.listeners.values().map(|l| l.config.load_full()),
+            self.clusters.values().map(|c| &c.config),
+        )
     }
 
     fn subscriptions(&self, type_url: &str) -> Vec<String> {
@@ -370,10 +459,7 @@ impl Handler for XdsHandler {
                     Discovery::Static(_) | Discovery::OriginalDst(_) | Discovery::Dns(_) => None,
                 })
                 .collect(),
-            SECRET_TYPE => self.tls.wanted(
-                self.listeners.values().map(|l| l.config.load_full()),
-                self.clusters.values().map(|c| &c.config),
-            ),
+            SECRET_TYPE => self.wanted_secrets(),
             _ => Vec::new(),
         };
         names.sort();

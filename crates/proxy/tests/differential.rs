@@ -582,6 +582,8 @@ async fn differential_scenarios() {
         .extend(scenarios::subnets::listeners(&subnets));
     base.listeners.extend(scenarios::request_id::listeners());
     let tls = scenarios::tls::Fixture::start(a.addr).await;
+    let choice = tls_support::Choice::new(&tls.ca);
+    scenarios::certs::extend(&mut base, &tls, &choice);
     ads.push(SECRET_TYPE, scenarios::tls::extend(&mut base, &tls));
     let all = scenarios::all();
     push(
@@ -607,7 +609,7 @@ async fn differential_scenarios() {
             wait_listener(&plexus, "subnets-src").await,
         ];
         let mut tls = BTreeMap::new();
-        for name in scenarios::tls::LISTENERS {
+        for name in tls_listeners() {
             tls.insert(name, wait_listener(&plexus, name).await);
         }
         let mut rid = BTreeMap::new();
@@ -662,7 +664,7 @@ async fn differential_scenarios() {
                 by_ip.push(addr.expect("envoy IP-matching listener"));
             }
             let mut tls = BTreeMap::new();
-            for name in scenarios::tls::LISTENERS {
+            for name in tls_listeners() {
                 let addr = envoy.wait_listener(name, STARTUP_WAIT).await;
                 tls.insert(name, addr.expect("envoy TLS listener"));
             }
@@ -770,8 +772,33 @@ async fn differential_scenarios() {
     // TLS: termination, chain selection, mTLS, origination; then an SDS rotation.
     let tls_targets: Vec<_> = targets.iter().map(|t| (t.label(), &t.tls)).collect();
     let mut outcomes = scenarios::tls::run(&tls, &ads, &tls_targets).await;
+    // Certificate choice by SNI, SDS initial_fetch_timeout; `0s` waits until the late push.
+    let cert_targets: Vec<scenarios::certs::Target> = targets
+        .iter()
+        .map(|t| (t.label(), t.proxy, t.admin, &t.tls))
+        .collect();
+    for (i, t) in targets.iter().enumerate() {
+        for (name, outcome) in
+            scenarios::certs::check(&tls, &choice, &t.tls, t.proxy, t.admin).await
+        {
+            outcomes.push((
+                i,
+                outcome.map_err(|e| format!("[TLS: {name}] {}: {e}", t.label())),
+            ));
+        }
+    }
+    let (waited, listeners) = scenarios::certs::patient(
+        &tls,
+        &ads,
+        &cert_targets,
+        base.listeners.clone(),
+        base.clusters.clone(),
+    )
+    .await;
+    outcomes.extend(waited);
     let admins: Vec<_> = targets.iter().map(|t| (t.label(), t.admin)).collect();
-    outcomes.extend(scenarios::tls::warming(&tls, &ads, &admins, base.listeners.clone()).await);
+    outcomes.extend(scenarios::tls::warming(&tls, &ads, &admins, listeners).await);
+    outcomes.extend(scenarios::certs::after_late(&tls, &cert_targets).await);
     for (i, outcome) in outcomes {
         let t = &targets[i];
         match outcome {
@@ -849,6 +876,13 @@ impl Target {
     fn label(&self) -> String {
         format!("{}{}", self.proxy, if self.delta { "/delta" } else { "" })
     }
+}
+
+/// Every TLS scenario listener a proxy must have bound before the checks.
+fn tls_listeners() -> impl Iterator<Item = &'static str> {
+    scenarios::tls::LISTENERS
+        .into_iter()
+        .chain(scenarios::certs::LISTENERS)
 }
 
 fn base_clone(c: &Config) -> Config {

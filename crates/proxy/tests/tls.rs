@@ -278,6 +278,7 @@ async fn chains_are_selected_by_sni_and_by_client_hello_alpn() {
             alpn: protocols.iter().map(|p: &&str| p.to_string()).collect(),
             client_cert: None,
             rsa_only: false,
+            any_server_cert: false,
         };
         // istio-peer-exchange is not an HTTP ALPN: the client still speaks HTTP/1.1.
         let (got, hs) = get(addr, &o, name, "/").await.expect("request");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ServerConfig};
 
-use super::context::{CertSource, Common, DownstreamTls, UpstreamTls, ValidationSource};
+use super::context::{CertSource, Common, DownstreamTls, SdsSecret, UpstreamTls, ValidationSource};
 use super::secret::{CertKey, Secret, Validation, merge};
 use super::verify::{ClientVerifier, ServerVerifier};
 
@@ -23,7 +23,7 @@ pub struct NotReady(pub String);
 fn cert(src: &CertSource, secrets: &Secrets) -> Result<CertKey, NotReady> {
     match src {
         CertSource::Inline(c) => Ok(c.clone()),
-        CertSource::Sds(name) => match secrets.get(name).map(|s| &**s) {
+        CertSource::Sds(SdsSecret { name, .. }) => match secrets.get(name).map(|s| &**s) {
             Some(Secret::Certificate(c)) => Ok(c.clone()),
             Some(Secret::Validation(_)) => Err(NotReady(format!(
                 "secret {name:?} is a validation context, not a certificate"
@@ -43,47 +43,13 @@ fn validation(src: &ValidationSource, secrets: &Secrets) -> Result<Validation, N
     };
     match src {
         ValidationSource::Inline(v) => Ok(v.clone()),
-        ValidationSource::Sds(name) => named(name),
-        ValidationSource::Combined(default, name) => Ok(merge(default, &named(name)?)),
+        ValidationSource::Sds(s) => named(&s.name),
+        ValidationSource::Combined(default, s) => Ok(merge(default, &named(&s.name)?)),
     }
 }
 
 fn alpn(common: &Common) -> Vec<Vec<u8>> {
     common.alpn.iter().map(|p| p.as_bytes().to_vec()).collect()
-}
-
-/// Several server certificates (Istio sends an RSA and an ECDSA one for `credentialNames`).
-/// Envoy's rule: the first ECDSA certificate for clients that support ECDSA, else the first
-/// RSA one; Plexus then falls back to any the client can verify, then the first. (Envoy also
-/// prefers certificates whose names match the SNI; Plexus does not look at names.)
-struct ByKeyType(Vec<Arc<rustls::sign::CertifiedKey>>);
-
-impl std::fmt::Debug for ByKeyType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ByKeyType({} certificates)", self.0.len())
-    }
-}
-
-impl rustls::server::ResolvesServerCert for ByKeyType {
-    fn resolve(
-        &self,
-        hello: rustls::server::ClientHello<'_>,
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        use rustls::SignatureAlgorithm::{ECDSA, RSA};
-        let schemes = hello.signature_schemes();
-        let usable = |c: &&Arc<rustls::sign::CertifiedKey>| c.key.choose_scheme(schemes).is_some();
-        let of = |alg| {
-            self.0
-                .iter()
-                .filter(move |c| c.key.algorithm() == alg)
-                .find(usable)
-        };
-        of(ECDSA)
-            .or_else(|| of(RSA))
-            .or_else(|| self.0.iter().find(usable))
-            .or_else(|| self.0.first())
-            .cloned()
-    }
 }
 
 /// A server config for `tls`, or why there is none yet.
@@ -92,7 +58,7 @@ pub fn server_config(tls: &DownstreamTls, secrets: &Secrets) -> Result<ServerCon
     let certs = common
         .certs
         .iter()
-        .map(|src| cert(src, secrets).map(|c| c.key))
+        .map(|src| cert(src, secrets))
         .collect::<Result<Vec<_>, _>>()?;
     if certs.is_empty() {
         return Err(NotReady("no certificate".into()));
@@ -118,7 +84,10 @@ pub fn server_config(tls: &DownstreamTls, secrets: &Secrets) -> Result<ServerCon
             }))
         }
     };
-    let mut cfg = builder.with_cert_resolver(Arc::new(ByKeyType(certs)));
+    let mut cfg = builder.with_cert_resolver(Arc::new(super::sni::BySni::new(
+        &certs,
+        tls.full_scan_certs_on_sni_mismatch,
+    )));
     cfg.alpn_protocols = alpn(common);
     Ok(cfg)
 }

@@ -8,6 +8,7 @@
 #![allow(deprecated)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use envoy_types::pb::envoy::config::core::v3 as core;
@@ -16,24 +17,34 @@ use prost::Name;
 
 use super::Versions;
 use super::secret::{CertKey, Validation, cert_key, validation};
-use crate::config::{FieldError, FieldResult, unpack_field};
+use crate::config::{FieldError, FieldResult, duration, unpack_field};
 use crate::deny_set;
+
+/// Envoy's `initial_fetch_timeout` when a `ConfigSource` leaves it unset.
+pub const DEFAULT_INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// An SDS secret fetched over ADS, and how long a listener or cluster waits for its first
+/// version before starting without it (`initial_fetch_timeout`; `None`: `0s`, for ever).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdsSecret {
+    pub name: String,
+    pub initial_fetch_timeout: Option<Duration>,
+}
 
 /// Where a certificate/key pair comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CertSource {
     Inline(CertKey),
-    /// SDS secret name.
-    Sds(String),
+    Sds(SdsSecret),
 }
 
 /// Where the validation context comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ValidationSource {
     Inline(Validation),
-    Sds(String),
+    Sds(SdsSecret),
     /// `combined_validation_context`: the default merged with the SDS secret.
-    Combined(Validation, String),
+    Combined(Validation, SdsSecret),
 }
 
 /// What a `CommonTlsContext` asks for.
@@ -48,19 +59,27 @@ pub struct Common {
 }
 
 impl Common {
-    /// SDS secret names this context needs.
-    pub fn secret_names(&self) -> Vec<String> {
+    /// SDS secrets this context needs.
+    pub fn sds_secrets(&self) -> Vec<&SdsSecret> {
         let mut out = Vec::new();
         for c in &self.certs {
-            if let CertSource::Sds(n) = c {
-                out.push(n.clone());
+            if let CertSource::Sds(s) = c {
+                out.push(s);
             }
         }
-        if let Some(ValidationSource::Sds(n) | ValidationSource::Combined(_, n)) = &self.validation
+        if let Some(ValidationSource::Sds(s) | ValidationSource::Combined(_, s)) = &self.validation
         {
-            out.push(n.clone());
+            out.push(s);
         }
         out
+    }
+
+    /// SDS secret names this context needs.
+    pub fn secret_names(&self) -> Vec<String> {
+        self.sds_secrets()
+            .into_iter()
+            .map(|s| s.name.clone())
+            .collect()
     }
 }
 
@@ -69,6 +88,9 @@ impl Common {
 pub struct DownstreamTls {
     pub common: Common,
     pub require_client_cert: bool,
+    /// With several certificates and an SNI none fits: scan them all instead of taking the
+    /// first (`full_scan_certs_on_sni_mismatch`).
+    pub full_scan_certs_on_sni_mismatch: bool,
     /// The filter chain's `transport_socket_connect_timeout`: the handshake must finish within
     /// it or the connection is closed (none: no limit, Envoy's default).
     pub handshake_timeout: Option<std::time::Duration>,
@@ -82,6 +104,10 @@ impl std::fmt::Debug for DownstreamTls {
         f.debug_struct("DownstreamTls")
             .field("common", &self.common)
             .field("require_client_cert", &self.require_client_cert)
+            .field(
+                "full_scan_certs_on_sni_mismatch",
+                &self.full_scan_certs_on_sni_mismatch,
+            )
             .field("handshake_timeout", &self.handshake_timeout)
             .field("ready", &self.acceptor.load().is_some())
             .finish()
@@ -102,6 +128,7 @@ impl PartialEq for DownstreamTls {
     fn eq(&self, other: &Self) -> bool {
         self.common == other.common
             && self.require_client_cert == other.require_client_cert
+            && self.full_scan_certs_on_sni_mismatch == other.full_scan_certs_on_sni_mismatch
             && self.handshake_timeout == other.handshake_timeout
     }
 }
@@ -194,7 +221,6 @@ fn downstream_context(c: &tls::DownstreamTlsContext) -> FieldResult<DownstreamTl
         disable_stateful_session_resumption,
         session_timeout,
         ocsp_staple_policy,
-        full_scan_certs_on_sni_mismatch,
         prefer_client_ciphers,
         session_ticket_keys_type
     );
@@ -215,6 +241,9 @@ fn downstream_context(c: &tls::DownstreamTlsContext) -> FieldResult<DownstreamTl
     Ok(DownstreamTls {
         common,
         require_client_cert,
+        full_scan_certs_on_sni_mismatch: full_scan_certs_on_sni_mismatch
+            .as_ref()
+            .is_some_and(|b| b.value),
         handshake_timeout: None,
         acceptor: Arc::default(),
     })
@@ -390,8 +419,8 @@ fn validation_source(
     })
 }
 
-/// An `SdsSecretConfig`: a name fetched over the ADS stream.
-fn sds(s: &tls::SdsSecretConfig) -> FieldResult<String> {
+/// An `SdsSecretConfig`: a name fetched over the ADS stream, with its `initial_fetch_timeout`.
+fn sds(s: &tls::SdsSecretConfig) -> FieldResult<SdsSecret> {
     let tls::SdsSecretConfig { name, sds_config } = s;
     if name.is_empty() {
         return Err(FieldError::invalid("name", "required"));
@@ -407,17 +436,23 @@ fn sds(s: &tls::SdsSecretConfig) -> FieldResult<String> {
             "sds_config (unset: static secrets from a bootstrap; Plexus fetches secrets over ADS)",
         ));
     };
-    // Plexus waits for a secret as long as it takes, which is what `0s` asks for.
-    let initial_fetch_timeout = initial_fetch_timeout
-        .as_ref()
-        .is_some_and(|d| d.seconds != 0 || d.nanos != 0);
-    let wrong_version = !matches!(*resource_api_version, 0 | 2);
-    deny_set!(authorities, initial_fetch_timeout);
-    if wrong_version {
+    deny_set!(authorities);
+    if !matches!(*resource_api_version, 0 | 2) {
         return Err(FieldError::unsupported("sds_config.resource_api_version"));
     }
+    // Envoy: unset is 15 s, `0s` waits for ever.
+    let initial_fetch_timeout = match initial_fetch_timeout {
+        None => Some(DEFAULT_INITIAL_FETCH_TIMEOUT),
+        Some(d) => {
+            let d = duration(d).map_err(|e| e.within("sds_config.initial_fetch_timeout"))?;
+            (!d.is_zero()).then_some(d)
+        }
+    };
     match config_source_specifier {
-        Some(core::config_source::ConfigSourceSpecifier::Ads(_)) => Ok(name.clone()),
+        Some(core::config_source::ConfigSourceSpecifier::Ads(_)) => Ok(SdsSecret {
+            name: name.clone(),
+            initial_fetch_timeout,
+        }),
         _ => Err(FieldError::unsupported(
             "sds_config (only ads: secrets come over the ADS stream)",
         )),
@@ -471,4 +506,40 @@ fn versions(p: Option<&tls::TlsParameters>, server: bool) -> FieldResult<Version
         tls12: min <= P::TlSv12 as i32,
         tls13: max >= P::TlSv13 as i32,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::google::protobuf::Duration as PbDuration;
+
+    fn with_timeout(t: Option<PbDuration>) -> FieldResult<SdsSecret> {
+        sds(&tls::SdsSecretConfig {
+            name: "s".into(),
+            sds_config: Some(core::ConfigSource {
+                initial_fetch_timeout: t,
+                config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
+                    Default::default(),
+                )),
+                ..Default::default()
+            }),
+        })
+    }
+
+    fn pb(seconds: i64, nanos: i32) -> Option<PbDuration> {
+        Some(PbDuration { seconds, nanos })
+    }
+
+    #[test]
+    fn initial_fetch_timeout_defaults_to_envoys_15s_and_0s_waits_for_ever() {
+        let timeout = |t| with_timeout(t).map(|s| s.initial_fetch_timeout);
+        assert_eq!(timeout(None), Ok(Some(Duration::from_secs(15))));
+        assert_eq!(timeout(pb(0, 0)), Ok(None));
+        assert_eq!(timeout(pb(1, 500)), Ok(Some(Duration::new(1, 500))));
+        let negative = with_timeout(pb(-1, 0)).map_err(|e| e.field);
+        assert_eq!(
+            negative,
+            Err("sds_config.initial_fetch_timeout".to_string())
+        );
+    }
 }

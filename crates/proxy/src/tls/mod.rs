@@ -7,6 +7,7 @@
 //! - `secret`: PEM data sources, certificate/key pairs, trust roots, `Secret` conversion.
 //! - `context`: transport-socket protos -> `DownstreamTls` / `UpstreamTls` (NACKing the rest).
 //! - `verify`: certificate verifiers with Envoy's subject-alt-name matching.
+//! - `sni`: which of a server's certificates a handshake gets (SNI, then key type).
 //! - `build`: rustls server/client configs from a context plus the current secrets; the
 //!   handler rebuilds them whenever a secret changes (rotation without a listener restart).
 //! - `stream`: one stream type for plain TCP and TLS in both directions.
@@ -14,6 +15,7 @@
 pub mod build;
 pub mod context;
 pub mod secret;
+pub mod sni;
 pub mod state;
 pub mod stream;
 pub mod verify;

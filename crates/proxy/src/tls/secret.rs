@@ -23,6 +23,8 @@ use crate::deny_set;
 #[derive(Clone)]
 pub struct CertKey {
     pub key: Arc<CertifiedKey>,
+    /// The leaf's server names for certificate choice by SNI (`sni::server_names`).
+    pub names: Vec<String>,
     /// The chain's and the key's DER bytes, only for equality (a re-sent identical secret or
     /// inline certificate must not rebuild configs); never printed.
     chain: Vec<Vec<u8>>,
@@ -177,6 +179,10 @@ pub fn cert_key(c: &tls::TlsCertificate) -> FieldResult<CertKey> {
         .load_private_key(key)
         .map_err(|_| FieldError::invalid("private_key", "unsupported or malformed key"))?;
     let der: Vec<Vec<u8>> = chain.iter().map(|c| c.to_vec()).collect();
+    let names = der
+        .first()
+        .map(|leaf| super::sni::server_names(leaf))
+        .unwrap_or_default();
     let certified = CertifiedKey::new(chain, signing);
     certified.keys_match().map_err(|_| {
         FieldError::invalid(
@@ -186,6 +192,7 @@ pub fn cert_key(c: &tls::TlsCertificate) -> FieldResult<CertKey> {
     })?;
     Ok(CertKey {
         key: Arc::new(certified),
+        names,
         chain: der,
         key_der,
     })

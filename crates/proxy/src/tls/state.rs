@@ -2,14 +2,19 @@
 //! are warming because a secret they reference has not arrived. As in Envoy, a warming
 //! listener is not bound (its previous version, if any, keeps serving) and a warming cluster
 //! is not used (its previous version, if any, keeps serving); both start once their secrets
-//! arrive. A new version of a secret rebuilds the TLS configs that use it in place, so
-//! certificates rotate without restarting listeners or dropping connection pools.
+//! arrive, or once the `initial_fetch_timeout` of every missing secret has run out, counted
+//! from when the secret was first asked for (Envoy's timer starts with the subscription).
+//! Started that way, the TLS contexts lacking a secret have no config: their handshakes
+//! fail, the rest serve. A new version of a secret rebuilds the TLS configs that use it in
+//! place, so certificates rotate without restarting listeners or dropping connection pools.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use super::build::{NotReady, Secrets, bind_downstream, bind_upstream};
-use super::context::{Common, UpstreamTls};
+use super::context::{Common, SdsSecret};
 use crate::config::{Cluster, Listener, UpstreamProtocol};
 
 #[derive(Default)]
@@ -17,6 +22,8 @@ pub struct TlsState {
     pub secrets: Secrets,
     pub warming_listeners: BTreeMap<String, Listener>,
     pub warming_clusters: BTreeMap<String, Cluster>,
+    /// When each wanted secret was first asked for: its `initial_fetch_timeout` runs from here.
+    requested: BTreeMap<String, Instant>,
 }
 
 /// The ALPN an HTTP pool offers when the context names none (Envoy's fallback).
@@ -27,14 +34,19 @@ fn http_alpn(protocol: UpstreamProtocol) -> &'static str {
     }
 }
 
-/// Build every TLS config of a listener from `secrets`.
+/// Build every TLS config of a listener from `secrets` (all chains, so one chain's missing
+/// secret does not keep another from rotating); the first reason a chain has none.
 pub fn bind_listener(l: &Listener, secrets: &Secrets) -> Result<(), NotReady> {
+    let mut first = Ok(());
     for chain in l.chains() {
-        if let Some(tls) = chain.tls() {
-            bind_downstream(tls, secrets)?;
+        if let Some(tls) = chain.tls()
+            && let Err(e) = bind_downstream(tls, secrets)
+            && first.is_ok()
+        {
+            first = Err(e);
         }
     }
-    Ok(())
+    first
 }
 
 /// Build a cluster's TLS configs from `secrets`.
@@ -45,27 +57,42 @@ pub fn bind_cluster(c: &Cluster, secrets: &Secrets) -> Result<(), NotReady> {
     }
 }
 
-fn listener_secrets(l: &Listener) -> impl Iterator<Item = String> + '_ {
+fn listener_sds(l: &Listener) -> Vec<SdsSecret> {
     l.chains()
         .filter_map(|c| c.tls())
-        .flat_map(|t| t.common.secret_names())
+        .flat_map(|t| t.common.sds_secrets().into_iter().cloned())
+        .collect()
 }
 
-fn cluster_secrets(c: &Cluster) -> Vec<String> {
+fn cluster_sds(c: &Cluster) -> Vec<SdsSecret> {
     c.tls
         .as_ref()
-        .map(|t: &Arc<UpstreamTls>| Common::secret_names(&t.common))
+        .map(|t| {
+            Common::sds_secrets(&t.common)
+                .into_iter()
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-/// What `/config_dump` shows of TLS: secret names and kinds (never their content), and what is
-/// warming for which secret.
+fn names(refs: Vec<SdsSecret>) -> impl Iterator<Item = String> {
+    refs.into_iter().map(|s| s.name)
+}
+
+/// What `/config_dump` shows of TLS: secret names and kinds (never their content), what is
+/// warming for which secret, and what runs without a secret it references (started by
+/// `initial_fetch_timeout`, or the secret was removed): those handshakes fail.
 #[derive(Debug, Clone, Default)]
 pub struct Status {
     /// (name, `tls_certificate` or `validation_context`).
     pub secrets: Vec<(String, &'static str)>,
     pub warming_listeners: Vec<String>,
     pub warming_clusters: Vec<String>,
+    /// Running listener -> secrets it references that are not held.
+    pub listeners_missing_secrets: BTreeMap<String, Vec<String>>,
+    /// Running cluster -> secrets it references that are not held.
+    pub clusters_missing_secrets: BTreeMap<String, Vec<String>>,
 }
 
 impl Status {
@@ -79,12 +106,27 @@ impl Status {
             "secrets": secrets,
             "warming_listeners": self.warming_listeners,
             "warming_clusters": self.warming_clusters,
+            "listeners_missing_secrets": self.listeners_missing_secrets,
+            "clusters_missing_secrets": self.clusters_missing_secrets,
         })
     }
 }
 
 impl TlsState {
-    pub fn status(&self) -> Status {
+    /// The admin view, given the running listeners and clusters.
+    pub fn status<'a>(
+        &self,
+        listeners: impl Iterator<Item = Arc<Listener>>,
+        clusters: impl Iterator<Item = &'a Cluster>,
+    ) -> Status {
+        let missing = |refs: Vec<SdsSecret>| -> Vec<String> {
+            let mut out: Vec<String> = names(refs)
+                .filter(|n| !self.secrets.contains_key(n))
+                .collect();
+            out.sort();
+            out.dedup();
+            out
+        };
         Status {
             secrets: self
                 .secrets
@@ -99,13 +141,52 @@ impl TlsState {
                 .collect(),
             warming_listeners: self.warming_listeners.keys().cloned().collect(),
             warming_clusters: self.warming_clusters.keys().cloned().collect(),
+            listeners_missing_secrets: listeners
+                .map(|l| (l.name.clone(), missing(listener_sds(&l))))
+                .filter(|(_, m)| !m.is_empty())
+                .collect(),
+            clusters_missing_secrets: clusters
+                .map(|c| (c.name.clone(), missing(cluster_sds(c))))
+                .filter(|(_, m)| !m.is_empty())
+                .collect(),
         }
     }
 
-    /// Bind a listener's TLS configs; when a secret is missing it is kept warming instead.
-    pub fn admit_listener(&mut self, name: &str, l: &Listener) -> bool {
+    /// Start the `initial_fetch_timeout` clock of secrets asked for the first time.
+    fn request(&mut self, refs: &[SdsSecret], now: Instant) {
+        for r in refs {
+            self.requested.entry(r.name.clone()).or_insert(now);
+        }
+    }
+
+    /// When a resource waiting for `refs` starts anyway: once every missing secret's
+    /// timeout has run out; never if one of them waits for ever (`0s`) or none is missing
+    /// (it waits for a secret of the right kind).
+    fn deadline(&self, refs: &[SdsSecret]) -> Option<Instant> {
+        let mut latest: Option<Instant> = None;
+        for r in refs.iter().filter(|r| !self.secrets.contains_key(&r.name)) {
+            let since = self.requested.get(&r.name)?;
+            let due = *since + r.initial_fetch_timeout?;
+            latest = Some(latest.map_or(due, |l| l.max(due)));
+        }
+        latest
+    }
+
+    /// Bind a listener's TLS configs; when a secret is missing it is kept warming instead,
+    /// unless the missing secrets' `initial_fetch_timeout`s have already run out.
+    pub fn admit_listener(&mut self, name: &str, l: &Listener, now: Instant) -> bool {
+        let refs = listener_sds(l);
+        self.request(&refs, now);
         match bind_listener(l, &self.secrets) {
             Ok(()) => {
+                self.warming_listeners.remove(name);
+                true
+            }
+            Err(_) if self.deadline(&refs).is_some_and(|d| d <= now) => {
+                tracing::warn!(
+                    listener = name,
+                    "initial_fetch_timeout passed: starting without its missing secrets"
+                );
                 self.warming_listeners.remove(name);
                 true
             }
@@ -117,10 +198,18 @@ impl TlsState {
         }
     }
 
-    /// Bind a cluster's TLS configs; when a secret is missing it is kept warming instead.
-    pub fn admit_cluster(&mut self, c: &Cluster) -> bool {
+    /// Bind a cluster's TLS configs; when a secret is missing it is kept warming instead,
+    /// unless the missing secrets' `initial_fetch_timeout`s have already run out.
+    pub fn admit_cluster(&mut self, c: &Cluster, now: Instant) -> bool {
+        let refs = cluster_sds(c);
+        self.request(&refs, now);
         match bind_cluster(c, &self.secrets) {
             Ok(()) => {
+                self.warming_clusters.remove(&c.name);
+                true
+            }
+            Err(_) if self.deadline(&refs).is_some_and(|d| d <= now) => {
+                tracing::warn!(cluster = %c.name, "initial_fetch_timeout passed: starting without its missing secrets");
                 self.warming_clusters.remove(&c.name);
                 true
             }
@@ -132,26 +221,79 @@ impl TlsState {
         }
     }
 
+    /// The earliest moment a warming listener or cluster starts without its secrets.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let listeners = self
+            .warming_listeners
+            .values()
+            .filter_map(|l| self.deadline(&listener_sds(l)));
+        let clusters = self
+            .warming_clusters
+            .values()
+            .filter_map(|c| self.deadline(&cluster_sds(c)));
+        listeners.chain(clusters).min()
+    }
+
+    /// Hand back the warming listeners and clusters whose missing secrets' timeouts have run
+    /// out by `now`: they start, their contexts without secrets failing handshakes.
+    pub fn expire(&mut self, now: Instant) -> (Vec<(String, Listener)>, Vec<Cluster>) {
+        let due = |d: Option<Instant>| d.is_some_and(|d| d <= now);
+        let listeners: Vec<String> = self
+            .warming_listeners
+            .iter()
+            .filter(|(_, l)| due(self.deadline(&listener_sds(l))))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let clusters: Vec<String> = self
+            .warming_clusters
+            .values()
+            .filter(|c| due(self.deadline(&cluster_sds(c))))
+            .map(|c| c.name.clone())
+            .collect();
+        for n in &listeners {
+            tracing::warn!(listener = %n, "initial_fetch_timeout passed: starting without its missing secrets");
+        }
+        for n in &clusters {
+            tracing::warn!(cluster = %n, "initial_fetch_timeout passed: starting without its missing secrets");
+        }
+        let listeners = listeners
+            .into_iter()
+            .filter_map(|n| self.warming_listeners.remove_entry(&n))
+            .collect();
+        let clusters = clusters
+            .into_iter()
+            .filter_map(|n| self.warming_clusters.remove(&n))
+            .collect();
+        (listeners, clusters)
+    }
+
     /// Secret names referenced by running and warming listeners and clusters.
     pub fn wanted<'a>(
         &self,
         listeners: impl Iterator<Item = Arc<Listener>>,
         clusters: impl Iterator<Item = &'a Cluster>,
     ) -> Vec<String> {
-        let mut names = BTreeSet::new();
+        let mut out = BTreeSet::new();
         for l in listeners {
-            names.extend(listener_secrets(&l));
+            out.extend(names(listener_sds(&l)));
         }
         for l in self.warming_listeners.values() {
-            names.extend(listener_secrets(l));
+            out.extend(names(listener_sds(l)));
         }
         for c in clusters {
-            names.extend(cluster_secrets(c));
+            out.extend(names(cluster_sds(c)));
         }
         for c in self.warming_clusters.values() {
-            names.extend(cluster_secrets(c));
+            out.extend(names(cluster_sds(c)));
         }
-        names.into_iter().collect()
+        out.into_iter().collect()
+    }
+
+    /// Forget the request time of secrets nothing references any more: asked for again
+    /// later, their timeout starts afresh (a new subscription in Envoy).
+    pub fn forget_unwanted(&mut self, wanted: &[String]) {
+        self.requested
+            .retain(|n, _| wanted.binary_search(n).is_ok());
     }
 
     /// After `changed` secrets were replaced or removed: rebuild the running configs that use
@@ -163,14 +305,14 @@ impl TlsState {
         clusters: impl Iterator<Item = &'a Cluster>,
     ) -> (Vec<(String, Listener)>, Vec<Cluster>) {
         for l in listeners {
-            if listener_secrets(&l).any(|n| changed.contains(&n))
+            if names(listener_sds(&l)).any(|n| changed.contains(&n))
                 && let Err(NotReady(why)) = bind_listener(&l, &self.secrets)
             {
                 tracing::warn!(listener = %l.name, %why, "TLS handshakes will fail");
             }
         }
         for c in clusters {
-            if cluster_secrets(c).iter().any(|n| changed.contains(n))
+            if names(cluster_sds(c)).any(|n| changed.contains(&n))
                 && let Err(NotReady(why)) = bind_cluster(c, &self.secrets)
             {
                 tracing::warn!(cluster = %c.name, %why, "TLS connections will fail");

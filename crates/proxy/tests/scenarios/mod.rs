@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 
 use crate::common::*;
 
+pub mod certs;
 mod clusters;
 pub mod detection;
 pub mod health;

@@ -46,6 +46,8 @@ pub struct Fixture {
     pub sni_b: Leaf,
     pub gw_rsa: Leaf,
     pub gw_ecdsa: Leaf,
+    /// The certificate of `certs::TIMEOUT_CERT`, pushed late.
+    pub late: Leaf,
     /// TLS in front of backend `a`, answering only SNI `backend.example`.
     pub front: TlsFront,
 }
@@ -63,6 +65,7 @@ impl Fixture {
             sni_b: ca.leaf(&["b.example"], &[]),
             gw_rsa: ca.leaf_rsa(&["gw.example"]),
             gw_ecdsa: ca.leaf(&["gw.example"], &[]),
+            late: ca.leaf(&["late.example"], &[]),
             wrong_ca: Ca::new("wrong-ca"),
             ca,
             front,
@@ -247,6 +250,7 @@ fn secrets(f: &Fixture, rotated: bool, late: bool) -> Vec<(String, Any)> {
     ];
     if late {
         all.push(cert_secret(LATE_CERT, &f.main));
+        all.extend(super::certs::late_secrets(f));
     }
     all
 }
@@ -347,6 +351,7 @@ fn opts(f: &Fixture, sni: &str, alpn: &[&str], cert: Option<Leaf>) -> ClientOpts
         alpn: alpn.iter().map(|p| p.to_string()).collect(),
         client_cert: cert,
         rsa_only: false,
+        any_server_cert: false,
     }
 }
 
@@ -576,7 +581,7 @@ pub async fn run(
 
 /// A proxy's listener as its admin `/listeners?format=json` lists it (Plexus and Envoy share
 /// the shape); Envoy lists active listeners only, Plexus only bound ones.
-async fn listed(admin: SocketAddr, name: &str) -> Option<SocketAddr> {
+pub async fn listed(admin: SocketAddr, name: &str) -> Option<SocketAddr> {
     let (_, body) =
         plexus_testkit::envoy::http_get(&format!("http://{admin}/listeners?format=json")).await?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;

@@ -4,6 +4,10 @@
 //! certificate) and a TLS front that terminates TLS before a plaintext echo backend.
 #![allow(dead_code)]
 
+mod certs;
+#[allow(unused_imports)] // not every test binary uses these
+pub use certs::*;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -225,6 +229,8 @@ pub struct ClientOpts {
     pub client_cert: Option<Leaf>,
     /// Offer only RSA signature schemes (a client that cannot verify ECDSA).
     pub rsa_only: bool,
+    /// Take any server certificate (to see which one a server picks for a name it lacks).
+    pub any_server_cert: bool,
 }
 
 /// What a TLS connection showed: the server's leaf certificate and the negotiated ALPN.
@@ -251,10 +257,15 @@ pub fn client_config(o: &ClientOpts) -> rustls::ClientConfig {
     for c in CertificateDer::pem_slice_iter(o.ca_pem.as_bytes()) {
         roots.add(c.expect("ca pem")).expect("root");
     }
-    let b = rustls::ClientConfig::builder_with_provider(provider)
+    let b = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots);
+        .expect("versions");
+    let b = if o.any_server_cert {
+        b.dangerous()
+            .with_custom_certificate_verifier(Arc::new(certs::AnyServerCert(provider)))
+    } else {
+        b.with_root_certificates(roots)
+    };
     let mut cfg = match &o.client_cert {
         Some(leaf) => b
             .with_client_auth_cert(
@@ -518,6 +529,7 @@ pub fn opts(ca: &Ca, alpn: &[&str]) -> ClientOpts {
         alpn: alpn.iter().map(|p| p.to_string()).collect(),
         client_cert: None,
         rsa_only: false,
+        any_server_cert: false,
     }
 }
 
