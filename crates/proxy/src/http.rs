@@ -34,7 +34,8 @@ const HOP_BY_HOP: [&str; 7] = [
 /// Serve one downstream request. Local replies to gRPC requests are turned into gRPC
 /// trailers-only responses (HTTP 200, `grpc-status` mapped from the HTTP status as Envoy does).
 /// The request's `x-request-id` is set before routing and, when configured, copied into
-/// every response, local replies included (`crate::request_id`).
+/// every response, local replies included (`crate::request_id`); so is the `server` header
+/// (`crate::envoy_headers`).
 pub async fn handle(
     store: Arc<Store>,
     manager: HttpManager,
@@ -47,7 +48,7 @@ pub async fn handle(
         hyper::body::Body::is_end_stream(req.body()),
     );
     let resp = tokio::select! {
-        resp = route_request(store.clone(), manager, req, internal, &activity) => resp,
+        resp = route_request(store.clone(), &manager, req, internal, &activity) => resp,
         request_done = activity.expired() => {
             // Envoy: 504 once the request is complete, 408 while it is still arriving.
             let status = if request_done { 504 } else { 408 };
@@ -59,6 +60,7 @@ pub async fn handle(
         resp.headers_mut()
             .insert(crate::request_id::X_REQUEST_ID, id);
     }
+    manager.options.server.apply(resp.headers_mut());
     resp
 }
 
@@ -140,7 +142,7 @@ fn percent_encode(s: &str) -> String {
 
 async fn route_request(
     store: Arc<Store>,
-    manager: HttpManager,
+    manager: &HttpManager,
     req: Request<Incoming>,
     internal: bool,
     activity: &Arc<crate::idle::Activity>,
@@ -254,6 +256,7 @@ async fn route_request(
                 attempt_count: vh.attempt_count,
                 downstream: req.extensions().get::<Downstream>().copied(),
                 internal,
+                envoy_headers: opts.envoy_headers,
             };
             use crate::upgrade::Tunnel;
             let upgrade = crate::upgrade::requested(&req);

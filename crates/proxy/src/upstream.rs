@@ -124,6 +124,8 @@ pub struct Target<'a> {
     pub downstream: Option<crate::downstream::Downstream>,
     /// The request is internal (`internal_address_config`): the override headers apply.
     pub internal: bool,
+    /// The router adds `x-envoy-expected-rq-timeout-ms` and `x-envoy-upstream-service-time`.
+    pub envoy_headers: bool,
 }
 
 pub async fn forward(
@@ -168,6 +170,14 @@ pub async fn forward(
     } else {
         crate::overrides::sanitize(&mut parts.headers, false);
     }
+    if target.envoy_headers {
+        let per_try = retry.as_ref().and_then(|p| p.per_try_timeout);
+        if let Some(v) = crate::envoy_headers::expected_timeout(timeout, per_try) {
+            parts
+                .headers
+                .insert(crate::envoy_headers::EXPECTED_RQ_TIMEOUT_MS, v);
+        }
+    }
     let template = Template {
         method: parts.method,
         uri: upstream_uri(h2, &host, target.path),
@@ -204,8 +214,10 @@ pub async fn forward(
             bytes,
         );
     }
-    let deadline = timeout.map(|t| Instant::now() + t);
-    let mut resp = attempts(store, &cluster, &template, body, retry, deadline).await;
+    let started = Instant::now();
+    let deadline = timeout.map(|t| started + t);
+    let since = target.envoy_headers.then_some(started);
+    let mut resp = attempts(store, &cluster, &template, body, retry, (deadline, since)).await;
     if let Some(cookie) = &template.choice.set_cookie {
         resp.headers_mut()
             .append(http::header::SET_COOKIE, cookie.clone());
@@ -293,7 +305,7 @@ async fn attempts(
     template: &Template,
     mut body: RequestBody,
     retry: Option<&RetryPolicy>,
-    deadline: Option<Instant>,
+    (deadline, since): (Option<Instant>, Option<Instant>),
 ) -> Response<Body> {
     let name = &cluster.config.name;
     let mut tried: Vec<SocketAddr> = Vec::new();
@@ -339,7 +351,7 @@ async fn attempts(
                 store.stats.flag(ResponseFlag::UpstreamRetryLimitExceeded);
             }
             guards.push(request_guard);
-            return finish(store, cluster, sent, n, (guards, active));
+            return finish(store, cluster, sent, (n, since), (guards, active));
         };
         // A retry holds a unit of `max_retries` until it completes; without one, the current
         // outcome stands (Envoy's retry overflow).
@@ -349,7 +361,7 @@ async fn attempts(
                 .rq_retry_overflow
                 .fetch_add(1, Ordering::Relaxed);
             guards.push(request_guard);
-            return finish(store, cluster, sent, n, (guards, active));
+            return finish(store, cluster, sent, (n, since), (guards, active));
         };
         drop((sent, request_guard, active));
         guards = vec![retry_guard];
@@ -397,11 +409,13 @@ fn pick(
     Some(candidate)
 }
 
+/// The attempt's outcome as the downstream response; an upstream response gets
+/// `x-envoy-upstream-service-time` counted from `since` when that is set.
 fn finish(
     store: &Store,
     cluster: &ClusterRuntime,
     sent: Sent,
-    retries: u32,
+    (retries, since): (u32, Option<Instant>),
     held: (Vec<Guard>, Active),
 ) -> Response<Body> {
     let name = &cluster.config.name;
@@ -410,6 +424,12 @@ fn finish(
             cluster.stats.response(resp.status().as_u16());
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            if let Some(since) = since {
+                parts.headers.insert(
+                    crate::envoy_headers::UPSTREAM_SERVICE_TIME,
+                    crate::envoy_headers::service_time(since),
+                );
+            }
             // The request counts against `max_requests` until its response body is done.
             let body = Guarded {
                 inner: body.boxed(),

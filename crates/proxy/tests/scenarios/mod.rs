@@ -17,6 +17,7 @@ use crate::common::*;
 
 mod clusters;
 pub mod detection;
+pub mod envoy_headers;
 pub mod health;
 mod istio_defaults;
 pub mod request_id;
