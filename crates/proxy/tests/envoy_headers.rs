@@ -1,8 +1,9 @@
 //! Socket tests of the `server` header and the router's `x-envoy-*` headers beyond what the
 //! differential scenario compares: h2 downstreams, local replies of every kind (no route,
 //! gRPC trailers-only, stream idle timeout), a service time that covers the upstream's delay,
-//! retried attempts, mirrored copies (they carry the expected timeout, as Envoy's shadows do),
-//! and NACKs naming `server_name` / `server_header_transformation`.
+//! retried attempts, mirrored copies and WebSocket upgrades (both carry the expected timeout,
+//! as in Envoy; a 101 gets no service time), and NACKs naming `server_name` /
+//! `server_header_transformation`.
 
 mod accepted;
 mod common;
@@ -246,4 +247,91 @@ async fn mirrored_copies_carry_the_expected_timeout() {
     .expect("mirrored");
     assert_eq!(copy.host, "hdr.test-shadow");
     assert_eq!(copy.headers.get(EXPECTED).map(String::as_str), Some("3000"));
+}
+
+/// An upstream that records each request head, answers 101 and closes.
+async fn upgrade_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            if let Ok(mut h) = seen.lock() {
+                h.push(String::from_utf8_lossy(&head).to_lowercase());
+            }
+            let reply = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
+            let _ = s.write_all(reply.as_bytes()).await;
+        }
+    });
+    (addr, heads)
+}
+
+#[tokio::test]
+async fn upgrades_announce_the_timeout_and_get_no_service_time() {
+    let (up, heads) = upgrade_upstream().await;
+    let ws = |m: &mut HcmConfig| {
+        m.upgrade_configs = vec![
+            envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::UpgradeConfig {
+                upgrade_type: "websocket".into(),
+                ..Default::default()
+            },
+        ];
+    };
+    let (_ads, proxy) = run(
+        vec![
+            listener("ws", routes(), ws),
+            listener("ws-quiet", routes(), move |m| {
+                ws(m);
+                suppress(m);
+            }),
+        ],
+        vec![static_cluster("a", &[up])],
+    )
+    .await;
+    let head =
+        "GET / HTTP/1.1\r\nhost: hdr.test\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
+    for (name, want) in [("ws", true), ("ws-quiet", false)] {
+        let addr = proxy.listener_addr(name).expect("bound");
+        let resp = raw(addr, head).await.to_lowercase();
+        assert!(resp.starts_with("http/1.1 101"), "{name}: {resp}");
+        assert!(resp.contains("server: envoy\r\n"), "{name}: {resp}");
+        assert!(!resp.contains(SERVICE_TIME), "{name}: {resp}");
+        let upstream = heads
+            .lock()
+            .ok()
+            .and_then(|h| h.last().cloned())
+            .unwrap_or_default();
+        assert_eq!(
+            upstream.contains(&format!("{EXPECTED}: 15000\r\n")),
+            want,
+            "{name}: {upstream}"
+        );
+    }
+}
+
+fn suppress(m: &mut HcmConfig) {
+    use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
+    if let Some(router) = m.http_filters.last_mut() {
+        let quiet = Router {
+            suppress_envoy_headers: true,
+            ..Default::default()
+        };
+        router.config_type = Some(ConfigType::TypedConfig(envoy_types::util::pack_any(quiet)));
+    }
 }
