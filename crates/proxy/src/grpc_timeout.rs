@@ -8,18 +8,21 @@ use http::HeaderMap;
 
 use crate::config::Forward;
 
+/// Whether the request's timeout comes from `grpc-timeout`: a gRPC request on a route with
+/// `grpc_timeout_header_max`.
+pub fn applies(f: &Forward, headers: &HeaderMap) -> bool {
+    f.grpc_timeout_max.is_some()
+        && headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
 /// The timeout for this request: `None` disables it.
 pub fn route_timeout(f: &Forward, headers: &HeaderMap) -> Option<Duration> {
-    let Some(max) = f.grpc_timeout_max else {
+    let Some(max) = f.grpc_timeout_max.filter(|_| applies(f, headers)) else {
         return f.timeout;
     };
-    let grpc = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    if !grpc {
-        return f.timeout;
-    }
     let header = headers
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())

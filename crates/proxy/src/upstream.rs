@@ -164,15 +164,19 @@ pub async fn forward(
         parts.headers.insert(http::header::HOST, v);
     }
     let mut timeout = crate::grpc_timeout::route_timeout(f, &parts.headers);
+    // Envoy never announces a timeout taken from `grpc-timeout`, only an internal override.
+    let mut announced = !crate::grpc_timeout::applies(f, &parts.headers);
     let mut retry = target.retry.cloned();
     if target.internal {
+        announced |= parts.headers.contains_key(crate::overrides::RQ_TIMEOUT_MS);
         (retry, timeout) = crate::overrides::apply(&mut parts.headers, retry.as_ref(), timeout);
     } else {
         crate::overrides::sanitize(&mut parts.headers, false);
     }
     if target.envoy_headers {
         let per_try = retry.as_ref().and_then(|p| p.per_try_timeout);
-        if let Some(v) = crate::envoy_headers::expected_timeout(timeout, per_try) {
+        let route = timeout.filter(|_| announced);
+        if let Some(v) = crate::envoy_headers::expected_timeout(route, per_try) {
             parts
                 .headers
                 .insert(crate::envoy_headers::EXPECTED_RQ_TIMEOUT_MS, v);

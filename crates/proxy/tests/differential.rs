@@ -551,6 +551,10 @@ async fn differential_scenarios() {
         .extend(scenarios::subnets::listeners(&subnets));
     base.listeners.extend(scenarios::request_id::listeners());
     base.listeners.extend(scenarios::envoy_headers::listeners());
+    base.clusters.push(static_cluster(
+        scenarios::envoy_headers::GRPC_CLUSTER,
+        &[scenarios::envoy_headers::raw_echo().await],
+    ));
     let tls = scenarios::tls::Fixture::start(a.addr).await;
     ads.push(SECRET_TYPE, scenarios::tls::extend(&mut base, &tls));
     let all = scenarios::all();

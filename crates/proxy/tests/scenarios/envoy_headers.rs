@@ -2,7 +2,9 @@
 //! `server` response header (`server_name`, `server_header_transformation`, local replies
 //! included) and the router's `x-envoy-upstream-service-time` (responses from an upstream) and
 //! `x-envoy-expected-rq-timeout-ms` (upstream requests: route timeout, per-try timeout,
-//! internal override headers, `suppress_envoy_headers`). Own listeners, reached from
+//! internal override headers, `suppress_envoy_headers`, gRPC requests under
+//! `grpc_timeout_header_max`, whose `grpc-timeout` Envoy never announces). Own listeners and
+//! a header-echoing backend for gRPC requests (the testkit echo answers those in gRPC), reached from
 //! 127.0.0.5 (internal where 127.0.0.0/8 is configured). The service time varies, so only its
 //! format is compared; every other value exactly.
 
@@ -32,6 +34,15 @@ pub const LISTENERS: [&str; 6] = [
 ];
 
 const EXPECTED: &str = "x-envoy-expected-rq-timeout-ms";
+const GRPC_CT: (&str, &str) = ("content-type", "application/grpc");
+const GRPC: &[(&str, &str)] = &[GRPC_CT];
+const GRPC_5S: &[(&str, &str)] = &[GRPC_CT, ("grpc-timeout", "5S")];
+const GRPC_500MS: &[(&str, &str)] = &[GRPC_CT, ("grpc-timeout", "500m")];
+const GRPC_OVERRIDE: &[(&str, &str)] = &[
+    GRPC_CT,
+    ("grpc-timeout", "500m"),
+    ("x-envoy-upstream-rq-timeout-ms", "2500"),
+];
 const SERVICE_TIME: &str = "x-envoy-upstream-service-time";
 const RQ_TIMEOUT: &str = "x-envoy-upstream-rq-timeout-ms";
 const PER_TRY: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
@@ -59,7 +70,28 @@ fn timed(p: &str, timeout: i64, per_try: Option<i64>) -> rt::Route {
     route(prefix(p), rt::route::Action::Route(action))
 }
 
-/// Unset route timeout (Envoy's 15 s) on `/`; `/named` sets a `server` response header.
+/// `grpc_timeout_header_max: 0s` (as Istio sets on every route) with this route timeout and
+/// per-try timeout, to the header-echoing backend.
+fn grpc_route(p: &str, timeout: Option<i64>, per_try: Option<i64>) -> rt::Route {
+    let mut r = timed(p, 0, per_try);
+    if let Some(rt::route::Action::Route(a)) = &mut r.action {
+        a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::Cluster(
+            GRPC_CLUSTER.into(),
+        ));
+        a.timeout = timeout.and_then(secs);
+        a.max_stream_duration = Some(rt::route_action::MaxStreamDuration {
+            grpc_timeout_header_max: secs(0),
+            ..Default::default()
+        });
+    }
+    r
+}
+
+/// The cluster of `raw_echo`.
+pub const GRPC_CLUSTER: &str = "hdr-raw";
+
+/// Unset route timeout (Envoy's 15 s) on `/`; `/named` sets a `server` response header;
+/// `/g*` are gRPC routes.
 fn routes() -> rt::RouteConfiguration {
     use core::header_value_option::HeaderAppendAction as A;
     let named = rt::Route {
@@ -76,6 +108,9 @@ fn routes() -> rt::RouteConfiguration {
             "hdr",
             &["*"],
             vec![
+                grpc_route("/g3", Some(3), None),
+                grpc_route("/gbig", Some(3), Some(5)),
+                grpc_route("/gdef", None, None),
                 timed("/t0", 0, None),
                 timed("/t3", 3, None),
                 timed("/ptbig", 3, Some(5)),
@@ -228,6 +263,14 @@ fn router_cases() -> Vec<Case> {
         // A client's own value is replaced when there is a timeout, else passed on.
         expect(int, "/", &[(EXPECTED, "42")], Some("15000")),
         expect(int, "/t0", &[(EXPECTED, "42")], Some("42")),
+        // gRPC under `grpc_timeout_header_max`: neither the route timeout nor `grpc-timeout`
+        // is announced; the per-try timeout (even above the route timeout) and an internal
+        // override are.
+        expect(ext, "/g3", GRPC, None),
+        expect(ext, "/g3", GRPC_5S, None),
+        expect(ext, "/gdef", GRPC_5S, None),
+        expect(ext, "/gbig", GRPC_500MS, Some("5000")),
+        expect(int, "/gdef", GRPC_OVERRIDE, Some("2500")),
         // `suppress_envoy_headers`: neither header, and the override is still consumed.
         Case {
             upstream: vec![(EXPECTED, Absent)],
@@ -365,4 +408,42 @@ async fn send(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<
         body,
         trailers: None,
     })
+}
+
+/// A backend that answers every request, gRPC included, with its request headers as JSON
+/// (`{"headers": {...}}`, names lower-case) over HTTP/1.1, one request per connection.
+pub async fn raw_echo() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 2048];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let headers: serde_json::Map<String, serde_json::Value> = text
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_lowercase(), v.trim().into()))
+                    .collect();
+                let body = serde_json::json!({ "headers": headers }).to_string();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    addr
 }
