@@ -56,11 +56,13 @@ impl ServerHeader {
                 ));
             }
         };
-        let value = if m.server_name.is_empty() {
-            HeaderValue::from_static("envoy")
-        } else {
-            HeaderValue::from_str(&m.server_name)
-                .map_err(|_| FieldError::invalid("server_name", "not a valid header value"))?
+        // Static values clone without touching a reference count on every response; Istio
+        // always sends `istio-envoy`.
+        let value = match m.server_name.as_str() {
+            "" | "envoy" => HeaderValue::from_static("envoy"),
+            "istio-envoy" => HeaderValue::from_static("istio-envoy"),
+            name => HeaderValue::from_str(name)
+                .map_err(|_| FieldError::invalid("server_name", "not a valid header value"))?,
         };
         Ok(ServerHeader { mode, value })
     }
@@ -154,6 +156,8 @@ mod tests {
             Some("istio-envoy")
         );
         let pass = parse("istio-envoy", 2).expect("pass through");
+        let custom = parse("mesh-gw", 0).expect("any valid value");
+        assert_eq!(server(&custom, upstream()).as_deref(), Some("mesh-gw"));
         assert_eq!(server(&pass, upstream()).as_deref(), Some("upstream"));
         assert_eq!(server(&pass, HeaderMap::new()), None);
         assert_eq!(
