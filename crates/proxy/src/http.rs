@@ -34,8 +34,9 @@ const HOP_BY_HOP: [&str; 7] = [
 /// Serve one downstream request. Local replies to gRPC requests are turned into gRPC
 /// trailers-only responses (HTTP 200, `grpc-status` mapped from the HTTP status as Envoy does).
 /// The request's `x-request-id` is set before routing and, when configured, copied into
-/// every response, local replies included (`crate::request_id`). The stream timers
-/// (`crate::idle`) run until the response body is done.
+/// every response, local replies included (`crate::request_id`); so is the `server` header
+/// (`crate::envoy_headers`). The stream timers (`crate::idle`) run until the response body is
+/// done.
 pub async fn handle(
     store: Arc<Store>,
     manager: HttpManager,
@@ -49,7 +50,7 @@ pub async fn handle(
         hyper::body::Body::is_end_stream(req.body()),
     );
     let resp = tokio::select! {
-        resp = route_request(store.clone(), manager, req, internal, &activity) => resp,
+        resp = route_request(store.clone(), &manager, req, internal, &activity) => resp,
         expiry = activity.expired() => {
             let status = expiry.status(activity.request_done());
             local_error(&store, expiry.flag(), status, expiry.cause())
@@ -60,6 +61,7 @@ pub async fn handle(
         resp.headers_mut()
             .insert(crate::request_id::X_REQUEST_ID, id);
     }
+    manager.options.server.apply(resp.headers_mut());
     resp.map(|body| crate::idle::Streamed::watched(body, activity, store))
 }
 
@@ -146,7 +148,7 @@ fn percent_encode(s: &str) -> String {
 
 async fn route_request(
     store: Arc<Store>,
-    manager: HttpManager,
+    manager: &HttpManager,
     mut req: Request<Incoming>,
     internal: bool,
     activity: &Arc<crate::idle::Activity>,
@@ -279,6 +281,7 @@ async fn route_request(
                 downstream: req.extensions().get::<Downstream>().copied(),
                 internal,
                 stream: activity,
+                envoy_headers: opts.envoy_headers,
             };
             use crate::upgrade::Tunnel;
             let upgrade = crate::upgrade::requested(&req);

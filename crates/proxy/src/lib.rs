@@ -12,6 +12,7 @@ pub mod cors;
 pub mod detect;
 pub mod dns;
 pub mod downstream;
+pub mod envoy_headers;
 pub mod flags;
 pub mod grpc_timeout;
 pub mod handoff;

@@ -98,10 +98,24 @@ pub async fn forward(
     }
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    let mut timeout = f.timeout;
+    let mut per_try = target.retry.and_then(|p| p.per_try_timeout);
     if target.internal {
-        crate::overrides::consume(&mut parts.headers);
+        // Only for the announced timeout below: the handshake itself stays bounded by the
+        // route's `timeout`.
+        let (retry, t) = crate::overrides::apply(&mut parts.headers, target.retry, timeout);
+        (timeout, per_try) = (t, retry.and_then(|p| p.per_try_timeout));
     } else {
         crate::overrides::sanitize(&mut parts.headers, false);
+    }
+    if target.envoy_headers
+        && let Some(v) = crate::envoy_headers::expected_timeout(timeout, per_try)
+    {
+        // As Envoy: the upgrade request announces its timeout; the 101 / 2xx answer gets no
+        // service time.
+        parts
+            .headers
+            .insert(crate::envoy_headers::EXPECTED_RQ_TIMEOUT_MS, v);
     }
     if let Some((req_h, _)) = weighted {
         req_h.apply(&mut parts.headers);

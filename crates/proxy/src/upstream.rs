@@ -126,6 +126,8 @@ pub struct Target<'a> {
     pub internal: bool,
     /// The stream's timers: the route timeout keeps running over the response body.
     pub stream: &'a std::sync::Arc<crate::idle::Activity>,
+    /// The router adds `x-envoy-expected-rq-timeout-ms` and `x-envoy-upstream-service-time`.
+    pub envoy_headers: bool,
 }
 
 pub async fn forward(
@@ -163,6 +165,8 @@ pub async fn forward(
     } else if let Ok(v) = HeaderValue::from_str(&host) {
         parts.headers.insert(http::header::HOST, v);
     }
+    // The router's timeout is what `x-envoy-expected-rq-timeout-ms` announces; on a route with
+    // `max_stream_duration` there is none (the stream limit is not announced), as in Envoy.
     let mut timeout = crate::grpc_timeout::route_timeout(f, &parts.headers);
     let mut retry = target.retry.cloned();
     if target.internal {
@@ -171,6 +175,13 @@ pub async fn forward(
         crate::overrides::sanitize(&mut parts.headers, false);
     }
     let per_try = retry.as_ref().and_then(|p| p.per_try_timeout);
+    if target.envoy_headers
+        && let Some(v) = crate::envoy_headers::expected_timeout(timeout, per_try)
+    {
+        parts
+            .headers
+            .insert(crate::envoy_headers::EXPECTED_RQ_TIMEOUT_MS, v);
+    }
     crate::grpc_timeout::tell_upstream(f, timeout, per_try, &mut parts.headers);
     let template = Template {
         method: parts.method,
@@ -208,8 +219,10 @@ pub async fn forward(
             bytes,
         );
     }
-    let deadline = timeout.map(|t| Instant::now() + t);
-    let mut resp = attempts(store, &cluster, &template, body, retry, deadline).await;
+    let started = Instant::now();
+    let deadline = timeout.map(|t| started + t);
+    let since = target.envoy_headers.then_some(started);
+    let mut resp = attempts(store, &cluster, &template, body, retry, (deadline, since)).await;
     if let Some(at) = deadline {
         target.stream.set_route_deadline(at);
     }
@@ -300,7 +313,7 @@ async fn attempts(
     template: &Template,
     mut body: RequestBody,
     retry: Option<&RetryPolicy>,
-    deadline: Option<Instant>,
+    (deadline, since): (Option<Instant>, Option<Instant>),
 ) -> Response<Body> {
     let name = &cluster.config.name;
     let mut tried: Vec<SocketAddr> = Vec::new();
@@ -346,7 +359,7 @@ async fn attempts(
                 store.stats.flag(ResponseFlag::UpstreamRetryLimitExceeded);
             }
             guards.push(request_guard);
-            return finish(store, cluster, sent, n, (guards, active));
+            return finish(store, cluster, sent, (n, since), (guards, active));
         };
         // A retry holds a unit of `max_retries` until it completes; without one, the current
         // outcome stands (Envoy's retry overflow).
@@ -356,7 +369,7 @@ async fn attempts(
                 .rq_retry_overflow
                 .fetch_add(1, Ordering::Relaxed);
             guards.push(request_guard);
-            return finish(store, cluster, sent, n, (guards, active));
+            return finish(store, cluster, sent, (n, since), (guards, active));
         };
         drop((sent, request_guard, active));
         guards = vec![retry_guard];
@@ -404,11 +417,13 @@ fn pick(
     Some(candidate)
 }
 
+/// The attempt's outcome as the downstream response; an upstream response gets
+/// `x-envoy-upstream-service-time` counted from `since` when that is set.
 fn finish(
     store: &Store,
     cluster: &ClusterRuntime,
     sent: Sent,
-    retries: u32,
+    (retries, since): (u32, Option<Instant>),
     held: (Vec<Guard>, Active),
 ) -> Response<Body> {
     let name = &cluster.config.name;
@@ -417,6 +432,12 @@ fn finish(
             cluster.stats.response(resp.status().as_u16());
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            if let Some(since) = since {
+                parts.headers.insert(
+                    crate::envoy_headers::UPSTREAM_SERVICE_TIME,
+                    crate::envoy_headers::service_time(since),
+                );
+            }
             // The request counts against `max_requests` until its response body is done.
             let body = Guarded {
                 inner: body.boxed(),

@@ -581,6 +581,11 @@ async fn differential_scenarios() {
     base.listeners
         .extend(scenarios::subnets::listeners(&subnets));
     base.listeners.extend(scenarios::request_id::listeners());
+    base.listeners.extend(scenarios::envoy_headers::listeners());
+    base.clusters.push(static_cluster(
+        scenarios::envoy_headers::GRPC_CLUSTER,
+        &[scenarios::envoy_headers::raw_echo().await],
+    ));
     let tls = scenarios::tls::Fixture::start(a.addr).await;
     let choice = tls_support::Choice::new(&tls.ca);
     scenarios::certs::extend(&mut base, &tls, &choice);
@@ -614,6 +619,9 @@ async fn differential_scenarios() {
         }
         let mut rid = BTreeMap::new();
         for name in scenarios::request_id::LISTENERS {
+            rid.insert(name, wait_listener(&plexus, name).await);
+        }
+        for name in scenarios::envoy_headers::LISTENERS {
             rid.insert(name, wait_listener(&plexus, name).await);
         }
         targets.push(Target {
@@ -672,6 +680,10 @@ async fn differential_scenarios() {
             for name in scenarios::request_id::LISTENERS {
                 let addr = envoy.wait_listener(name, STARTUP_WAIT).await;
                 rid.insert(name, addr.expect("envoy request-id listener"));
+            }
+            for name in scenarios::envoy_headers::LISTENERS {
+                let addr = envoy.wait_listener(name, STARTUP_WAIT).await;
+                rid.insert(name, addr.expect("envoy server/router headers listener"));
             }
             targets.push(Target {
                 proxy: "envoy",
@@ -740,6 +752,12 @@ async fn differential_scenarios() {
             }
         }
         for outcome in scenarios::request_id::check(&t.label(), &t.rid).await {
+            match outcome {
+                Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
+                Err(e) => failures.push(e),
+            }
+        }
+        for outcome in scenarios::envoy_headers::check(&t.label(), &t.rid).await {
             match outcome {
                 Ok(()) => *passed.entry((t.proxy, t.delta)).or_default() += 1,
                 Err(e) => failures.push(e),
@@ -868,7 +886,7 @@ struct Target {
     sniff: SocketAddr,
     /// The TLS scenarios' listeners by name.
     tls: BTreeMap<&'static str, SocketAddr>,
-    /// The request-id / trusted-hops listeners by name.
+    /// The request-id / trusted-hops and server/router-header listeners by name.
     rid: BTreeMap<&'static str, SocketAddr>,
 }
 

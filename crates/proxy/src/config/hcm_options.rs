@@ -4,8 +4,9 @@
 //! `stream_idle_timeout`, `common_http_protocol_options.max_stream_duration` (the only field of
 //! that message Plexus implements) and the x-request-id fields (`generate_request_id`,
 //! `preserve_external_request_id`, `always_set_request_id_in_response`, and
-//! `request_id_extension` when it is the default UUID extension). Runtime side in
-//! `crate::downstream`, `crate::request_id` and `crate::idle`.
+//! `request_id_extension` when it is the default UUID extension), `server_name` /
+//! `server_header_transformation`, and the router's `suppress_envoy_headers`. Runtime side in
+//! `crate::downstream`, `crate::request_id`, `crate::idle` and `crate::envoy_headers`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -35,6 +36,11 @@ pub struct ManagerOptions {
     /// How many proxies in front of this one append trusted `x-forwarded-for` entries.
     pub xff_num_trusted_hops: u32,
     pub request_id: RequestIdOptions,
+    /// The `server` response header (`server_name`, `server_header_transformation`).
+    pub server: crate::envoy_headers::ServerHeader,
+    /// The router adds `x-envoy-upstream-service-time` and `x-envoy-expected-rq-timeout-ms`
+    /// (false with the router's `suppress_envoy_headers`).
+    pub envoy_headers: bool,
 }
 
 /// What the connection manager does with `x-request-id`.
@@ -101,6 +107,8 @@ impl Default for ManagerOptions {
             xff_num_trusted_hops: 0,
             request_id: RequestIdOptions::default(),
             max_stream_duration: None,
+            server: crate::envoy_headers::ServerHeader::default(),
+            envoy_headers: true,
         }
     }
 }
@@ -145,6 +153,9 @@ impl ManagerOptions {
                 preserve_external: m.preserve_external_request_id,
                 in_response: m.always_set_request_id_in_response,
             },
+            server: crate::envoy_headers::ServerHeader::parse(m)?,
+            // Set from the router filter's options by the caller.
+            envoy_headers: true,
         })
     }
 
@@ -154,18 +165,18 @@ impl ManagerOptions {
     }
 }
 
-/// The router filter's options: only `suppress_envoy_headers`, which changes nothing in Plexus
-/// because it never adds the router's `x-envoy-*` headers (`x-envoy-expected-rq-timeout-ms`,
-/// `x-envoy-upstream-service-time`, ...) that the option suppresses in Envoy.
+/// The router filter's options: only `suppress_envoy_headers`. Returns whether the router
+/// adds its `x-envoy-*` headers (`x-envoy-expected-rq-timeout-ms`,
+/// `x-envoy-upstream-service-time`; Plexus makes none of the others the option suppresses).
 pub fn router_options(
     r: &envoy_types::pb::envoy::extensions::filters::http::router::v3::Router,
-) -> FieldResult<()> {
+) -> FieldResult<bool> {
     let envoy_types::pb::envoy::extensions::filters::http::router::v3::Router {
         dynamic_stats,
         start_child_span,
         upstream_log,
         upstream_log_options,
-        suppress_envoy_headers: _,
+        suppress_envoy_headers,
         strict_check_headers,
         respect_expected_rq_timeout,
         suppress_grpc_request_failure_code_stats,
@@ -183,7 +194,7 @@ pub fn router_options(
         upstream_http_filters,
         reject_connect_request_early_data
     );
-    Ok(())
+    Ok(!suppress_envoy_headers)
 }
 
 /// Only Envoy's default request-id extension is accepted: UUIDs with the trace reason packed
@@ -393,7 +404,8 @@ mod tests {
             suppress_envoy_headers: true,
             ..Default::default()
         };
-        assert_eq!(router_options(&quiet), Ok(()));
+        assert_eq!(router_options(&quiet), Ok(false));
+        assert_eq!(router_options(&Router::default()), Ok(true));
         let strict = Router {
             respect_expected_rq_timeout: true,
             ..Default::default()

@@ -263,8 +263,9 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         http_protocol_options: _,
         http2_protocol_options,
         http3_protocol_options,
-        server_name,
-        server_header_transformation,
+        // Read by `ManagerOptions::parse` (with the fields marked below).
+        server_name: _,
+        server_header_transformation: _,
         scheme_header_transformation,
         max_request_headers_kb,
         // Read by `ManagerOptions::parse` with the other request options.
@@ -320,8 +321,6 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         http1_safe_max_connection_duration,
         http2_protocol_options,
         http3_protocol_options,
-        server_name,
-        server_header_transformation,
         scheme_header_transformation,
         max_request_headers_kb,
         stream_flush_timeout,
@@ -364,7 +363,8 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
         2 => Codec::Http2,
         n => return Err(FieldError::unsupported(format!("codec_type ({n})"))),
     };
-    let (fault, cors) = filter_chain_http(http_filters).map_err(|e| e.within("http_filters"))?;
+    let (fault, cors, envoy_headers) =
+        filter_chain_http(http_filters).map_err(|e| e.within("http_filters"))?;
     let routes = match route_specifier {
         Some(hcm::http_connection_manager::RouteSpecifier::Rds(hcm::Rds {
             config_source,
@@ -390,7 +390,10 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
     };
     let Upgrades { websocket, connect } =
         upgrades(upgrade_configs).map_err(|e| e.within("upgrade_configs"))?;
-    let options = super::hcm_options::ManagerOptions::parse(m)?;
+    let options = super::hcm_options::ManagerOptions {
+        envoy_headers,
+        ..super::hcm_options::ManagerOptions::parse(m)?
+    };
     Ok(HttpManager {
         codec,
         routes,
@@ -404,14 +407,16 @@ fn http_manager(m: &hcm::HttpConnectionManager) -> FieldResult<HttpManager> {
 }
 
 /// The HTTP filter chain: an optional fault filter, an optional CORS filter after it, then the
-/// router with default options. Plexus has no other HTTP filters yet, and skipping one
-/// silently would change behaviour.
-fn filter_chain_http(filters: &[hcm::HttpFilter]) -> FieldResult<(Option<FaultFilter>, bool)> {
+/// router (the returned flag: it adds its `x-envoy-*` headers). Plexus has no other HTTP
+/// filters yet, and skipping one silently would change behaviour.
+fn filter_chain_http(
+    filters: &[hcm::HttpFilter],
+) -> FieldResult<(Option<FaultFilter>, bool, bool)> {
     let Some((router, before)) = filters.split_last() else {
         return Err(FieldError::invalid("", "the router filter is required"));
     };
     let at = filters.len() - 1;
-    router_filter(router).map_err(|e| e.within(&format!("[{at}]")))?;
+    let envoy_headers = router_filter(router).map_err(|e| e.within(&format!("[{at}]")))?;
     let mut fault = None;
     let mut cors = false;
     for (i, f) in before.iter().enumerate() {
@@ -434,7 +439,7 @@ fn filter_chain_http(filters: &[hcm::HttpFilter]) -> FieldResult<(Option<FaultFi
         }
         fault = Some(parsed);
     }
-    Ok((fault, cors))
+    Ok((fault, cors, envoy_headers))
 }
 
 fn typed_config(f: &hcm::HttpFilter) -> FieldResult<&envoy_types::pb::google::protobuf::Any> {
@@ -459,7 +464,7 @@ fn typed_config(f: &hcm::HttpFilter) -> FieldResult<&envoy_types::pb::google::pr
     }
 }
 
-fn router_filter(f: &hcm::HttpFilter) -> FieldResult<()> {
+fn router_filter(f: &hcm::HttpFilter) -> FieldResult<bool> {
     let any = typed_config(f)?;
     if any.type_url != Router::type_url() {
         return Err(FieldError::unsupported(format!(

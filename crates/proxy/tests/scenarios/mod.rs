@@ -18,6 +18,7 @@ use crate::common::*;
 pub mod certs;
 mod clusters;
 pub mod detection;
+pub mod envoy_headers;
 pub mod health;
 mod istio_defaults;
 pub mod request_id;
