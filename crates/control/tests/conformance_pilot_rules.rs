@@ -117,7 +117,8 @@ spec:
     )
 }
 
-/// A reply slower than the route's 0.5 s timeout is 504 after about 0.5 s; a fast one is 200.
+/// A reply slower than the route's 0.5 s timeout is 504 after about 0.5 s; a fast one is 200
+/// (with Istio's `server: istio-envoy`).
 fn request_timeout(s: &Sidecar) -> Fut<'_> {
     Box::pin(async move {
         let host = "timeout.test.istio.io";
@@ -126,6 +127,10 @@ fn request_timeout(s: &Sidecar) -> Fut<'_> {
             .await?;
         if fast.status != 200 {
             return Err(format!("timeout: a 50 ms reply got {}", fast.status));
+        }
+        // Istio's proxies name themselves in every answer (HCM `server_name`).
+        if fast.header("server").as_deref() != Some("istio-envoy") {
+            return Err(format!("server header {:?}", fast.header("server")));
         }
         let started = std::time::Instant::now();
         let slow = s

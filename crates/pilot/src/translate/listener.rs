@@ -504,9 +504,14 @@ pub(crate) fn http_manager(
         // trust the app's x-envoy-* headers.
         use_remote_address: gateway.then(|| pb::boolv(true)),
         normalize_path: Some(pb::boolv(true)),
+        // Istio's `server` response header for sidecars and gateways.
+        server_name: ISTIO_SERVER_NAME.into(),
         ..Default::default()
     }
 }
+
+/// What Istio's proxies answer in the `server` header.
+pub const ISTIO_SERVER_NAME: &str = "istio-envoy";
 
 fn http_filter(name: &str, config: envoy_types::pb::google::protobuf::Any) -> hcm::HttpFilter {
     hcm::HttpFilter {
