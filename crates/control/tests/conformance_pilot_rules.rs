@@ -129,7 +129,7 @@ fn request_timeout(s: &Sidecar) -> Fut<'_> {
             return Err(format!("timeout: a 50 ms reply got {}", fast.status));
         }
         // Istio's proxies name themselves in every answer (HCM `server_name`).
-        if fast.header("server").as_deref() != Some("istio-envoy") {
+        if fast.header("server") != Some("istio-envoy") {
             return Err(format!("server header {:?}", fast.header("server")));
         }
         let started = std::time::Instant::now();
