@@ -186,18 +186,7 @@ pub fn set_realtime(pid: u32, rt: bool) -> anyhow::Result<()> {
     } else {
         cmd.args(["-o", "-a", "-p", "0"]);
     }
-    let out = cmd
-        .arg(pid.to_string())
-        .stdout(Stdio::null())
-        .output()
-        .context("run chrt")?;
-    if !out.status.success() {
-        bail!(
-            "chrt for pid {pid}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    run_quiet(cmd.arg(pid.to_string()), &format!("chrt for pid {pid}"))
 }
 
 /// Pin the calling thread (not the whole process) to `cpu`, with `taskset -p` on the thread's
@@ -209,16 +198,21 @@ pub fn pin_current_thread(cpu: usize) -> anyhow::Result<()> {
         .and_then(|t| t.to_str())
         .context("no thread id in /proc/thread-self")?
         .to_string();
-    let out = Command::new("taskset")
-        .args(["-p", "-c", &cpu.to_string(), &tid])
+    let mut cmd = Command::new("taskset");
+    run_quiet(
+        cmd.args(["-p", "-c", &cpu.to_string(), &tid]),
+        &format!("taskset for thread {tid}"),
+    )
+}
+
+/// Run a helper command, failing with its standard error when it fails.
+fn run_quiet(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+    let out = cmd
         .stdout(Stdio::null())
         .output()
-        .context("run taskset")?;
+        .with_context(|| format!("run {what}"))?;
     if !out.status.success() {
-        bail!(
-            "taskset for thread {tid}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }
