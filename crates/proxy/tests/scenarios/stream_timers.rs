@@ -173,9 +173,51 @@ pub fn scenarios() -> Vec<Scenario> {
             ..check("/hcm", &delay("4000"), 504)
         },
     ];
-    vec![Scenario {
-        name: "stream timers: idle after the headers, max_stream_duration, grpc-timeout",
-        routes: vec![vhost("timers", &["timers.test"], routes)],
-        checks,
-    }]
+    vec![
+        Scenario {
+            name: "stream timers: idle after the headers, max_stream_duration, grpc-timeout",
+            routes: vec![vhost("timers", &["timers.test"], routes)],
+            checks,
+        },
+        tunnels(),
+    ]
+}
+
+/// A WebSocket tunnel stays under the stream timers: the route's `idle_timeout` (500 ms)
+/// closes it once quiet, however long traffic kept it open before; `max_stream_duration`
+/// (800 ms, idling off) closes it from the request's arrival.
+fn tunnels() -> Scenario {
+    let routes = vec![
+        route(prefix("/ws-idle"), to("a", 0, |a| a.idle_timeout = ms(500))),
+        route(
+            prefix("/ws-msd"),
+            to("a", 0, |a| {
+                a.idle_timeout = ms(0);
+                limit(Some(800), None, None)(a);
+            }),
+        ),
+    ];
+    let ws = |path, rounds, closes_after: (u64, u64)| Check {
+        upgrade: Some("websocket"),
+        backend: Some("a"),
+        tunnel_idle: Some(TunnelIdle {
+            rounds,
+            gap: Duration::from_millis(200),
+            closes_after: (
+                Duration::from_millis(closes_after.0),
+                Duration::from_millis(closes_after.1),
+            ),
+        }),
+        ..get("tunnel.test", path, 101)
+    };
+    Scenario {
+        name: "stream timers on WebSocket tunnels: idle timeout, max_stream_duration",
+        routes: vec![vhost("tunnels", &["tunnel.test"], routes)],
+        checks: vec![
+            ws("/ws-idle", 0, (450, 800)),
+            // Six round trips 200 ms apart: open for 1.2 s, then closed once quiet.
+            ws("/ws-idle", 6, (450, 800)),
+            ws("/ws-msd", 0, (700, 1100)),
+        ],
+    }
 }
