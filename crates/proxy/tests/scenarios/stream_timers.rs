@@ -1,6 +1,6 @@
 //! The stream timers for the whole life of a stream: the idle timeout after the response headers
 //! (a stalled body is cut short or reset, a steady one is not), the route timeout over the
-//! response body, and `max_stream_duration` — the
+//! response body (the per-try timeout does not cover it), and `max_stream_duration` — the
 //! route's own, `grpc_timeout_header_max` / `grpc_timeout_header_offset` with a `grpc-timeout`
 //! header, the router `timeout` a route with `max_stream_duration` no longer applies, and the
 //! connection manager's limit (2.5 s on the `internal` listener, see
@@ -79,6 +79,16 @@ pub fn scenarios() -> Vec<Scenario> {
         route(prefix("/idle"), to("a", 0, |a| a.idle_timeout = ms(300))),
         route(prefix("/route-timeout"), to("a", 300, |_| {})),
         route(
+            prefix("/per-try"),
+            to("a", 0, |a| {
+                a.retry_policy = Some(rt::RetryPolicy {
+                    retry_on: "5xx".into(),
+                    per_try_timeout: ms(300),
+                    ..Default::default()
+                })
+            }),
+        ),
+        route(
             prefix("/msd-route-timeout"),
             to("a", 100, limit(None, Some(0), None)),
         ),
@@ -117,6 +127,18 @@ pub fn scenarios() -> Vec<Scenario> {
         // The route timeout also covers the response body.
         truncated("/route-timeout", false),
         truncated("/route-timeout", true),
+        // The per-try timeout (300 ms) ends at the response headers, in Envoy as in Plexus:
+        // a body stalled 1.5 s after them arrives whole, while a late answer still gets 504.
+        Check {
+            workload: Some("a"),
+            ..check("/per-try", &STALL, 200)
+        },
+        Check {
+            h2: true,
+            workload: Some("a"),
+            ..check("/per-try", &STALL, 200)
+        },
+        check("/per-try", &delay("1000"), 504),
         Check {
             workload: Some("a"),
             ..check(
