@@ -6,6 +6,9 @@
 //! - the route timeout once the response headers are in: Envoy's router timeout also covers
 //!   the response body (flag `UT`).
 //!
+//! Once an upgraded stream's tunnel is up, `crate::tunnel` watches it with the idle timeout
+//! and duration limit in force (`Activity::tunnel_timers`).
+//!
 //! Before the response headers, an expiry is answered locally: flag `SI` "stream timeout" or
 //! flag `DT` "downstream duration timeout", 504 once the whole request was received and 408
 //! while it was still arriving (Envoy's choice). After the headers the stream is reset, as Envoy
@@ -141,6 +144,17 @@ impl Activity {
             .unwrap_or(NO_DEADLINE - 1);
         self.route_ms.store(ms, Ordering::Relaxed);
         self.changed.notify_waiters();
+    }
+
+    /// What still watches an upgraded stream's tunnel (`crate::tunnel`): the idle timeout in
+    /// force and the end of the duration limit.
+    pub fn tunnel_timers(&self) -> (Option<Duration>, Option<Instant>) {
+        let timeout = self.timeout_ms.load(Ordering::Relaxed);
+        let deadline = self.deadline_ms.load(Ordering::Relaxed);
+        (
+            (timeout != 0).then(|| Duration::from_millis(timeout)),
+            (deadline != NO_DEADLINE).then(|| self.start + Duration::from_millis(deadline)),
+        )
     }
 
     pub fn request_done(&self) -> bool {

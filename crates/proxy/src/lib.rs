@@ -34,6 +34,7 @@ pub mod store;
 pub mod tcp;
 pub mod tls;
 pub mod tls_inspect;
+pub mod tunnel;
 pub mod upgrade;
 pub mod upstream;
 

@@ -4,8 +4,10 @@
 //! tunnel. A CONNECT the config allows is either forwarded the same way (tunnel after a 2xx)
 //! or, with the route's `connect_config`, terminated: the proxy connects to the endpoint over
 //! TCP, answers 200 and carries the payload. An upgrade or CONNECT the config does not allow
-//! is refused with 403, as Envoy does.
+//! is refused with 403, as Envoy does. Once up, the tunnel stays under the stream's idle
+//! timeout and duration limit (`crate::tunnel`).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::tls::stream::{Dial, dial};
@@ -57,7 +59,7 @@ pub fn refused(store: &Store, tunnel: Tunnel<'_>) -> Response<Body> {
 
 /// Forwards an allowed upgrade or CONNECT (or terminates the CONNECT).
 pub async fn forward(
-    store: &Store,
+    store: &Arc<Store>,
     runtime: &Runtime,
     target: Target<'_>,
     tunnel: Tunnel<'_>,
@@ -94,7 +96,9 @@ pub async fn forward(
     };
     let downstream = hyper::upgrade::on(&mut req);
     if terminate {
-        return terminate_connect(store, &cluster, &cluster_name, endpoint, downstream).await;
+        let watch = (target.stream.clone(), store.clone());
+        return terminate_connect(store, &cluster, &cluster_name, endpoint, downstream, watch)
+            .await;
     }
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -192,12 +196,13 @@ pub async fn forward(
     };
     if tunneled {
         let upstream = hyper::upgrade::on(&mut resp);
+        let (activity, store) = (target.stream.clone(), store.clone());
         tokio::spawn(async move {
             let (Ok(down), Ok(up)) = (downstream.await, upstream.await) else {
                 return;
             };
-            let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
-            let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+            let (down, up) = (TokioIo::new(down), TokioIo::new(up));
+            crate::tunnel::carry(down, up, activity, store).await;
         });
     }
     let (mut parts, body) = resp.into_parts();
@@ -219,11 +224,12 @@ async fn terminate_connect(
     cluster_name: &str,
     endpoint: std::net::SocketAddr,
     downstream: hyper::upgrade::OnUpgrade,
+    (activity, watch_store): (Arc<crate::idle::Activity>, Arc<Store>),
 ) -> Response<Body> {
     cluster.stats.rq_total.fetch_add(1, Ordering::Relaxed);
     // The payload is opaque: a TLS cluster gets a raw (non-HTTP ALPN) TLS connection, as the
     // TCP proxy makes.
-    let mut stream = match dial(endpoint, &Dial::cluster(&cluster.config, false)).await {
+    let stream = match dial(endpoint, &Dial::cluster(&cluster.config, false)).await {
         Ok(s) => s,
         Err(e) => return connect_failed(store, cluster, cluster_name, &e.to_string()),
     };
@@ -231,8 +237,7 @@ async fn terminate_connect(
     cluster.stats.response(200);
     tokio::spawn(async move {
         if let Ok(down) = downstream.await {
-            let mut down = TokioIo::new(down);
-            let _ = tokio::io::copy_bidirectional(&mut down, &mut stream).await;
+            crate::tunnel::carry(TokioIo::new(down), stream, activity, watch_store).await;
         }
     });
     let mut resp = Response::new(Body::default());

@@ -244,8 +244,69 @@ async fn run_upgrade(
         "{target}: upgrade to {protocol} {}{}",
         check.host, check.path
     );
-    let got = upgrade_request(addr, check.host, check.path, protocol).await;
-    tunnel_observed(&where_, got, check, 101)
+    let Some(idle) = check.tunnel_idle else {
+        let got = upgrade_request(addr, check.host, check.path, protocol).await;
+        return tunnel_observed(&where_, got, check, 101);
+    };
+    let (got, stream) = match upgrade_stream(addr, check.host, check.path, protocol).await {
+        Ok((got, stream)) => (Ok(got), stream),
+        Err(e) => return Err(format!("{where_}: {e}")),
+    };
+    tunnel_observed(&where_, got, check, 101)?;
+    // Envoy resets the stream when its timer fires but closes an HTTP/1.1 connection only
+    // after its `delayed_close_timeout` (1 s by default); Plexus closes at once.
+    let late = if target.starts_with("envoy") {
+        std::time::Duration::from_secs(1)
+    } else {
+        std::time::Duration::ZERO
+    };
+    tunnel_closed_when_idle(stream, idle, late)
+        .await
+        .map_err(|e| format!("{where_}: {e}"))
+}
+
+/// Echo round trips `gap` apart through the tunnel, then silence until the proxy closes it.
+async fn tunnel_closed_when_idle(
+    mut s: tokio::net::TcpStream,
+    idle: scenarios::TunnelIdle,
+    late: std::time::Duration,
+) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut last = std::time::Instant::now();
+    let mut buf = [0u8; 4];
+    for round in 0..idle.rounds {
+        tokio::time::sleep(idle.gap).await;
+        let trip = async {
+            s.write_all(b"ping").await?;
+            s.read_exact(&mut buf).await
+        };
+        match tokio::time::timeout(WAIT, trip).await {
+            Ok(Ok(_)) if &buf == b"ping" => last = std::time::Instant::now(),
+            Ok(Ok(_)) => return Err(format!("round {round}: echoed {buf:?}")),
+            Ok(Err(e)) => {
+                let after = last.elapsed();
+                return Err(format!(
+                    "round {round}: tunnel failed {after:?} after the last byte: {e}"
+                ));
+            }
+            Err(_) => return Err(format!("round {round}: no echo")),
+        }
+    }
+    let (min, max) = (idle.closes_after.0 + late, idle.closes_after.1 + late);
+    let wait = max + std::time::Duration::from_secs(1);
+    match tokio::time::timeout(wait, s.read(&mut buf)).await {
+        Ok(Ok(0) | Err(_)) => {
+            let after = last.elapsed();
+            if after < min || after > max {
+                return Err(format!(
+                    "closed {after:?} after the last byte (want {min:?}..{max:?})"
+                ));
+            }
+            Ok(())
+        }
+        Ok(Ok(n)) => Err(format!("{n} unexpected bytes from a quiet tunnel")),
+        Err(_) => Err(format!("still open {wait:?} after the last byte")),
+    }
 }
 
 async fn run_connect(target: &str, addr: SocketAddr, check: &Check) -> Result<(), String> {

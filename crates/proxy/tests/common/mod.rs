@@ -531,6 +531,20 @@ pub async fn upgrade_request(
     raw_tunnel(addr, head, 101).await
 }
 
+/// As `upgrade_request`, keeping the connection for further traffic through the tunnel.
+pub async fn upgrade_stream(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    protocol: &str,
+) -> Result<(Upgraded, tokio::net::TcpStream), String> {
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    raw_tunnel_stream(addr, head, 101).await
+}
+
 /// Send `CONNECT authority` with extra headers on a raw connection; after a 200, write bytes
 /// and expect them echoed through the tunnel.
 pub async fn connect_request(
@@ -553,6 +567,17 @@ async fn raw_tunnel(
     head: String,
     tunnel_status: u16,
 ) -> Result<Upgraded, String> {
+    raw_tunnel_stream(addr, head, tunnel_status)
+        .await
+        .map(|(got, _)| got)
+}
+
+/// As `raw_tunnel`, also returning the connection.
+async fn raw_tunnel_stream(
+    addr: SocketAddr,
+    head: String,
+    tunnel_status: u16,
+) -> Result<(Upgraded, tokio::net::TcpStream), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let io = async {
         let mut s = tokio::net::TcpStream::connect(addr)
@@ -585,11 +610,14 @@ async fn raw_tunnel(
             s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
             echoed = &buf == b"through the tunnel";
         }
-        Ok(Upgraded {
-            status,
-            head,
-            echoed,
-        })
+        Ok((
+            Upgraded {
+                status,
+                head,
+                echoed,
+            },
+            s,
+        ))
     };
     tokio::time::timeout(WAIT, io)
         .await

@@ -98,6 +98,19 @@ pub struct Check {
     /// The response starts with `status` and its body then fails: cut short (HTTP/1.1) or
     /// reset (HTTP/2).
     pub truncated: bool,
+    /// With `upgrade`: after the echo, keep the tunnel busy then quiet and expect it closed.
+    pub tunnel_idle: Option<TunnelIdle>,
+}
+
+/// Traffic through an upgraded tunnel, then silence: the proxy must close it.
+#[derive(Clone, Copy, Debug)]
+pub struct TunnelIdle {
+    /// Echo round trips, `gap` apart, that must all go through.
+    pub rounds: u32,
+    pub gap: std::time::Duration,
+    /// The close must come this long after the last byte: at least the first, at most the
+    /// second.
+    pub closes_after: (std::time::Duration, std::time::Duration),
 }
 
 pub struct Scenario {

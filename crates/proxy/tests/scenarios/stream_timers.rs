@@ -1,6 +1,6 @@
 //! The stream timers for the whole life of a stream: the idle timeout after the response headers
 //! (a stalled body is cut short or reset, a steady one is not), the route timeout over the
-//! response body, and `max_stream_duration` — the
+//! response body (the per-try timeout does not cover it), and `max_stream_duration` — the
 //! route's own, `grpc_timeout_header_max` / `grpc_timeout_header_offset` with a `grpc-timeout`
 //! header, the router `timeout` a route with `max_stream_duration` no longer applies, and the
 //! connection manager's limit (2.5 s on the `internal` listener, see
@@ -79,6 +79,16 @@ pub fn scenarios() -> Vec<Scenario> {
         route(prefix("/idle"), to("a", 0, |a| a.idle_timeout = ms(300))),
         route(prefix("/route-timeout"), to("a", 300, |_| {})),
         route(
+            prefix("/per-try"),
+            to("a", 0, |a| {
+                a.retry_policy = Some(rt::RetryPolicy {
+                    retry_on: "5xx".into(),
+                    per_try_timeout: ms(300),
+                    ..Default::default()
+                })
+            }),
+        ),
+        route(
             prefix("/msd-route-timeout"),
             to("a", 100, limit(None, Some(0), None)),
         ),
@@ -117,6 +127,18 @@ pub fn scenarios() -> Vec<Scenario> {
         // The route timeout also covers the response body.
         truncated("/route-timeout", false),
         truncated("/route-timeout", true),
+        // The per-try timeout (300 ms) ends at the response headers, in Envoy as in Plexus:
+        // a body stalled 1.5 s after them arrives whole, while a late answer still gets 504.
+        Check {
+            workload: Some("a"),
+            ..check("/per-try", &STALL, 200)
+        },
+        Check {
+            h2: true,
+            workload: Some("a"),
+            ..check("/per-try", &STALL, 200)
+        },
+        check("/per-try", &delay("1000"), 504),
         Check {
             workload: Some("a"),
             ..check(
@@ -173,9 +195,51 @@ pub fn scenarios() -> Vec<Scenario> {
             ..check("/hcm", &delay("4000"), 504)
         },
     ];
-    vec![Scenario {
-        name: "stream timers: idle after the headers, max_stream_duration, grpc-timeout",
-        routes: vec![vhost("timers", &["timers.test"], routes)],
-        checks,
-    }]
+    vec![
+        Scenario {
+            name: "stream timers: idle after the headers, max_stream_duration, grpc-timeout",
+            routes: vec![vhost("timers", &["timers.test"], routes)],
+            checks,
+        },
+        tunnels(),
+    ]
+}
+
+/// A WebSocket tunnel stays under the stream timers: the route's `idle_timeout` (500 ms)
+/// closes it once quiet, however long traffic kept it open before; `max_stream_duration`
+/// (800 ms, idling off) closes it from the request's arrival.
+fn tunnels() -> Scenario {
+    let routes = vec![
+        route(prefix("/ws-idle"), to("a", 0, |a| a.idle_timeout = ms(500))),
+        route(
+            prefix("/ws-msd"),
+            to("a", 0, |a| {
+                a.idle_timeout = ms(0);
+                limit(Some(800), None, None)(a);
+            }),
+        ),
+    ];
+    let ws = |path, rounds, closes_after: (u64, u64)| Check {
+        upgrade: Some("websocket"),
+        backend: Some("a"),
+        tunnel_idle: Some(TunnelIdle {
+            rounds,
+            gap: Duration::from_millis(200),
+            closes_after: (
+                Duration::from_millis(closes_after.0),
+                Duration::from_millis(closes_after.1),
+            ),
+        }),
+        ..get("tunnel.test", path, 101)
+    };
+    Scenario {
+        name: "stream timers on WebSocket tunnels: idle timeout, max_stream_duration",
+        routes: vec![vhost("tunnels", &["tunnel.test"], routes)],
+        checks: vec![
+            ws("/ws-idle", 0, (450, 800)),
+            // Six round trips 200 ms apart: open for 1.2 s, then closed once quiet.
+            ws("/ws-idle", 6, (450, 800)),
+            ws("/ws-msd", 0, (700, 1100)),
+        ],
+    }
 }
