@@ -120,11 +120,8 @@ async fn hash_cookie_is_generated_then_followed() {
 async fn priorities_fail_over_when_the_preferred_level_is_ejected() {
     let p0 = echo_named("p0").await;
     let p1 = echo_named("p1").await;
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let closed_port = plexus_testkit::ClosedPort::new().expect("closed port");
+    let closed = closed_port.addr;
     let steady = prioritized("steady", &[(0, p0.addr), (1, p1.addr)]);
     let mut failing = prioritized("failing", &[(0, closed), (1, p1.addr)]);
     failing.outlier_detection = Some(c::OutlierDetection {

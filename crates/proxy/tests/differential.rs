@@ -559,13 +559,6 @@ fn base_clusters(b: &Backends) -> Config {
     }
 }
 
-async fn closed_port() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    l.local_addr().expect("addr")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differential_scenarios() {
     let a = echo::start_http(
@@ -624,6 +617,7 @@ async fn differential_scenarios() {
     let tcp_echo = echo::start_tcp("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("tcp echo");
+    let closed = plexus_testkit::ClosedPort::new().expect("closed port");
     let backends = Backends {
         mirror: mirror.addr,
         tcp: tcp_echo.addr,
@@ -631,7 +625,7 @@ async fn differential_scenarios() {
         slow: slow.addr,
         a: a.addr,
         b: b.addr,
-        closed: closed_port().await,
+        closed: closed.addr,
         greeter: scenarios::detection::greeting_server().await,
         grpc_one: grpc_one.addr,
         grpc_two: grpc_two.addr,

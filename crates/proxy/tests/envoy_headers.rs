@@ -51,14 +51,6 @@ fn mirrored() -> rt::Route {
     )
 }
 
-async fn closed_port() -> std::net::SocketAddr {
-    tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-}
-
 fn millis(got: &Got) -> Option<u64> {
     got.header(SERVICE_TIME)?.parse().ok()
 }
@@ -66,7 +58,8 @@ fn millis(got: &Got) -> Option<u64> {
 #[tokio::test]
 async fn server_header_reaches_every_reply_on_both_protocols() {
     let a = echo_named("a").await;
-    let closed = closed_port().await;
+    let closed_port = plexus_testkit::ClosedPort::new().expect("closed port");
+    let closed = closed_port.addr;
     let (_ads, proxy) = run(
         vec![listener("istio", routes(), |m| {
             m.server_name = "istio-envoy".into();

@@ -194,7 +194,8 @@ async fn replier(reply: &'static [u8]) -> SocketAddr {
 async fn tcp_health_checks_fail_closed_ports_and_wrong_replies() {
     let live = replier(b"xxPONGxx").await;
     let wrong = replier(b"NOPE").await;
-    let closed = free_closed_port();
+    let closed_port = plexus_testkit::ClosedPort::new().expect("closed port");
+    let closed = closed_port.addr;
     let mut connect = static_cluster("connect", &[live, closed]);
     connect.health_checks = vec![check(
         hc::HealthChecker::TcpHealthCheck(Default::default()),
@@ -227,12 +228,4 @@ async fn tcp_health_checks_fail_closed_ports_and_wrong_replies() {
     wait_flags(proxy.admin, "connect", closed, "/failed_active_hc").await;
     wait_flags(proxy.admin, "payload", live, "").await;
     wait_flags(proxy.admin, "payload", wrong, "/failed_active_hc").await;
-}
-
-/// A loopback port with nothing listening (bound, then released).
-fn free_closed_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
 }

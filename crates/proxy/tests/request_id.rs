@@ -41,11 +41,8 @@ fn upstream_id(got: &Got) -> Option<String> {
 #[tokio::test]
 async fn every_request_gets_its_own_id_on_both_protocols() {
     let a = echo_named("a").await;
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let closed_port = plexus_testkit::ClosedPort::new().expect("closed port");
+    let closed = closed_port.addr;
     let (_ads, proxy) = run(
         vec![
             listener("plain", routes(), |_| {}),

@@ -26,11 +26,8 @@ type LocalCase = (
 #[tokio::test]
 async fn local_replies_carry_flag_and_cause() {
     let a = echo_named("a").await;
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let closed_port = plexus_testkit::ClosedPort::new().expect("closed port");
+    let closed = closed_port.addr;
     let ads = FakeAds::start().await.expect("ads");
     let timeout = envoy_types::pb::google::protobuf::Duration {
         seconds: 0,

@@ -4,6 +4,7 @@
 
 pub mod ads;
 mod ads_delta;
+pub mod closed_port;
 pub mod echo;
 pub mod envoy;
 pub mod eventually;
@@ -11,6 +12,7 @@ pub mod grpc_health;
 pub mod tls;
 
 pub use ads::{AckRecord, FakeAds};
+pub use closed_port::ClosedPort;
 pub use echo::{EchoConfig, EchoHandle, TcpEchoHandle};
 pub use envoy::{Envoy, EnvoyError};
 pub use eventually::eventually;
