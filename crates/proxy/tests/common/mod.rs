@@ -424,6 +424,36 @@ pub async fn request(
     collect(send(addr, h2, method, host, path, headers).await?).await
 }
 
+/// One HTTP/1.1 `GET` over a connection whose source address is `source` (a loopback address
+/// other than 127.0.0.1, for scenarios where the client address matters).
+pub async fn request_from(
+    source: &str,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Got, String> {
+    let ip: std::net::IpAddr = source.parse().map_err(|e| format!("{source}: {e}"))?;
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind(SocketAddr::new(ip, 0))
+        .map_err(|e| format!("bind {source}: {e}"))?;
+    let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let mut req = http::Request::builder().uri(path).header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::<Bytes>::default())
+        .map_err(|e| e.to_string())?;
+    collect(sender.send_request(req).await.map_err(|e| e.to_string())?).await
+}
+
 /// Like `request`, but a body that fails part-way (connection closed short of its length, stream
 /// reset) is reported instead of failing: the response head, and the body's error if any.
 pub async fn request_partial(

@@ -14,7 +14,6 @@ use envoy_types::pb::envoy::config::route::v3 as rt;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::google::protobuf::{Any, BoolValue, UInt32Value};
 use envoy_types::util::pack_any;
-use http_body_util::BodyExt;
 
 use crate::common::*;
 
@@ -337,9 +336,12 @@ pub async fn check(
 }
 
 async fn run(addr: SocketAddr, c: &Case) -> Result<(), String> {
-    let got = tokio::time::timeout(WAIT, send(addr, c))
-        .await
-        .map_err(|_| "no answer within the wait".to_string())??;
+    let got = tokio::time::timeout(
+        WAIT,
+        request_from(CLIENT_IP, addr, "rid.test", c.path, c.headers),
+    )
+    .await
+    .map_err(|_| "no answer within the wait".to_string())??;
     if got.status != c.status {
         return Err(format!("status {} (want {})", got.status, c.status));
     }
@@ -376,43 +378,4 @@ async fn run(addr: SocketAddr, c: &Case) -> Result<(), String> {
     } else {
         Err(problems.join(", "))
     }
-}
-
-/// One HTTP/1.1 request over a connection from `CLIENT_IP`.
-async fn send(addr: SocketAddr, c: &Case) -> Result<Got, String> {
-    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    let source: std::net::IpAddr = CLIENT_IP.parse().map_err(|e| format!("{e}"))?;
-    socket
-        .bind(SocketAddr::new(source, 0))
-        .map_err(|e| format!("bind {CLIENT_IP}: {e}"))?;
-    let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let mut req = http::Request::builder()
-        .uri(c.path)
-        .header("host", "rid.test");
-    for (k, v) in c.headers {
-        req = req.header(*k, *v);
-    }
-    let req = req
-        .body(http_body_util::Full::<bytes::Bytes>::default())
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok(Got {
-        status,
-        headers,
-        body,
-        trailers: None,
-    })
 }
