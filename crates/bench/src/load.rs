@@ -218,6 +218,28 @@ pub struct Latency {
     pub first_error: Option<String>,
 }
 
+impl Throughput {
+    /// Adds another slice of the same setup's throughput phase (the phases run in rounds).
+    pub fn merge(&mut self, other: Throughput) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.first_error = self.first_error.take().or(other.first_error);
+    }
+}
+
+impl Latency {
+    /// Adds another slice of the same setup's latency phase (the phases run in rounds).
+    pub fn merge(&mut self, other: Latency) -> anyhow::Result<()> {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.first_error = self.first_error.take().or(other.first_error);
+        self.hist
+            .add(&other.hist)
+            .map_err(|e| anyhow!("histogram: {e}"))
+    }
+}
+
 /// Per-connection tallies, merged after the phase.
 struct Tally {
     requests: u64,

@@ -44,6 +44,11 @@ pub struct Args {
     /// Requests per second in the latency phase.
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
+    /// Rounds each phase is split into: in every round each setup runs its slice of the phase
+    /// (duration / rounds) in turn, the order rotating by one each round, so slow drifts of the
+    /// machine's speed (seen here over seconds) fall on every setup alike.
+    #[arg(long, default_value_t = 10)]
+    pub rounds: u32,
     /// Connections in every phase.
     #[arg(long, default_value_t = 16)]
     pub connections: usize,
@@ -145,16 +150,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let chosen = all.into_iter().filter(|k| {
         *k == Kind::Direct || args.only.is_empty() || args.only.iter().any(|o| o == k.label())
     });
+    // All setups run at once, idle but for their own slice of each phase.
+    let mut setups = Vec::new();
     for kind in chosen {
-        println!("== {}", kind.label());
-        let mut setup = Setup::start(&ctx, kind).await?;
-        for proto in [Proto::H1, Proto::Grpc] {
-            let row = measure(&args, &ctx, &mut setup, proto, &mut noise).await?;
+        println!("== starting {}", kind.label());
+        setups.push(Setup::start(&ctx, kind).await?);
+    }
+    for proto in [Proto::H1, Proto::Grpc] {
+        println!("== {}", proto.label());
+        for row in measure(&args, &ctx, &mut setups, proto, &mut noise).await? {
             report::print_progress(&row);
             rows.push(row);
         }
+    }
+    for setup in &setups {
         let (rss, anon) = setup.rss()?;
-        for row in rows.iter_mut().filter(|r| r.kind == kind) {
+        for row in rows.iter_mut().filter(|r| r.kind == setup.kind) {
             row.rss_mib = rss;
             row.rss_anon_mib = anon;
         }
@@ -208,7 +219,7 @@ impl Noise {
 
     /// Whether to repeat a phase (at most once: `attempt` 0) with this much outside CPU use.
     fn repeat(&mut self, d: &CpuDelta, attempt: u32) -> bool {
-        let share = d.other_s / d.wall_s.max(1e-9);
+        let share = d.noise();
         if share <= NOISY || self.retries_left == 0 || attempt > 0 {
             return false;
         }
@@ -222,61 +233,138 @@ impl Noise {
 }
 
 fn quieter<T>(best: Option<(T, CpuDelta)>, new: (T, CpuDelta)) -> (T, CpuDelta) {
-    let share = |d: &CpuDelta| d.other_s / d.wall_s.max(1e-9);
     match best {
-        Some(b) if share(&b.1) <= share(&new.1) => b,
+        Some(b) if b.1.noise() <= new.1.noise() => b,
         _ => new,
     }
 }
 
+/// Adds one slice's result to a setup's tally for the phase.
+fn add_slice<T>(
+    acc: &mut Option<(T, CpuDelta)>,
+    slice: (T, CpuDelta),
+    merge: impl FnOnce(&mut T, T) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match acc {
+        None => *acc = Some(slice),
+        Some((t, d)) => {
+            merge(t, slice.0)?;
+            *d = d.plus(slice.1);
+        }
+    }
+    Ok(())
+}
+
+/// Setups in the order they run in round `round`: rotated by one each round.
+fn order(n: usize, round: u32) -> impl Iterator<Item = usize> {
+    let r = round as usize;
+    (0..n).map(move |j| (r + j) % n)
+}
+
+/// Both phases of one protocol for every setup: warm-up, then the closed-loop throughput
+/// phase and the open-loop latency phase, each in `--rounds` rounds of one slice per setup.
 async fn measure(
     args: &Args,
     ctx: &setup::Ctx,
-    setup: &mut Setup,
+    setups: &mut [Setup],
     proto: Proto,
     noise: &mut Noise,
-) -> anyhow::Result<report::Row> {
-    let addr = setup.entry(proto);
-    setup.wait_serving(ctx, proto).await?;
+) -> anyhow::Result<Vec<report::Row>> {
     let conns = args.connections;
-    load::closed_loop(addr, proto, conns, secs(args.warmup)).await?;
+    for setup in setups.iter_mut() {
+        setup.wait_serving(ctx, proto).await?;
+        load::closed_loop(setup.entry(proto), proto, conns, secs(args.warmup)).await?;
+    }
+    let rounds = args.rounds.max(1);
+    let n = setups.len();
 
-    let mut best = None;
-    let mut attempt = 0;
-    let tput = loop {
+    let slice = secs(args.duration / f64::from(rounds));
+    let mut tput = Vec::new();
+    tput.resize_with(n, || None);
+    for round in 0..rounds {
         noise.settle().await?;
-        let before = setup.cpu_snapshot()?;
-        let t = load::closed_loop(addr, proto, conns, secs(args.duration)).await?;
-        let d = setup.cpu_snapshot()?.since(&before);
-        let again = noise.repeat(&d, attempt);
-        attempt += 1;
-        best = Some(quieter(best, (t, d)));
-        if !again {
-            break best.context("a throughput phase ran")?;
+        for i in order(n, round) {
+            let setup = &setups[i];
+            let addr = setup.entry(proto);
+            let mut best = None;
+            let mut attempt = 0;
+            let one = loop {
+                let before = setup.cpu_snapshot()?;
+                let t = load::closed_loop(addr, proto, conns, slice).await?;
+                let d = setup.cpu_snapshot()?.since(&before);
+                let again = noise.repeat(&d, attempt);
+                attempt += 1;
+                best = Some(quieter(best, (t, d)));
+                if !again {
+                    break best.context("a throughput slice ran")?;
+                }
+            };
+            add_slice(&mut tput[i], one, |a, b| {
+                a.merge(b);
+                Ok(())
+            })?;
         }
-    };
-    let mut best = None;
-    let mut attempt = 0;
-    let lat = loop {
+    }
+
+    let slice = secs(args.latency_duration / f64::from(rounds));
+    let rt = args.realtime && set_realtime(setups, true).is_ok();
+    let lat = latency_rounds(args, setups, proto, noise, rt, rounds, slice).await;
+    if rt {
+        set_realtime(setups, false)?;
+    }
+    let lat = lat?;
+
+    let mut rows = Vec::with_capacity(n);
+    for ((setup, t), l) in setups.iter_mut().zip(tput).zip(lat) {
+        setup.check_running(ctx)?;
+        let (t, td) = t.context("a throughput phase ran")?;
+        let (l, ld) = l.context("a latency phase ran")?;
+        rows.push(report::Row::new(setup.kind, proto, &t, td, &l, ld));
+    }
+    Ok(rows)
+}
+
+fn set_realtime(setups: &[Setup], rt: bool) -> anyhow::Result<()> {
+    for setup in setups {
+        setup.set_realtime(rt)?;
+    }
+    Ok(())
+}
+
+/// The open-loop phase in rounds; `rt`: the proxies and this process run at real-time priority.
+async fn latency_rounds(
+    args: &Args,
+    setups: &[Setup],
+    proto: Proto,
+    noise: &mut Noise,
+    rt: bool,
+    rounds: u32,
+    slice: Duration,
+) -> anyhow::Result<Vec<Option<(load::Latency, CpuDelta)>>> {
+    let n = setups.len();
+    let mut lat = Vec::new();
+    lat.resize_with(n, || None);
+    for round in 0..rounds {
         noise.settle().await?;
-        let rt = args.realtime && setup.set_realtime(true).is_ok();
-        let before = setup.cpu_snapshot()?;
-        let l = load::open_loop(addr, proto, conns, args.rate, secs(args.latency_duration)).await;
-        let d = setup.cpu_snapshot()?.since(&before);
-        if rt {
-            setup.set_realtime(false)?;
+        for i in order(n, round) {
+            let setup = &setups[i];
+            let addr = setup.entry(proto);
+            let mut best = None;
+            let mut attempt = 0;
+            let one = loop {
+                let before = setup.cpu_snapshot()?;
+                let l = load::open_loop(addr, proto, args.connections, args.rate, slice).await?;
+                let d = setup.cpu_snapshot()?.since(&before);
+                // Under real-time priority other processes no longer delay the proxies' wake-ups.
+                let again = !rt && noise.repeat(&d, attempt);
+                attempt += 1;
+                best = Some(quieter(best, (l, d)));
+                if !again {
+                    break best.context("a latency slice ran")?;
+                }
+            };
+            add_slice(&mut lat[i], one, load::Latency::merge)?;
         }
-        let l = l?;
-        // Under real-time priority other processes no longer delay the proxies' wake-ups.
-        let again = !rt && noise.repeat(&d, attempt);
-        attempt += 1;
-        best = Some(quieter(best, (l, d)));
-        if !again {
-            break best.context("a latency phase ran")?;
-        }
-    };
-    setup.check_running(ctx)?;
-    Ok(report::Row::new(
-        setup.kind, proto, &tput.0, tput.1, &lat.0, lat.1,
-    ))
+    }
+    Ok(lat)
 }

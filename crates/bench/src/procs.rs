@@ -114,6 +114,36 @@ pub fn log_path(dir: &Path, label: &str) -> PathBuf {
     dir.join(format!("{label}.log"))
 }
 
+/// CPU time of the whole process (all its live threads) in nanoseconds, from the scheduler's
+/// exact run time (`/proc/PID/task/*/schedstat`), or `None` where the kernel has no schedstat.
+/// The `utime`/`stime` of `/proc/PID/stat` are sampled at the timer tick (250 Hz here), which
+/// is too coarse for one-second slices of a process that runs a few percent of the time.
+pub fn cpu_ns(pid: u32) -> anyhow::Result<Option<u64>> {
+    let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(t) => t,
+        Err(e) => return Err(e).context("reading the proxy's threads"),
+    };
+    let mut total = 0u64;
+    for task in tasks {
+        let path = task?.path().join("schedstat");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            // A thread that exited meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => return Ok(None),
+        };
+        let Some(ns) = text
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+        else {
+            return Ok(None);
+        };
+        total += ns;
+    }
+    Ok(Some(total))
+}
+
 /// utime + stime of the whole process (all threads), in clock ticks.
 pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -129,15 +159,18 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(utime + stime)
 }
 
-/// Clock ticks per second for `/proc` CPU times (`getconf CLK_TCK`, 100 on Linux).
+/// Clock ticks per second for `/proc` CPU times (`getconf CLK_TCK`, 100 on Linux), asked once.
 pub fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// (VmRSS, RssAnon) in MiB.

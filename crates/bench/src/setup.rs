@@ -60,13 +60,15 @@ impl Kind {
 /// CPU time of the setup's proxies, of this process (load generator and upstream), and of
 /// the whole machine, at one instant.
 pub struct CpuSnapshot {
+    /// The proxies' exact run time in ns, when every one of them has schedstat.
+    proxy_ns: Option<u64>,
     proxy_ticks: u64,
     self_ticks: u64,
     all_ticks: u64,
     at: Instant,
 }
 
-/// What happened between two snapshots, in seconds.
+/// What happened between two snapshots (or over several slices of a phase), in seconds.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuDelta {
     /// CPU seconds used by the setup's proxies (all threads).
@@ -76,13 +78,34 @@ pub struct CpuDelta {
     pub wall_s: f64,
 }
 
+impl CpuDelta {
+    /// The sum of two slices of one phase.
+    pub fn plus(self, other: CpuDelta) -> CpuDelta {
+        CpuDelta {
+            proxy_s: self.proxy_s + other.proxy_s,
+            other_s: self.other_s + other.other_s,
+            wall_s: self.wall_s + other.wall_s,
+        }
+    }
+
+    /// Share of one core used by other processes.
+    pub fn noise(&self) -> f64 {
+        self.other_s / self.wall_s.max(1e-9)
+    }
+}
+
 impl CpuSnapshot {
     pub fn take(proxies: &[u32]) -> anyhow::Result<CpuSnapshot> {
         let mut proxy_ticks = 0;
+        let mut proxy_ns = Some(0u64);
         for pid in proxies {
-            proxy_ticks += procs::cpu_ticks(*pid).with_context(|| format!("proxy pid {pid}"))?;
+            let what = || format!("proxy pid {pid}");
+            proxy_ticks += procs::cpu_ticks(*pid).with_context(what)?;
+            let ns = procs::cpu_ns(*pid).with_context(what)?;
+            proxy_ns = proxy_ns.zip(ns).map(|(a, b)| a + b);
         }
         Ok(CpuSnapshot {
+            proxy_ns,
             proxy_ticks,
             self_ticks: procs::cpu_ticks(std::process::id())?,
             all_ticks: procs::all_busy_ticks()?,
@@ -93,8 +116,13 @@ impl CpuSnapshot {
     pub fn since(&self, before: &CpuSnapshot) -> CpuDelta {
         let hz = procs::clock_ticks();
         let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / hz;
-        let proxy_s = d(self.proxy_ticks, before.proxy_ticks);
-        let own = proxy_s + d(self.self_ticks, before.self_ticks);
+        let proxy_s = match (self.proxy_ns, before.proxy_ns) {
+            (Some(a), Some(b)) => a.saturating_sub(b) as f64 / 1e9,
+            _ => d(self.proxy_ticks, before.proxy_ticks),
+        };
+        // Noise is tick-sampled on both sides of the subtraction; the proxies' share of it is
+        // too, so the subtraction uses their ticks.
+        let own = d(self.proxy_ticks, before.proxy_ticks) + d(self.self_ticks, before.self_ticks);
         CpuDelta {
             proxy_s,
             other_s: (d(self.all_ticks, before.all_ticks) - own).max(0.0),
