@@ -239,26 +239,61 @@ fn quieter<T>(best: Option<(T, CpuDelta)>, new: (T, CpuDelta)) -> (T, CpuDelta) 
     }
 }
 
-/// Adds one slice's result to a setup's tally for the phase.
-fn add_slice<T>(
-    acc: &mut Option<(T, CpuDelta)>,
-    slice: (T, CpuDelta),
-    merge: impl FnOnce(&mut T, T) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    match acc {
-        None => *acc = Some(slice),
-        Some((t, d)) => {
-            merge(t, slice.0)?;
-            *d = d.plus(slice.1);
-        }
-    }
-    Ok(())
-}
-
 /// Setups in the order they run in round `round`: rotated by one each round.
 fn order(n: usize, round: u32) -> impl Iterator<Item = usize> {
     let r = round as usize;
     (0..n).map(move |j| (r + j) % n)
+}
+
+/// One phase in `rounds` rounds: each round runs `slice` against every setup in turn and
+/// `merge`s the result into that setup's tally. A slice during which other processes were busy
+/// is repeated once (when `may_repeat` and the run's retries allow), keeping the quieter one.
+async fn in_rounds<T, F, Fut>(
+    setups: &[Setup],
+    proto: Proto,
+    noise: &mut Noise,
+    rounds: u32,
+    may_repeat: bool,
+    mut slice: F,
+    mut merge: impl FnMut(&mut T, T) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<(T, CpuDelta)>>
+where
+    F: FnMut(std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let n = setups.len();
+    let mut tally: Vec<Option<(T, CpuDelta)>> = Vec::new();
+    tally.resize_with(n, || None);
+    for round in 0..rounds.max(1) {
+        noise.settle().await?;
+        for i in order(n, round) {
+            let setup = &setups[i];
+            let mut best = None;
+            let mut attempt = 0;
+            let (t, d) = loop {
+                let before = setup.cpu_snapshot()?;
+                let t = slice(setup.entry(proto)).await?;
+                let d = setup.cpu_snapshot()?.since(&before);
+                let again = may_repeat && noise.repeat(&d, attempt);
+                attempt += 1;
+                best = Some(quieter(best, (t, d)));
+                if !again {
+                    break best.context("a slice ran")?;
+                }
+            };
+            match &mut tally[i] {
+                None => tally[i] = Some((t, d)),
+                Some((acc, acc_d)) => {
+                    merge(acc, t)?;
+                    *acc_d = acc_d.plus(d);
+                }
+            }
+        }
+    }
+    tally
+        .into_iter()
+        .map(|t| t.context("every setup ran a slice"))
+        .collect()
 }
 
 /// Both phases of one protocol for every setup: warm-up, then the closed-loop throughput
@@ -276,49 +311,37 @@ async fn measure(
         load::closed_loop(setup.entry(proto), proto, conns, secs(args.warmup)).await?;
     }
     let rounds = args.rounds.max(1);
-    let n = setups.len();
 
     let slice = secs(args.duration / f64::from(rounds));
-    let mut tput = Vec::new();
-    tput.resize_with(n, || None);
-    for round in 0..rounds {
-        noise.settle().await?;
-        for i in order(n, round) {
-            let setup = &setups[i];
-            let addr = setup.entry(proto);
-            let mut best = None;
-            let mut attempt = 0;
-            let one = loop {
-                let before = setup.cpu_snapshot()?;
-                let t = load::closed_loop(addr, proto, conns, slice).await?;
-                let d = setup.cpu_snapshot()?.since(&before);
-                let again = noise.repeat(&d, attempt);
-                attempt += 1;
-                best = Some(quieter(best, (t, d)));
-                if !again {
-                    break best.context("a throughput slice ran")?;
-                }
-            };
-            add_slice(&mut tput[i], one, |a, b| {
-                a.merge(b);
-                Ok(())
-            })?;
-        }
-    }
+    let closed = |addr| load::closed_loop(addr, proto, conns, slice);
+    let merge = |a: &mut load::Throughput, b| {
+        a.merge(b);
+        Ok(())
+    };
+    let tput = in_rounds(setups, proto, noise, rounds, true, closed, merge).await?;
 
     let slice = secs(args.latency_duration / f64::from(rounds));
     let rt = args.realtime && set_realtime(setups, true).is_ok();
-    let lat = latency_rounds(args, setups, proto, noise, rt, rounds, slice).await;
+    let open = |addr| load::open_loop(addr, proto, conns, args.rate, slice);
+    // Under real-time priority other processes no longer delay the proxies' wake-ups.
+    let lat = in_rounds(
+        setups,
+        proto,
+        noise,
+        rounds,
+        !rt,
+        open,
+        load::Latency::merge,
+    )
+    .await;
     if rt {
         set_realtime(setups, false)?;
     }
     let lat = lat?;
 
-    let mut rows = Vec::with_capacity(n);
-    for ((setup, t), l) in setups.iter_mut().zip(tput).zip(lat) {
+    let mut rows = Vec::with_capacity(setups.len());
+    for ((setup, (t, td)), (l, ld)) in setups.iter_mut().zip(tput).zip(lat) {
         setup.check_running(ctx)?;
-        let (t, td) = t.context("a throughput phase ran")?;
-        let (l, ld) = l.context("a latency phase ran")?;
         rows.push(report::Row::new(setup.kind, proto, &t, td, &l, ld));
     }
     Ok(rows)
@@ -331,40 +354,19 @@ fn set_realtime(setups: &[Setup], rt: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The open-loop phase in rounds; `rt`: the proxies and this process run at real-time priority.
-async fn latency_rounds(
-    args: &Args,
-    setups: &[Setup],
-    proto: Proto,
-    noise: &mut Noise,
-    rt: bool,
-    rounds: u32,
-    slice: Duration,
-) -> anyhow::Result<Vec<Option<(load::Latency, CpuDelta)>>> {
-    let n = setups.len();
-    let mut lat = Vec::new();
-    lat.resize_with(n, || None);
-    for round in 0..rounds {
-        noise.settle().await?;
-        for i in order(n, round) {
-            let setup = &setups[i];
-            let addr = setup.entry(proto);
-            let mut best = None;
-            let mut attempt = 0;
-            let one = loop {
-                let before = setup.cpu_snapshot()?;
-                let l = load::open_loop(addr, proto, args.connections, args.rate, slice).await?;
-                let d = setup.cpu_snapshot()?.since(&before);
-                // Under real-time priority other processes no longer delay the proxies' wake-ups.
-                let again = !rt && noise.repeat(&d, attempt);
-                attempt += 1;
-                best = Some(quieter(best, (l, d)));
-                if !again {
-                    break best.context("a latency slice ran")?;
-                }
-            };
-            add_slice(&mut lat[i], one, load::Latency::merge)?;
+#[cfg(test)]
+mod tests {
+    use super::order;
+
+    #[test]
+    fn rounds_rotate_the_order_and_run_every_setup_once() {
+        assert_eq!(order(3, 0).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(order(3, 1).collect::<Vec<_>>(), [1, 2, 0]);
+        assert_eq!(order(3, 5).collect::<Vec<_>>(), [2, 0, 1]);
+        for round in 0..7 {
+            let mut seen: Vec<usize> = order(5, round).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, [0, 1, 2, 3, 4]);
         }
     }
-    Ok(lat)
 }

@@ -249,3 +249,23 @@ fn run_quiet(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exact_cpu_time_counts_this_process_and_grows() {
+        let pid = std::process::id();
+        let Some(before) = super::cpu_ns(pid).expect("own /proc entry") else {
+            return; // a kernel without schedstat: the tick-based fallback is used instead
+        };
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = super::cpu_ns(pid)
+            .expect("own /proc entry")
+            .expect("schedstat");
+        assert!(after - before >= 10_000_000, "{before} -> {after}");
+    }
+}
