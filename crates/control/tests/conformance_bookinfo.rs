@@ -363,7 +363,7 @@ async fn futures_join(
 ) -> Vec<(&'static str, Result<(), String>)> {
     let mut set = Vec::new();
     for s in sidecars {
-        set.push(async move { (s.plane, check(s).await) });
+        set.push(async move { (s.plane, s.check_after_ack(check).await) });
     }
     let mut out = Vec::new();
     // Both planes are polled concurrently by one task; the number is small and bounded.

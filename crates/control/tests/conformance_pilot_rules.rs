@@ -335,7 +335,7 @@ async fn conformance_pilot_config_rules() {
             failures.push(format!("{name}: rejected {rejected:?}"));
         }
         for s in &ready {
-            match check(s).await {
+            match s.check_after_ack(*check).await {
                 Ok(()) => *passed.entry(s.plane).or_default() += 1,
                 Err(e) => failures.push(format!("{name} [{}]: {e}", s.plane)),
             }

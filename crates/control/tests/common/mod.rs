@@ -529,7 +529,31 @@ impl Response {
     }
 }
 
+/// How long an Envoy sidecar may take, after ACKing a push, to route with it.
+pub const ENVOY_PROPAGATION: Duration = Duration::from_millis(500);
+
 impl Sidecar {
+    /// Runs a scenario's `check` once every sidecar has ACKed the scenario's config. Envoy
+    /// ACKs a push on its main thread and hands the new routes to its worker thread afterwards,
+    /// so a request sent the moment Envoy ACKed may still take the old route; on Envoy a
+    /// failed check therefore runs once more after `ENVOY_PROPAGATION`, and both errors are
+    /// reported if it fails again. Plexus applies a push before it ACKs it: one attempt.
+    pub async fn check_after_ack<'a, F, Fut>(&'a self, check: F) -> Result<(), String>
+    where
+        F: Fn(&'a Sidecar) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        match check(self).await {
+            Err(first) if self.plane == "envoy" => {
+                tokio::time::sleep(ENVOY_PROPAGATION).await;
+                check(self)
+                    .await
+                    .map_err(|e| format!("{e} (also right after the ACK: {first})"))
+            }
+            result => result,
+        }
+    }
+
     /// One request on a new connection to this sidecar's listener for `port`, with
     /// `Host: <host>:<port>`.
     pub async fn request(
