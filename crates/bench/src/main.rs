@@ -151,10 +151,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         *k == Kind::Direct || args.only.is_empty() || args.only.iter().any(|o| o == k.label())
     });
     // All setups run at once, idle but for their own slice of each phase.
+    let chosen: Vec<Kind> = chosen.collect();
+    let mut ports = setup::Ports::pick(setup::PORTS_PER_SETUP * chosen.len())?;
     let mut setups = Vec::new();
     for kind in chosen {
         println!("== starting {}", kind.label());
-        setups.push(Setup::start(&ctx, kind).await?);
+        setups.push(Setup::start(&ctx, kind, &mut ports).await?);
     }
     for proto in [Proto::H1, Proto::Grpc] {
         println!("== {}", proto.label());

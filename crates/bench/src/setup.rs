@@ -153,12 +153,57 @@ pub struct Setup {
     _ads: Vec<FakeAds>,
 }
 
-/// Free loopback ports, all distinct (held open together while picking).
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+/// Loopback ports for every setup of the run, picked together before any proxy starts, all
+/// distinct and all below the kernel's ephemeral port range. Ports picked by binding port 0
+/// would come from that range, where they can be taken before a proxy binds them: as the source
+/// port of an outgoing connection (a listener cannot bind a port a connected socket holds) or
+/// by another setup's pick (the proxies bind only once their listeners arrive over xDS).
+pub struct Ports(Vec<u16>);
+
+/// Ports per proxied setup: two listeners and an admin port for each of its two proxies.
+pub const PORTS_PER_SETUP: usize = 6;
+
+impl Ports {
+    pub fn pick(n: usize) -> anyhow::Result<Ports> {
+        const FLOOR: u32 = 10_000;
+        let top = ephemeral_low().unwrap_or(32_768).max(FLOOR + 1);
+        let span = top - FLOOR;
+        // Different runs start at different ports, so two runs at once rarely race for one.
+        let start = std::process::id() % span;
+        let mut held = Vec::with_capacity(n);
+        for k in 0..span {
+            if held.len() == n {
+                break;
+            }
+            let Ok(port) = u16::try_from(FLOOR + (start + k) % span) else {
+                continue;
+            };
+            if let Ok(l) = TcpListener::bind(loopback(port)) {
+                held.push(l);
+            }
+        }
+        anyhow::ensure!(
+            held.len() == n,
+            "only {} of {n} free loopback ports in {FLOOR}..{top}",
+            held.len()
+        );
+        let ports = held
+            .iter()
+            .map(|l| Ok(l.local_addr()?.port()))
+            .collect::<std::io::Result<_>>()?;
+        Ok(Ports(ports))
+    }
+
+    fn take(&mut self, n: usize) -> anyhow::Result<Vec<u16>> {
+        anyhow::ensure!(self.0.len() >= n, "not enough ports picked for the setups");
+        Ok(self.0.drain(..n).collect())
+    }
+}
+
+/// The lowest port of `/proc/sys/net/ipv4/ip_local_port_range`.
+fn ephemeral_low() -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -184,7 +229,7 @@ fn legs(ports: (u16, u16), to_h1: SocketAddr, to_grpc: SocketAddr) -> [Leg; 2] {
 }
 
 impl Setup {
-    pub async fn start(ctx: &Ctx, kind: Kind) -> anyhow::Result<Setup> {
+    pub async fn start(ctx: &Ctx, kind: Kind, ports: &mut Ports) -> anyhow::Result<Setup> {
         let mut setup = Setup {
             kind,
             entry_h1: ctx.upstream,
@@ -195,7 +240,7 @@ impl Setup {
         if kind == Kind::Direct {
             return Ok(setup);
         }
-        let p = free_ports(6)?;
+        let p = ports.take(PORTS_PER_SETUP)?;
         let (server, client) = ((p[0], p[1]), (p[2], p[3]));
         // The server sidecar (or the only proxy) forwards to the upstream.
         setup
@@ -297,5 +342,30 @@ impl Setup {
             out.1 += anon;
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_distinct_free_and_below_the_ephemeral_range() {
+        let mut ports = Ports::pick(3 * PORTS_PER_SETUP).expect("free ports");
+        let mut all = Vec::new();
+        for _ in 0..3 {
+            all.extend(ports.take(PORTS_PER_SETUP).expect("picked enough"));
+        }
+        assert!(ports.take(1).is_err());
+        let low = ephemeral_low().unwrap_or(32_768);
+        assert!(all.iter().all(|p| u32::from(*p) < low), "{all:?}");
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), all.len());
+        // Released again: each can be bound now.
+        for p in all {
+            TcpListener::bind(loopback(p)).expect("picked port is free");
+        }
     }
 }
