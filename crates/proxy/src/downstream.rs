@@ -321,8 +321,8 @@ mod tests {
 
     use crate::config::hcm_options::{InternalAddresses, ManagerOptions};
 
-    #[test]
-    fn internal_requests_follow_envoy() {
+    /// A plaintext connection from 10.1.2.3 to 10.0.0.1:80, and internal addresses 10.0.0.0/8.
+    fn peer_in_10_slash_8() -> (Downstream, Option<std::sync::Arc<InternalAddresses>>) {
         let conn = Downstream {
             peer: "10.1.2.3:5000".parse().expect("addr"),
             local: "10.0.0.1:80".parse().expect("addr"),
@@ -333,6 +333,12 @@ mod tests {
             unix_sockets: false,
             cidrs: vec![("10.0.0.0".parse().expect("ip"), 8)],
         }));
+        (conn, internal)
+    }
+
+    #[test]
+    fn internal_requests_follow_envoy() {
+        let (conn, internal) = peer_in_10_slash_8();
         let edge = ManagerOptions {
             use_remote_address: true,
             internal: internal.clone(),
@@ -426,16 +432,7 @@ mod tests {
 
     #[test]
     fn trusted_hops_choose_the_client_address() {
-        let conn = Downstream {
-            peer: "10.1.2.3:5000".parse().expect("addr"),
-            local: "10.0.0.1:80".parse().expect("addr"),
-            original_dst: "10.0.0.1:80".parse().expect("addr"),
-            tls: false,
-        };
-        let internal = Some(std::sync::Arc::new(InternalAddresses {
-            unix_sockets: false,
-            cidrs: vec![("10.0.0.0".parse().expect("ip"), 8)],
-        }));
+        let (conn, internal) = peer_in_10_slash_8();
         let edge = |hops| ManagerOptions {
             use_remote_address: true,
             xff_num_trusted_hops: hops,

@@ -105,16 +105,12 @@ async fn server_header_reaches_every_reply_on_both_protocols() {
 
 #[tokio::test]
 async fn idle_timeout_reply_gets_the_server_header_only() {
-    let slow = plexus_testkit::echo::start_http(
-        plexus_testkit::echo::EchoConfig {
-            workload: "slow".into(),
-            delay: std::time::Duration::from_secs(5),
-            ..Default::default()
-        },
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("echo");
+    let slow = echo_with(plexus_testkit::echo::EchoConfig {
+        workload: "slow".into(),
+        delay: std::time::Duration::from_secs(5),
+        ..Default::default()
+    })
+    .await;
     let (_ads, proxy) = run(
         vec![listener("idle", routes(), |m| {
             m.stream_idle_timeout = Some(ms(200));
@@ -133,27 +129,19 @@ async fn idle_timeout_reply_gets_the_server_header_only() {
 
 #[tokio::test]
 async fn service_time_covers_the_upstream_delay_and_retries() {
-    let slow = plexus_testkit::echo::start_http(
-        plexus_testkit::echo::EchoConfig {
-            workload: "slow".into(),
-            delay: std::time::Duration::from_millis(300),
-            ..Default::default()
-        },
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("echo");
-    let flaky = plexus_testkit::echo::start_http(
-        plexus_testkit::echo::EchoConfig {
-            workload: "flaky".into(),
-            fail_fraction: 1.0,
-            fail_status: 503,
-            ..Default::default()
-        },
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("echo");
+    let slow = echo_with(plexus_testkit::echo::EchoConfig {
+        workload: "slow".into(),
+        delay: std::time::Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let flaky = echo_with(plexus_testkit::echo::EchoConfig {
+        workload: "flaky".into(),
+        fail_fraction: 1.0,
+        fail_status: 503,
+        ..Default::default()
+    })
+    .await;
     let (_ads, proxy) = run(
         vec![listener("timed", routes(), |_| {})],
         vec![

@@ -98,16 +98,12 @@ async fn every_request_gets_its_own_id_on_both_protocols() {
 
 #[tokio::test]
 async fn an_idle_timeout_reply_carries_the_id() {
-    let slow = plexus_testkit::echo::start_http(
-        plexus_testkit::echo::EchoConfig {
-            workload: "slow".into(),
-            delay: std::time::Duration::from_secs(5),
-            ..Default::default()
-        },
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await
-    .expect("echo");
+    let slow = echo_with(plexus_testkit::echo::EchoConfig {
+        workload: "slow".into(),
+        delay: std::time::Duration::from_secs(5),
+        ..Default::default()
+    })
+    .await;
     let (_ads, proxy) = run(
         vec![listener("idle", routes(), |m| {
             m.always_set_request_id_in_response = true;

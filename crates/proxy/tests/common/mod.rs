@@ -397,6 +397,14 @@ impl Got {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
+    /// A request header as an echoing backend reports it (`{"headers": {...}}` in the body).
+    pub fn echoed_header(&self, name: &str) -> Option<String> {
+        self.json()
+            .get("headers")
+            .and_then(|h| h.get(name))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    }
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)
@@ -452,6 +460,24 @@ pub async fn request_from(
         .body(Full::<Bytes>::default())
         .map_err(|e| e.to_string())?;
     collect(sender.send_request(req).await.map_err(|e| e.to_string())?).await
+}
+
+/// `request_from`, answered within `WAIT` with status `status` (else an error saying which).
+pub async fn answer_from(
+    source: &str,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    status: u16,
+) -> Result<Got, String> {
+    let got = tokio::time::timeout(WAIT, request_from(source, addr, host, path, headers))
+        .await
+        .map_err(|_| "no answer within the wait".to_string())??;
+    if got.status != status {
+        return Err(format!("status {} (want {status})", got.status));
+    }
+    Ok(got)
 }
 
 /// Like `request`, but a body that fails part-way (connection closed short of its length, stream
@@ -719,10 +745,15 @@ pub fn h2_cluster(mut cl: c::Cluster) -> c::Cluster {
 }
 
 pub async fn echo_named(name: &str) -> EchoHandle {
-    let cfg = EchoConfig {
+    echo_with(EchoConfig {
         workload: name.into(),
         ..Default::default()
-    };
+    })
+    .await
+}
+
+/// An HTTP echo server configured by `cfg`, on a free loopback port.
+pub async fn echo_with(cfg: EchoConfig) -> EchoHandle {
     echo::start_http(cfg, "127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("echo")

@@ -342,22 +342,8 @@ fn judge(what: &str, have: Option<String>, want: Want) -> Option<String> {
 }
 
 async fn run(addr: SocketAddr, c: &Case) -> Result<(), String> {
-    let got = tokio::time::timeout(
-        WAIT,
-        request_from(CLIENT_IP, addr, "hdr.test", c.path, c.headers),
-    )
-    .await
-    .map_err(|_| "no answer within the wait".to_string())??;
-    if got.status != c.status {
-        return Err(format!("status {} (want {})", got.status, c.status));
-    }
-    let json = got.json();
-    let upstream = |name: &str| {
-        json.get("headers")
-            .and_then(|h| h.get(name))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
+    let got = answer_from(CLIENT_IP, addr, "hdr.test", c.path, c.headers, c.status).await?;
+    let upstream = |name: &str| got.echoed_header(name);
     let problems: Vec<String> =
         c.upstream
             .iter()

@@ -336,22 +336,8 @@ pub async fn check(
 }
 
 async fn run(addr: SocketAddr, c: &Case) -> Result<(), String> {
-    let got = tokio::time::timeout(
-        WAIT,
-        request_from(CLIENT_IP, addr, "rid.test", c.path, c.headers),
-    )
-    .await
-    .map_err(|_| "no answer within the wait".to_string())??;
-    if got.status != c.status {
-        return Err(format!("status {} (want {})", got.status, c.status));
-    }
-    let json = got.json();
-    let upstream = |name: &str| {
-        json.get("headers")
-            .and_then(|h| h.get(name))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
+    let got = answer_from(CLIENT_IP, addr, "rid.test", c.path, c.headers, c.status).await?;
+    let upstream = |name: &str| got.echoed_header(name);
     let upstream_id = upstream(RID);
     let mut problems = Vec::new();
     let mut judge = |what: &str, have: Option<String>, want: Want| {
