@@ -129,17 +129,25 @@ pub fn http_listener_rds_with_fault(name: &str, route_name: &str) -> Any {
 
 /// An HTTP listener with an inline route configuration.
 pub fn http_listener_inline(name: &str, rc: rt::RouteConfiguration) -> Any {
-    listener_with(
-        name,
-        pack_any(hcm::HttpConnectionManager {
-            stat_prefix: name.into(),
-            http_filters: vec![router_filter()],
-            route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(
-                rc,
-            )),
-            ..Default::default()
-        }),
-    )
+    http_listener_tweaked(name, rc, |_| {})
+}
+
+/// `http_listener_inline` with connection manager options set by `tweak`.
+pub fn http_listener_tweaked(
+    name: &str,
+    rc: rt::RouteConfiguration,
+    tweak: impl FnOnce(&mut hcm::HttpConnectionManager),
+) -> Any {
+    let mut m = hcm::HttpConnectionManager {
+        stat_prefix: name.into(),
+        http_filters: vec![router_filter()],
+        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(
+            rc,
+        )),
+        ..Default::default()
+    };
+    tweak(&mut m);
+    listener_with(name, pack_any(m))
 }
 
 pub fn tcp_listener(name: &str, cluster: &str) -> Any {

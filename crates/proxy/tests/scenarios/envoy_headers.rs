@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3 as core;
-use envoy_types::pb::envoy::config::listener::v3 as l;
 use envoy_types::pb::envoy::config::route::v3 as rt;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
@@ -124,21 +123,8 @@ fn routes() -> rt::RouteConfiguration {
     )
 }
 
-fn listener(name: &str, f: impl Fn(&mut hcm::HttpConnectionManager)) -> (String, Any) {
-    let mut li: l::Listener =
-        prost::Message::decode(http_listener_inline(name, routes()).value.as_slice())
-            .expect("listener");
-    for chain in &mut li.filter_chains {
-        for filter in &mut chain.filters {
-            if let Some(l::filter::ConfigType::TypedConfig(t)) = &mut filter.config_type {
-                let mut m: hcm::HttpConnectionManager =
-                    prost::Message::decode(t.value.as_slice()).expect("hcm");
-                f(&mut m);
-                *t = pack_any(m);
-            }
-        }
-    }
-    (name.to_string(), pack_any(li))
+fn listener(name: &str, f: impl FnOnce(&mut hcm::HttpConnectionManager)) -> (String, Any) {
+    (name.to_string(), http_listener_tweaked(name, routes(), f))
 }
 
 fn internal(m: &mut hcm::HttpConnectionManager) {

@@ -9,11 +9,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3 as core;
-use envoy_types::pb::envoy::config::listener::v3 as l;
 use envoy_types::pb::envoy::config::route::v3 as rt;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::google::protobuf::{Any, BoolValue, UInt32Value};
-use envoy_types::util::pack_any;
 
 use crate::common::*;
 
@@ -76,21 +74,8 @@ fn routes() -> rt::RouteConfiguration {
     )
 }
 
-fn listener(name: &str, f: impl Fn(&mut hcm::HttpConnectionManager)) -> (String, Any) {
-    let mut li: l::Listener =
-        prost::Message::decode(http_listener_inline(name, routes()).value.as_slice())
-            .expect("listener");
-    for chain in &mut li.filter_chains {
-        for filter in &mut chain.filters {
-            if let Some(l::filter::ConfigType::TypedConfig(t)) = &mut filter.config_type {
-                let mut m: hcm::HttpConnectionManager =
-                    prost::Message::decode(t.value.as_slice()).expect("hcm");
-                f(&mut m);
-                *t = pack_any(m);
-            }
-        }
-    }
-    (name.to_string(), pack_any(li))
+fn listener(name: &str, f: impl FnOnce(&mut hcm::HttpConnectionManager)) -> (String, Any) {
+    (name.to_string(), http_listener_tweaked(name, routes(), f))
 }
 
 pub fn listeners() -> Vec<(String, Any)> {
